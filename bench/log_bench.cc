@@ -1,0 +1,157 @@
+// xatm-log-bench: decisions/s and latency of the decision log with 1, 8 and
+// 64 concurrent committers, next to a raw write+fdatasync loop on the same
+// disk, in one run. Modes alternate over several rounds so that machine
+// noise falls on all of them alike; each cell is the median round.
+//
+//   xatm-log-bench [--dir DIR] [--seconds S] [--rounds N]
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "log/decision_log.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Result {
+  double per_sec = 0;
+  double p50_us = 0;
+  double p99_us = 0;
+  double avg_batch = 1;
+};
+
+double Percentile(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  size_t k = static_cast<size_t>(p * static_cast<double>(v.size() - 1));
+  std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
+  return v[k];
+}
+
+xatm::log::CommitRecord Decision(int t, uint64_t i) {
+  xatm::log::CommitRecord c;
+  c.format_id = 0x78617463;
+  c.gtrid = "bench-" + std::to_string(t) + "-" + std::to_string(i);
+  c.time_ms = xatm::log::NowMs();
+  c.branches = {{"bank", "b1"}, {"ledger", "b2"}};
+  return c;
+}
+
+// What one decision costs on disk, as a plain loop: append the same bytes,
+// fdatasync.
+Result RawFdatasync(const std::string& dir, double seconds) {
+  std::string path = dir + "/raw.dat";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+  if (fd < 0) std::exit(1);
+  std::string rec = xatm::log::Frame(xatm::log::RecordType::kCommit, xatm::log::Encode(Decision(0, 0)));
+  std::vector<double> lat;
+  const auto start = Clock::now();
+  const auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  uint64_t n = 0;
+  for (auto now = start; now < end; ++n) {
+    auto t0 = Clock::now();
+    if (::write(fd, rec.data(), rec.size()) != static_cast<ssize_t>(rec.size()) || ::fdatasync(fd) != 0) {
+      std::perror("raw");
+      std::exit(1);
+    }
+    now = Clock::now();
+    lat.push_back(std::chrono::duration<double, std::micro>(now - t0).count());
+  }
+  double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  ::close(fd);
+  ::unlink(path.c_str());
+  return {static_cast<double>(n) / secs, Percentile(lat, 0.5), Percentile(lat, 0.99), 1};
+}
+
+Result Committers(const std::string& dir, int threads, double seconds) {
+  std::string logdir = dir + "/log-" + std::to_string(threads);
+  std::filesystem::remove_all(logdir);
+  std::filesystem::create_directories(logdir);
+  std::unique_ptr<xatm::log::DecisionLog> log;
+  xatm::Status s = xatm::log::DecisionLog::Open({.dir = logdir}, &log);
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s\n", s.ToString().c_str());
+    std::exit(1);
+  }
+  xatm::log::LogStats before = log->Stats();
+  std::vector<std::vector<double>> lat(static_cast<size_t>(threads));
+  std::atomic<uint64_t> total{0};
+  const auto start = Clock::now();
+  const auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t) {
+    ts.emplace_back([&, t] {
+      uint64_t i = 0;
+      for (auto now = Clock::now(); now < end; ++i) {
+        auto t0 = now;
+        xatm::log::CommitRecord c = Decision(t, i);
+        if (!log->Append(c).ok()) std::exit(1);
+        // The transaction ends at once, as a real one would after phase two.
+        if (!log->Append(xatm::log::EndRecord{c.gtrid}).ok()) std::exit(1);
+        now = Clock::now();
+        lat[static_cast<size_t>(t)].push_back(std::chrono::duration<double, std::micro>(now - t0).count());
+      }
+      total += i;
+    });
+  }
+  for (auto& th : ts) th.join();
+  double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  xatm::log::LogStats after = log->Stats();
+  log.reset();
+  std::filesystem::remove_all(logdir);
+  std::vector<double> all;
+  for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
+  Result r{static_cast<double>(total) / secs, Percentile(all, 0.5), Percentile(all, 0.99), 1};
+  uint64_t syncs = after.syncs - before.syncs;
+  if (syncs) r.avg_batch = static_cast<double>(total) / static_cast<double>(syncs);
+  return r;
+}
+
+Result Median(std::vector<Result> v) {
+  std::sort(v.begin(), v.end(), [](const Result& a, const Result& b) { return a.per_sec < b.per_sec; });
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string dir = "bench-data";
+  double seconds = 2;
+  int rounds = 3;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--dir")) dir = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--seconds")) seconds = std::atof(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--rounds")) rounds = std::atoi(argv[i + 1]);
+  }
+  std::filesystem::create_directories(dir);
+  const std::vector<int> committers = {1, 8, 64};
+  std::vector<Result> raw;
+  std::vector<std::vector<Result>> log(committers.size());
+  for (int r = 0; r < rounds; ++r) {
+    raw.push_back(RawFdatasync(dir, seconds));
+    for (size_t k = 0; k < committers.size(); ++k) log[k].push_back(Committers(dir, committers[k], seconds));
+  }
+  Result rawm = Median(raw);
+  std::printf("| mode | decisions/s | p50 µs | p99 µs | decisions per fdatasync | vs raw |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|\n");
+  std::printf("| raw write+fdatasync loop | %.0f | %.1f | %.1f | 1.0 | 1.00× |\n", rawm.per_sec,
+              rawm.p50_us, rawm.p99_us);
+  for (size_t k = 0; k < committers.size(); ++k) {
+    Result m = Median(log[k]);
+    std::printf("| decision log, %d committer%s | %.0f | %.1f | %.1f | %.1f | %.2f× |\n", committers[k],
+                committers[k] == 1 ? "" : "s", m.per_sec, m.p50_us, m.p99_us, m.avg_batch,
+                m.per_sec / rawm.per_sec);
+  }
+  std::filesystem::remove_all(dir);
+  return 0;
+}

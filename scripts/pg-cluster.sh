@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# A private PostgreSQL cluster for xatm's tests and demo.
+#
+#   scripts/pg-cluster.sh start DIR [--tcp]   initdb DIR (if new) and start the server;
+#                                             prints shell assignments to eval
+#   scripts/pg-cluster.sh stop DIR [MODE]     stop it (MODE: fast, the default, or immediate)
+#   scripts/pg-cluster.sh restart DIR [MODE]  stop (immediate by default) and start again
+#   scripts/pg-cluster.sh env DIR             print the assignments again
+#
+# The server listens on a Unix socket inside DIR only (with --tcp, also on
+# 127.0.0.1), with max_prepared_transactions = 64 and fsync on. PostgreSQL
+# refuses to run as root: as root, the cluster belongs to the postgres user.
+# The assignments: XATM_TEST_PG_CONNINFO (a libpq conninfo for the superuser
+# "postgres"), XATM_TEST_PG_DIR, XATM_TEST_PG_BIN, XATM_TEST_PG_PORT.
+set -euo pipefail
+
+cmd=${1:-}
+dir=${2:-}
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,16p' "$0" >&2; exit 2; }
+
+bindir=${XATM_PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
+[ -x "$bindir/initdb" ] || {
+  echo "pg-cluster: PostgreSQL server binaries not found (looked in /usr/lib/postgresql/*/bin); run scripts/deps.sh" >&2
+  exit 1
+}
+
+as_owner() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+data="$dir/data"
+print_env() {
+  local port
+  port=$(cat "$dir/port")
+  echo "export XATM_TEST_PG_CONNINFO='host=$dir port=$port user=postgres dbname=postgres'"
+  echo "export XATM_TEST_PG_DIR='$dir'"
+  echo "export XATM_TEST_PG_BIN='$bindir'"
+  echo "export XATM_TEST_PG_PORT='$port'"
+}
+
+start() {
+  local tcp=${1:-}
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  data="$dir/data"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$dir"; fi
+  if [ ! -f "$data/PG_VERSION" ]; then
+    as_owner "$bindir/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 || {
+      cat "$dir/initdb.log" >&2; exit 1; }
+    # A port number of our own: the socket file is named after it, and TCP
+    # tests listen on it.
+    echo $(( 20000 + RANDOM % 30000 )) | as_owner tee "$dir/port" >/dev/null
+    as_owner tee -a "$data/postgresql.conf" >/dev/null <<CONF
+# xatm private cluster
+listen_addresses = ''
+port = $(cat "$dir/port")
+unix_socket_directories = '$dir'
+max_prepared_transactions = 64
+max_connections = 200
+fsync = on
+shared_buffers = 64MB
+log_min_messages = warning
+CONF
+  fi
+  local listen="''"
+  [ "$tcp" = "--tcp" ] && listen="'127.0.0.1'"
+  if ! as_owner "$bindir/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 \
+        -o "-c listen_addresses=$listen" start >/dev/null; then
+    echo "pg-cluster: the server did not start; its log follows" >&2
+    tail -n 30 "$dir/server.log" >&2
+    exit 1
+  fi
+  print_env
+}
+
+stop() {
+  local mode=${1:-fast}
+  [ -f "$data/postmaster.pid" ] || return 0
+  as_owner "$bindir/pg_ctl" -D "$data" -m "$mode" -w -t 60 stop >/dev/null
+}
+
+case "$cmd" in
+  start) start "${3:-}" ;;
+  stop) stop "${3:-fast}" ;;
+  restart) stop "${3:-immediate}"; start "${4:-}" >/dev/null ;;
+  env) dir=$(cd "$dir" && pwd); print_env ;;
+  *) echo "pg-cluster: unknown command $cmd (start|stop|restart|env)" >&2; exit 2 ;;
+esac

@@ -1,0 +1,133 @@
+#include "support/pg_cluster.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+
+namespace xatm::test {
+namespace {
+
+struct OwnCluster {
+  std::string dir;
+  ~OwnCluster() {
+    if (dir.empty() || getpid() != owner_pid) return;
+    std::string cmd = std::string("bash ") + XATM_SOURCE_DIR + "/scripts/pg-cluster.sh stop '" + dir +
+                      "' immediate >/dev/null 2>&1";
+    if (std::system(cmd.c_str()) != 0) std::fprintf(stderr, "could not stop %s\n", dir.c_str());
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  pid_t owner_pid = getpid();
+};
+
+OwnCluster own_cluster;  // stopped when the test binary exits
+PgServer server;
+std::once_flag once;
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+void StartOwnCluster() {
+  char tmpl[] = "/tmp/xatm-pg-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) return;
+  own_cluster.dir = tmpl;
+  std::string out_file = own_cluster.dir + ".env";
+  std::string cmd = std::string("bash ") + XATM_SOURCE_DIR + "/scripts/pg-cluster.sh start '" +
+                    own_cluster.dir + "' > '" + out_file + "'";
+  if (std::system(cmd.c_str()) != 0) return;
+  // Each line: export NAME='value'
+  FILE* f = std::fopen(out_file.c_str(), "r");
+  char line[1024];
+  while (f && std::fgets(line, sizeof line, f)) {
+    std::string l(line);
+    size_t eq = l.find('='), q1 = l.find('\''), q2 = l.rfind('\'');
+    if (eq == std::string::npos || q1 == std::string::npos || q2 <= q1) continue;
+    std::string name = l.substr(7, eq - 7), value = l.substr(q1 + 1, q2 - q1 - 1);
+    ::setenv(name.c_str(), value.c_str(), 1);
+  }
+  if (f) std::fclose(f);
+  std::remove(out_file.c_str());
+}
+
+std::atomic<int> db_counter{0};
+
+}  // namespace
+
+const PgServer& Pg() {
+  std::call_once(once, [] {
+    if (Env("XATM_TEST_PG_CONNINFO").empty()) StartOwnCluster();
+    server.conninfo = Env("XATM_TEST_PG_CONNINFO");
+    server.dir = Env("XATM_TEST_PG_DIR");
+    server.bindir = Env("XATM_TEST_PG_BIN");
+  });
+  if (server.conninfo.empty()) {
+    ADD_FAILURE() << "no PostgreSQL server: scripts/pg-cluster.sh start failed";
+    std::abort();
+  }
+  return server;
+}
+
+std::string ConninfoFor(const std::string& dbname) { return Pg().conninfo + " dbname=" + dbname; }
+
+PGconn* ConnectOrDie(const std::string& conninfo) {
+  PGconn* c = PQconnectdb(conninfo.c_str());
+  if (PQstatus(c) != CONNECTION_OK) {
+    ADD_FAILURE() << "connect " << conninfo << ": " << PQerrorMessage(c);
+    std::abort();
+  }
+  return c;
+}
+
+std::string Exec(PGconn* c, const std::string& sql) {
+  PGresult* r = PQexec(c, sql.c_str());
+  ExecStatusType st = PQresultStatus(r);
+  std::string v;
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+    ADD_FAILURE() << sql << ": " << PQerrorMessage(c);
+  } else if (st == PGRES_TUPLES_OK && PQntuples(r) > 0 && PQnfields(r) > 0) {
+    v = PQgetvalue(r, 0, 0);
+  }
+  PQclear(r);
+  return v;
+}
+
+int Shell(const std::string& cmd) {
+  int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+ScratchDb::ScratchDb() {
+  name_ = "xatm_t" + std::to_string(getpid()) + "_" + std::to_string(db_counter++);
+  PGconn* c = ConnectOrDie(Pg().conninfo);
+  Exec(c, "CREATE DATABASE " + name_);
+  PQfinish(c);
+  conninfo_ = ConninfoFor(name_);
+}
+
+ScratchDb::~ScratchDb() {
+  PGconn* c = PQconnectdb(Pg().conninfo.c_str());
+  if (PQstatus(c) == CONNECTION_OK) {
+    // DROP DATABASE fails while a prepared transaction of it exists.
+    PGresult* r = PQexec(
+        c, ("SELECT gid FROM pg_prepared_xacts WHERE database = '" + name_ + "'").c_str());
+    for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); ++i) {
+      PGconn* d = PQconnectdb(conninfo_.c_str());
+      char* lit = PQescapeLiteral(d, PQgetvalue(r, i, 0), strlen(PQgetvalue(r, i, 0)));
+      PQclear(PQexec(d, (std::string("ROLLBACK PREPARED ") + lit).c_str()));
+      PQfreemem(lit);
+      PQfinish(d);
+    }
+    PQclear(r);
+    PQclear(PQexec(c, ("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)").c_str()));
+  }
+  PQfinish(c);
+}
+
+}  // namespace xatm::test

@@ -1,0 +1,52 @@
+// The PostgreSQL server the pg tests run against.
+//
+// scripts/test.sh starts one private cluster (scripts/pg-cluster.sh) and
+// exports XATM_TEST_PG_CONNINFO for every test. A test binary run on its own,
+// without that variable, starts a private cluster of its own in a temporary
+// directory the first time it asks, and stops it when the binary exits. Never
+// a server started by hand.
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <string>
+
+namespace xatm::test {
+
+struct PgServer {
+  std::string conninfo;  // superuser "postgres", database "postgres"
+  std::string dir;       // the cluster's directory (socket, data/, server.log)
+  std::string bindir;    // pg_ctl and friends
+};
+
+// The server, starting a private one if needed. Fails the test (fatally) if
+// none can be had.
+const PgServer& Pg();
+
+// conninfo for another database of the same server.
+std::string ConninfoFor(const std::string& dbname);
+
+// A fresh database with a unique name, dropped (with any prepared
+// transactions in it rolled back) when the object goes.
+class ScratchDb {
+ public:
+  ScratchDb();
+  ~ScratchDb();
+  const std::string& name() const { return name_; }
+  const std::string& conninfo() const { return conninfo_; }
+
+ private:
+  std::string name_;
+  std::string conninfo_;
+};
+
+// A connection that fails the test if it cannot connect.
+PGconn* ConnectOrDie(const std::string& conninfo);
+// Runs sql; fails the test unless it succeeds. Returns the first column of
+// the first row ("" if none).
+std::string Exec(PGconn* c, const std::string& sql);
+
+// Runs a shell command line; returns its exit status.
+int Shell(const std::string& cmd);
+
+}  // namespace xatm::test

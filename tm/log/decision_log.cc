@@ -1,0 +1,522 @@
+#include "log/decision_log.h"
+
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "log/segment_reader.h"
+#include "util/file_util.h"
+
+namespace xatm::log {
+namespace {
+
+constexpr char kSegmentPrefix[] = "segment-";
+constexpr char kSegmentSuffix[] = ".xlog";
+
+std::string SegmentName(uint64_t number) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%s%012llu%s", kSegmentPrefix,
+                static_cast<unsigned long long>(number), kSegmentSuffix);
+  return buf;
+}
+
+// The segment number in a file name, or 0 if the name is not a segment's.
+uint64_t ParseSegmentName(const std::string& name) {
+  const size_t pre = sizeof kSegmentPrefix - 1, suf = sizeof kSegmentSuffix - 1;
+  if (name.size() != pre + 12 + suf || name.compare(0, pre, kSegmentPrefix) != 0 ||
+      name.compare(pre + 12, suf, kSegmentSuffix) != 0) {
+    return 0;
+  }
+  uint64_t n = 0;
+  for (size_t i = pre; i < pre + 12; ++i) {
+    if (name[i] < '0' || name[i] > '9') return 0;
+    n = n * 10 + static_cast<uint64_t>(name[i] - '0');
+  }
+  return n;
+}
+
+Status ListSegments(const std::string& dir, std::vector<uint64_t>* numbers,
+                    std::vector<std::string>* temps) {
+  std::vector<std::string> names;
+  Status s = file::ListDir(dir, &names);
+  if (!s.ok()) return s;
+  numbers->clear();
+  for (const std::string& n : names) {
+    if (uint64_t num = ParseSegmentName(n)) numbers->push_back(num);
+    else if (temps && n.size() > 4 && n.compare(n.size() - 4, 4, ".tmp") == 0) temps->push_back(n);
+  }
+  std::sort(numbers->begin(), numbers->end());
+  return Status::OK();
+}
+
+Status CheckDir(const std::string& dir) {
+  if (dir.empty()) {
+    return Status::InvalidArgument("log_dir is not set: name the directory for the decision log");
+  }
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) {
+    if (errno == ENOENT) {
+      return Status::InvalidArgument(
+          "log_dir " + dir +
+          " does not exist: create it (mkdir -p " + dir +
+          "). xatm never creates it itself, so that a mistyped path cannot hide the decisions "
+          "of an existing log");
+    }
+    return Status::FromErrno("stat log_dir " + dir, errno);
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return Status::InvalidArgument("log_dir " + dir + " is not a directory");
+  }
+  return Status::OK();
+}
+
+std::string RandomNodeId() {
+  std::string id(8, '\0');
+  size_t got = 0;
+  while (got < id.size()) {
+    ssize_t n = ::getrandom(&id[got], id.size() - got, 0);
+    if (n > 0) got += static_cast<size_t>(n);
+    else if (errno != EINTR) break;
+  }
+  if (got < id.size()) {  // getrandom unavailable: fall back on time and pid
+    uint64_t v = NowMs() ^ (static_cast<uint64_t>(::getpid()) << 40);
+    std::memcpy(&id[0], &v, 8);
+  }
+  return id;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// LogState
+
+Status LogState::Apply(RecordType type, std::string_view payload) {
+  switch (type) {
+    case RecordType::kNode: {
+      NodeRecord r;
+      Status s = Decode(payload, &r);
+      if (!s.ok()) return s;
+      node = std::move(r);
+      has_node = true;
+      return Status::OK();
+    }
+    case RecordType::kCommit: {
+      CommitRecord r;
+      Status s = Decode(payload, &r);
+      if (!s.ok()) return s;
+      std::string key = r.gtrid;
+      open_commits[key] = std::move(r);
+      return Status::OK();
+    }
+    case RecordType::kEnd: {
+      EndRecord r;
+      Status s = Decode(payload, &r);
+      if (!s.ok()) return s;
+      open_commits.erase(r.gtrid);
+      return Status::OK();
+    }
+    case RecordType::kHeuristic: {
+      HeuristicRecord r;
+      Status s = Decode(payload, &r);
+      if (!s.ok()) return s;
+      auto key = std::make_tuple(r.gtrid, r.rm, r.bqual);
+      heuristics[key] = std::move(r);
+      return Status::OK();
+    }
+    case RecordType::kForget: {
+      ForgetRecord r;
+      Status s = Decode(payload, &r);
+      if (!s.ok()) return s;
+      for (auto it = heuristics.lower_bound(std::make_tuple(r.gtrid, std::string(), std::string()));
+           it != heuristics.end() && std::get<0>(it->first) == r.gtrid;) {
+        bool match = r.rm.empty() || (std::get<1>(it->first) == r.rm &&
+                                      std::get<2>(it->first) == r.bqual);
+        it = match ? heuristics.erase(it) : std::next(it);
+      }
+      return Status::OK();
+    }
+  }
+  return Status::Corruption("unknown record type");
+}
+
+// ---------------------------------------------------------------------------
+// Opening and replay
+
+// A new segment's bytes, zero-filled to hold segment_bytes of records after
+// base. Appends then overwrite blocks that are already allocated, so an
+// fdatasync flushes data only, not the file's size and extent metadata; and a
+// full disk shows itself when a segment is created, not in the middle of one.
+std::string DecisionLog::Preallocated(std::string contents, uint64_t base) const {
+  const uint64_t want = base + opts_.segment_bytes;
+  if (contents.size() < want) contents.resize(want, '\0');
+  return contents;
+}
+
+std::string DecisionLog::SegmentPath(uint64_t number) const {
+  return opts_.dir + "/" + SegmentName(number);
+}
+
+Status DecisionLog::Open(const LogOptions& opts, std::unique_ptr<DecisionLog>* out) {
+  out->reset();
+  Status s = CheckDir(opts.dir);
+  if (!s.ok()) return s;
+  std::unique_ptr<DecisionLog> log(new DecisionLog(opts));
+  s = log->lock_.Acquire(opts.dir, !opts.read_only);
+  if (!s.ok() && !(opts.read_only && opts.force && s.IsBusy())) return s;
+  s = log->Replay();
+  if (!s.ok()) return s;
+  if (!opts.read_only) {
+    s = log->OpenNewest();
+    if (!s.ok()) return s;
+    NodeRecord node = log->state_.has_node ? log->state_.node : NodeRecord{};
+    if (!log->state_.has_node) node.node_id = RandomNodeId();
+    node.node_name = opts.node_name;
+    node.incarnation += 1;
+    node.time_ms = NowMs();
+    s = log->Append(node);
+    if (!s.ok()) return s;
+  }
+  log->node_ = log->state_.node;
+  *out = std::move(log);
+  return Status::OK();
+}
+
+Status DecisionLog::Replay() {
+  std::vector<std::string> temps;
+  Status s = ListSegments(opts_.dir, &segments_, &temps);
+  if (!s.ok()) return s;
+  if (!opts_.read_only) {
+    // A segment that was being created when the process died: never renamed
+    // into place, so it holds nothing the log depends on.
+    for (const std::string& t : temps) ::unlink((opts_.dir + "/" + t).c_str());
+  }
+  std::string bytes;
+  for (size_t i = 0; i < segments_.size(); ++i) {
+    const std::string path = SegmentPath(segments_[i]);
+    s = file::ReadAll(path, &bytes);
+    if (!s.ok()) return s;
+    SegmentScan scan;
+    s = ScanSegment(path, bytes, &scan);
+    if (!s.ok()) return s;
+    const bool newest = i + 1 == segments_.size();
+    if (scan.torn && !newest) {
+      return Status::Corruption(path + ": incomplete record at offset " +
+                                std::to_string(scan.valid_end) +
+                                " in a segment that is not the newest; the log was left untouched");
+    }
+    for (const SegmentRecord& r : scan.records) {
+      s = state_.Apply(r.type, r.payload);
+      if (!s.ok()) {
+        return Status::Corruption(path + ": offset " + std::to_string(r.offset) + ": " +
+                                  s.message());
+      }
+    }
+    if (newest) {
+      size_ = scan.valid_end;
+      base_size_ = kSegmentHeaderSize;
+    }
+    if (scan.torn) {
+      std::string w = path + ": torn tail at offset " + std::to_string(scan.valid_end) + " (" +
+                      std::to_string(bytes.size() - scan.valid_end) +
+                      " bytes of an incomplete last record)";
+      if (!opts_.read_only) {
+        if (::truncate(path.c_str(), static_cast<off_t>(scan.valid_end)) != 0) {
+          return Status::FromErrno("truncate torn tail of " + path, errno);
+        }
+        w += " truncated";
+      } else {
+        w += " skipped";
+      }
+      warnings_.push_back(std::move(w));
+    }
+  }
+  return Status::OK();
+}
+
+// Opens the newest segment for appending, creating the first one if the log
+// is new.
+Status DecisionLog::OpenNewest() {
+  if (segments_.empty()) {
+    std::string header = SegmentHeader(1);
+    Status s = file::ReplaceFile(opts_.dir, SegmentName(1), Preallocated(header, header.size()));
+    if (!s.ok()) return s;
+    segments_.push_back(1);
+    size_ = base_size_ = header.size();
+    ++stats_.segments_created;
+  }
+  const std::string path = SegmentPath(segments_.back());
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd_ < 0) return Status::FromErrno("open " + path, errno);
+  // The truncation of a torn tail must be durable before anything is
+  // appended after it.
+  return opts_.sync ? file::DataSync(fd_, path) : Status::OK();
+}
+
+DecisionLog::~DecisionLog() {
+  if (fd_ >= 0) {
+    std::unique_lock<std::mutex> l(mu_);
+    if (!pending_.empty() && !leading_ && failed_.ok()) {
+      leading_ = true;
+      LeadLocked(l);
+      leading_ = false;
+    }
+    cv_.wait(l, [this] { return !leading_; });
+    ::close(fd_);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Appending: group commit
+//
+// Every appender queues its frame in pending_. If no leader is writing, it
+// becomes the leader: it takes everything queued, writes it with one write()
+// and, if any record in it must be durable, one fdatasync, then wakes the
+// appenders whose records were in the batch. Appenders that arrive while a
+// leader is busy queue up and form the next batch, so under load one sync
+// carries many decisions.
+
+Status DecisionLog::Append(const CommitRecord& r) {
+  return AppendFrame(RecordType::kCommit, Encode(r), true);
+}
+Status DecisionLog::Append(const HeuristicRecord& r) {
+  return AppendFrame(RecordType::kHeuristic, Encode(r), true);
+}
+Status DecisionLog::Append(const ForgetRecord& r) {
+  return AppendFrame(RecordType::kForget, Encode(r), true);
+}
+Status DecisionLog::Append(const NodeRecord& r) {
+  return AppendFrame(RecordType::kNode, Encode(r), true);
+}
+Status DecisionLog::Append(const EndRecord& r) {
+  return AppendFrame(RecordType::kEnd, Encode(r), false);
+}
+
+Status DecisionLog::Sync() {
+  if (opts_.read_only) return Status::OK();
+  std::unique_lock<std::mutex> l(mu_);
+  cv_.wait(l, [this] { return !leading_; });
+  if (!failed_.ok()) return failed_;
+  leading_ = true;
+  if (!pending_.empty()) LeadLocked(l);
+  Status s = failed_;
+  if (s.ok() && opts_.sync) {
+    l.unlock();
+    s = file::DataSync(fd_, SegmentPath(segments_.back()));
+    l.lock();
+  }
+  leading_ = false;
+  cv_.notify_all();
+  return s;
+}
+
+Status DecisionLog::AppendFrame(RecordType type, std::string payload, bool durable) {
+  if (opts_.read_only) return Status::InvalidArgument("the decision log was opened read-only");
+  std::string frame = Frame(type, payload);
+  Waiter w;
+  std::unique_lock<std::mutex> l(mu_);
+  if (!failed_.ok()) return failed_;
+  pending_.push_back(Pending{type, std::move(payload), std::move(frame), durable ? &w : nullptr});
+  if (!durable && leading_) return Status::OK();  // the busy leader writes it next
+  for (;;) {
+    if (w.done) return w.status;
+    if (!leading_) {
+      leading_ = true;
+      LeadLocked(l);
+      leading_ = false;
+      cv_.notify_all();
+      if (!durable) return failed_;
+      continue;
+    }
+    cv_.wait(l);
+  }
+}
+
+// REQUIRES: mu_ held via lock, leading_ set by the caller.
+void DecisionLog::LeadLocked(std::unique_lock<std::mutex>& lock) {
+  while (!pending_.empty()) {
+    std::vector<Pending> batch;
+    batch.swap(pending_);
+    bool sync = false;
+    size_t bytes_len = 0;
+    for (const Pending& p : batch) {
+      sync = sync || p.waiter != nullptr;
+      bytes_len += p.frame.size();
+    }
+    std::string bytes;
+    bytes.reserve(bytes_len);
+    for (const Pending& p : batch) bytes += p.frame;
+
+    lock.unlock();
+    Status s = WriteBatch(bytes, sync);
+    lock.lock();
+
+    if (s.ok()) {
+      for (const Pending& p : batch) {
+        Status as = state_.Apply(p.type, p.payload);
+        (void)as;  // our own encoding: it always decodes
+      }
+      stats_.records += batch.size();
+      stats_.batches += 1;
+      stats_.syncs += sync ? 1 : 0;
+      stats_.max_batch = std::max<uint64_t>(stats_.max_batch, batch.size());
+    } else if (s.IsUnknownOutcome()) {
+      failed_ = s;
+    }
+    for (Pending& p : batch) {
+      if (p.waiter) {
+        p.waiter->status = s;
+        p.waiter->done = true;
+      }
+    }
+    cv_.notify_all();
+    if (!failed_.ok()) {
+      for (Pending& p : pending_) {
+        if (p.waiter) {
+          p.waiter->status = failed_;
+          p.waiter->done = true;
+        }
+      }
+      pending_.clear();
+      return;
+    }
+    // Durable appenders waiting now wake up and one of them leads the next
+    // batch; only unforced records left behind are written by us.
+    bool any_durable = false;
+    for (const Pending& p : pending_) any_durable = any_durable || p.waiter != nullptr;
+    if (any_durable) return;
+  }
+}
+
+// Called by the leader without mu_.
+Status DecisionLog::WriteBatch(const std::string& bytes, bool sync) {
+  if (size_ > base_size_ && size_ - base_size_ + bytes.size() > opts_.segment_bytes) {
+    return Roll(bytes);
+  }
+  const std::string path = SegmentPath(segments_.back());
+  Status s = file::PWriteAll(fd_, bytes, size_, path);
+  if (s.ok() && sync && opts_.sync) s = file::DataSync(fd_, path);
+  if (s.ok()) {
+    size_ += bytes.size();
+    return s;
+  }
+  // Take back whatever part of the batch reached the file, so that nothing
+  // of a failed append can surface at the next open: zeros are the log's end.
+  const std::string zeros(bytes.size(), '\0');
+  if (file::PWriteAll(fd_, zeros, size_, path).ok() && ::fdatasync(fd_) == 0) {
+    return Status::IOError(s.message() + "; the records were not logged");
+  }
+  return Status::UnknownOutcome(s.message() + "; the log could not take the records back (" +
+                                std::strerror(errno) +
+                                "), so whether they are durable is known only after reopening");
+}
+
+// Starts a new segment holding the live state and then bytes; once it is
+// durable, deletes every older segment. Called by the leader without mu_.
+Status DecisionLog::Roll(const std::string& bytes) {
+  const uint64_t number = segments_.back() + 1;
+  std::string contents = SegmentHeader(number);
+  // The state is only changed by the leader, which is us.
+  if (state_.has_node) contents += Frame(RecordType::kNode, Encode(state_.node));
+  for (const auto& [gtrid, c] : state_.open_commits) contents += Frame(RecordType::kCommit, Encode(c));
+  for (const auto& [key, h] : state_.heuristics) contents += Frame(RecordType::kHeuristic, Encode(h));
+  const uint64_t base = contents.size();
+  contents += bytes;
+  const uint64_t used = contents.size();
+  Status s = file::ReplaceFile(opts_.dir, SegmentName(number), Preallocated(std::move(contents), base));
+  if (!s.ok()) return Status::IOError(s.message() + "; the records were not logged");
+  // If we crash now, the new segment alone holds everything: the older ones
+  // are redundant, and replaying them first changes nothing.
+  const std::string path = SegmentPath(number);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return Status::UnknownOutcome(
+        Status::FromErrno("open " + path, errno).message() +
+        "; the records are in the new segment but it cannot be appended to");
+  }
+  ::close(fd_);
+  fd_ = fd;
+  std::vector<uint64_t> old;
+  old.swap(segments_);
+  segments_.push_back(number);
+  size_ = used;
+  base_size_ = base;
+  uint64_t deleted = 0;
+  for (uint64_t n : old) {
+    if (::unlink(SegmentPath(n).c_str()) == 0) ++deleted;
+  }
+  Status ds = file::SyncDir(opts_.dir);
+  (void)ds;  // a deletion that is not durable only leaves a redundant segment
+  std::lock_guard<std::mutex> l(mu_);
+  stats_.segments_created += 1;
+  stats_.segments_deleted += deleted;
+  return Status::OK();
+}
+
+LogState DecisionLog::State() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return state_;
+}
+
+LogStats DecisionLog::Stats() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return stats_;
+}
+
+std::vector<std::string> DecisionLog::SegmentFiles() const {
+  std::vector<uint64_t> numbers;
+  std::vector<std::string> names;
+  if (ListSegments(opts_.dir, &numbers, nullptr).ok()) {
+    for (uint64_t n : numbers) names.push_back(SegmentName(n));
+  }
+  return names;
+}
+
+// ---------------------------------------------------------------------------
+
+Status ScanLog(const std::string& dir, LogScan* out) {
+  *out = LogScan();
+  Status s = CheckDir(dir);
+  if (!s.ok()) return s;
+  std::vector<uint64_t> numbers;
+  s = ListSegments(dir, &numbers, nullptr);
+  if (!s.ok()) return s;
+  std::string bytes;
+  for (size_t i = 0; i < numbers.size(); ++i) {
+    const std::string name = SegmentName(numbers[i]);
+    const std::string path = dir + "/" + name;
+    s = file::ReadAll(path, &bytes);
+    if (!s.ok()) return s;
+    SegmentScan scan;
+    s = ScanSegment(path, bytes, &scan);
+    if (!s.ok()) return s;
+    out->segments.push_back(name);
+    if (scan.torn) {
+      if (i + 1 != numbers.size()) {
+        return Status::Corruption(path + ": incomplete record at offset " +
+                                  std::to_string(scan.valid_end) +
+                                  " in a segment that is not the newest");
+      }
+      out->torn_tail = true;
+      out->torn_segment = name;
+      out->torn_offset = scan.valid_end;
+    }
+    LogState check;
+    for (const SegmentRecord& r : scan.records) {
+      s = check.Apply(r.type, r.payload);
+      if (!s.ok()) {
+        return Status::Corruption(path + ": offset " + std::to_string(r.offset) + ": " +
+                                  s.message());
+      }
+      out->records.push_back({name, r.offset, r.type, std::string(r.payload)});
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace xatm::log

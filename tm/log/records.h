@@ -1,0 +1,93 @@
+// The typed records of the decision log and their payload encoding.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "log/log_format.h"
+#include "util/status.h"
+
+namespace xatm::log {
+
+// NODE: written (forced) each time a TM opens the log for writing. The first
+// one creates the node id; each later one carries the next incarnation.
+struct NodeRecord {
+  std::string node_id;    // 8 random bytes, fixed for the life of the log
+  std::string node_name;  // the configured [tm] node_name, for people
+  uint32_t incarnation = 0;
+  uint64_t time_ms = 0;   // wall clock, ms since the epoch
+};
+
+// One branch the TM must finish: the RM's configured name and the branch
+// qualifier the TM gave it.
+struct BranchRef {
+  std::string rm;
+  std::string bqual;
+  bool operator==(const BranchRef&) const = default;
+};
+
+// COMMIT: the commit point. Once durable, every branch listed must commit.
+struct CommitRecord {
+  int32_t format_id = 0;
+  std::string gtrid;
+  uint64_t time_ms = 0;
+  std::vector<BranchRef> branches;
+};
+
+// END: every branch of gtrid is finished; the COMMIT needs no more work.
+struct EndRecord {
+  std::string gtrid;
+};
+
+// How a branch ended, when it was not by the protocol.
+enum class HeuristicOutcome : uint8_t {
+  kCommitted = 1,   // XA_HEURCOM / committed by hand
+  kRolledBack = 2,  // XA_HEURRB / rolled back by hand
+  kMixed = 3,       // XA_HEURMIX
+  kHazard = 4,      // XA_HEURHAZ
+};
+const char* HeuristicOutcomeName(HeuristicOutcome o);
+
+// HEURISTIC: an outcome reached outside the protocol (reported by an RM, or
+// decided by an administrator), kept until FORGET as an audit trail.
+struct HeuristicRecord {
+  int32_t format_id = 0;
+  std::string gtrid;
+  std::string rm;     // empty: every branch of gtrid
+  std::string bqual;
+  HeuristicOutcome outcome = HeuristicOutcome::kHazard;
+  std::string who;    // operator login, or "xatm" when an RM reported it
+  std::string why;
+  uint64_t time_ms = 0;
+};
+
+// FORGET: the heuristic outcomes of gtrid (of one branch, or all if rm is
+// empty) are dealt with.
+struct ForgetRecord {
+  std::string gtrid;
+  std::string rm;
+  std::string bqual;
+};
+
+std::string Encode(const NodeRecord& r);
+std::string Encode(const CommitRecord& r);
+std::string Encode(const EndRecord& r);
+std::string Encode(const HeuristicRecord& r);
+std::string Encode(const ForgetRecord& r);
+
+// Each Decode fails with Corruption when the payload does not parse exactly.
+Status Decode(std::string_view payload, NodeRecord* r);
+Status Decode(std::string_view payload, CommitRecord* r);
+Status Decode(std::string_view payload, EndRecord* r);
+Status Decode(std::string_view payload, HeuristicRecord* r);
+Status Decode(std::string_view payload, ForgetRecord* r);
+
+// A frame: checksum, length, type, payload.
+std::string Frame(RecordType type, std::string_view payload);
+
+// Milliseconds since the epoch, for the time fields.
+uint64_t NowMs();
+
+}  // namespace xatm::log

@@ -3,8 +3,11 @@
 // disk, in one run. Modes alternate over several rounds so that machine
 // noise falls on all of them alike; each cell is the median round.
 //
-//   xatm-log-bench [--dir DIR] [--seconds S] [--rounds N]
+//   xatm-log-bench [--dir DIR] [--seconds S] [--rounds N] [--sync off]
+//
+// --sync off measures the log's CPU cost alone (nothing is durable).
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,7 +32,15 @@ struct Result {
   double p50_us = 0;
   double p99_us = 0;
   double avg_batch = 1;
+  double cpu_us = 0;  // process CPU time (user + system) per decision
 };
+
+double CpuSeconds() {
+  struct rusage ru;
+  ::getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
 
 double Percentile(std::vector<double>& v, double p) {
   if (v.empty()) return 0;
@@ -73,17 +84,20 @@ Result RawFdatasync(const std::string& dir, double seconds) {
   return {static_cast<double>(n) / secs, Percentile(lat, 0.5), Percentile(lat, 0.99), 1};
 }
 
+bool g_sync = true;
+
 Result Committers(const std::string& dir, int threads, double seconds) {
   std::string logdir = dir + "/log-" + std::to_string(threads);
   std::filesystem::remove_all(logdir);
   std::filesystem::create_directories(logdir);
   std::unique_ptr<xatm::log::DecisionLog> log;
-  xatm::Status s = xatm::log::DecisionLog::Open({.dir = logdir}, &log);
+  xatm::Status s = xatm::log::DecisionLog::Open({.dir = logdir, .sync = g_sync}, &log);
   if (!s.ok()) {
     std::fprintf(stderr, "%s\n", s.ToString().c_str());
     std::exit(1);
   }
   xatm::log::LogStats before = log->Stats();
+  const double cpu0 = CpuSeconds();
   std::vector<std::vector<double>> lat(static_cast<size_t>(threads));
   std::atomic<uint64_t> total{0};
   const auto start = Clock::now();
@@ -106,12 +120,14 @@ Result Committers(const std::string& dir, int threads, double seconds) {
   }
   for (auto& th : ts) th.join();
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  const double cpu = CpuSeconds() - cpu0;
   xatm::log::LogStats after = log->Stats();
   log.reset();
   std::filesystem::remove_all(logdir);
   std::vector<double> all;
   for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
-  Result r{static_cast<double>(total) / secs, Percentile(all, 0.5), Percentile(all, 0.99), 1};
+  Result r{static_cast<double>(total) / secs, Percentile(all, 0.5), Percentile(all, 0.99), 1,
+           cpu * 1e6 / static_cast<double>(total)};
   uint64_t syncs = after.syncs - before.syncs;
   if (syncs) r.avg_batch = static_cast<double>(total) / static_cast<double>(syncs);
   return r;
@@ -132,6 +148,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--dir")) dir = argv[i + 1];
     else if (!std::strcmp(argv[i], "--seconds")) seconds = std::atof(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--rounds")) rounds = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--sync")) g_sync = std::strcmp(argv[i + 1], "off") != 0;
   }
   std::filesystem::create_directories(dir);
   const std::vector<int> committers = {1, 8, 64};
@@ -142,15 +159,15 @@ int main(int argc, char** argv) {
     for (size_t k = 0; k < committers.size(); ++k) log[k].push_back(Committers(dir, committers[k], seconds));
   }
   Result rawm = Median(raw);
-  std::printf("| mode | decisions/s | p50 µs | p99 µs | decisions per fdatasync | vs raw |\n");
-  std::printf("|---|---:|---:|---:|---:|---:|\n");
-  std::printf("| raw write+fdatasync loop | %.0f | %.1f | %.1f | 1.0 | 1.00× |\n", rawm.per_sec,
+  std::printf("| mode | decisions/s | p50 µs | p99 µs | decisions per fdatasync | CPU µs per decision | vs raw |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("| raw write+fdatasync loop | %.0f | %.1f | %.1f | 1.0 | | 1.00× |\n", rawm.per_sec,
               rawm.p50_us, rawm.p99_us);
   for (size_t k = 0; k < committers.size(); ++k) {
     Result m = Median(log[k]);
-    std::printf("| decision log, %d committer%s | %.0f | %.1f | %.1f | %.1f | %.2f× |\n", committers[k],
-                committers[k] == 1 ? "" : "s", m.per_sec, m.p50_us, m.p99_us, m.avg_batch,
-                m.per_sec / rawm.per_sec);
+    std::printf("| decision log, %d committer%s | %.0f | %.1f | %.1f | %.1f | %.1f | %.2f× |\n",
+                committers[k], committers[k] == 1 ? "" : "s", m.per_sec, m.p50_us, m.p99_us,
+                m.avg_batch, m.cpu_us, m.per_sec / rawm.per_sec);
   }
   std::filesystem::remove_all(dir);
   return 0;

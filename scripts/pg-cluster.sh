@@ -43,7 +43,13 @@ start() {
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
   data="$dir/data"
-  if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$dir"; fi
+  if [ "$(id -u)" -eq 0 ]; then
+    chown postgres:postgres "$dir"
+    runuser -u postgres -- test -x "$dir" || {
+      echo "pg-cluster: the postgres user cannot reach $dir: make its parent directories searchable (chmod o+x)" >&2
+      exit 1
+    }
+  fi
   if [ ! -f "$data/PG_VERSION" ]; then
     as_owner "$bindir/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 || {
       cat "$dir/initdb.log" >&2; exit 1; }

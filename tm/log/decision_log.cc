@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "log/segment_reader.h"
+#include "util/coding.h"
 #include "util/file_util.h"
 
 namespace xatm::log {
@@ -94,55 +95,87 @@ std::string RandomNodeId() {
 }  // namespace
 
 // ---------------------------------------------------------------------------
-// LogState
+// LiveState
 
-Status LogState::Apply(RecordType type, std::string_view payload) {
+namespace {
+
+// The keys of a payload, without decoding the rest.
+bool ParseKey(RecordType type, std::string_view payload, std::string* gtrid, std::string* rm,
+              std::string* bqual) {
+  Decoder d(payload);
+  uint32_t fid;
+  constexpr uint32_t kMax = 4096;
   switch (type) {
-    case RecordType::kNode: {
-      NodeRecord r;
-      Status s = Decode(payload, &r);
-      if (!s.ok()) return s;
-      node = std::move(r);
-      has_node = true;
-      return Status::OK();
-    }
-    case RecordType::kCommit: {
-      CommitRecord r;
-      Status s = Decode(payload, &r);
-      if (!s.ok()) return s;
-      std::string key = r.gtrid;
-      open_commits[key] = std::move(r);
-      return Status::OK();
-    }
-    case RecordType::kEnd: {
-      EndRecord r;
-      Status s = Decode(payload, &r);
-      if (!s.ok()) return s;
-      open_commits.erase(r.gtrid);
-      return Status::OK();
-    }
-    case RecordType::kHeuristic: {
-      HeuristicRecord r;
-      Status s = Decode(payload, &r);
-      if (!s.ok()) return s;
-      auto key = std::make_tuple(r.gtrid, r.rm, r.bqual);
-      heuristics[key] = std::move(r);
-      return Status::OK();
-    }
-    case RecordType::kForget: {
-      ForgetRecord r;
-      Status s = Decode(payload, &r);
-      if (!s.ok()) return s;
-      for (auto it = heuristics.lower_bound(std::make_tuple(r.gtrid, std::string(), std::string()));
-           it != heuristics.end() && std::get<0>(it->first) == r.gtrid;) {
-        bool match = r.rm.empty() || (std::get<1>(it->first) == r.rm &&
-                                      std::get<2>(it->first) == r.bqual);
-        it = match ? heuristics.erase(it) : std::next(it);
-      }
-      return Status::OK();
-    }
+    case RecordType::kCommit: return d.GetFixed32(&fid) && d.GetBytes(gtrid, kMax);
+    case RecordType::kEnd: return d.GetBytes(gtrid, kMax);
+    case RecordType::kHeuristic:
+      return d.GetFixed32(&fid) && d.GetBytes(gtrid, kMax) && d.GetBytes(rm, kMax) &&
+             d.GetBytes(bqual, kMax);
+    case RecordType::kForget:
+      return d.GetBytes(gtrid, kMax) && d.GetBytes(rm, kMax) && d.GetBytes(bqual, kMax);
+    case RecordType::kNode: return true;
+  }
+  return false;
+}
+
+Status Validate(RecordType type, std::string_view payload) {
+  switch (type) {
+    case RecordType::kNode: { NodeRecord r; return Decode(payload, &r); }
+    case RecordType::kCommit: { CommitRecord r; return Decode(payload, &r); }
+    case RecordType::kEnd: { EndRecord r; return Decode(payload, &r); }
+    case RecordType::kHeuristic: { HeuristicRecord r; return Decode(payload, &r); }
+    case RecordType::kForget: { ForgetRecord r; return Decode(payload, &r); }
   }
   return Status::Corruption("unknown record type");
+}
+
+}  // namespace
+
+Status LiveState::Apply(RecordType type, std::string_view payload, bool validate) {
+  if (validate) {
+    Status s = Validate(type, payload);
+    if (!s.ok()) return s;
+  }
+  std::string gtrid, rm, bqual;
+  if (!ParseKey(type, payload, &gtrid, &rm, &bqual)) {
+    return Status::Corruption(std::string("malformed ") + RecordTypeName(type) + " record payload");
+  }
+  switch (type) {
+    case RecordType::kNode: node_.assign(payload); break;
+    case RecordType::kCommit: commits_[gtrid].assign(payload); break;
+    case RecordType::kEnd: commits_.erase(gtrid); break;
+    case RecordType::kHeuristic:
+      heuristics_[std::make_tuple(std::move(gtrid), std::move(rm), std::move(bqual))].assign(payload);
+      break;
+    case RecordType::kForget:
+      for (auto it = heuristics_.lower_bound(std::make_tuple(gtrid, std::string(), std::string()));
+           it != heuristics_.end() && std::get<0>(it->first) == gtrid;) {
+        bool match = rm.empty() || (std::get<1>(it->first) == rm && std::get<2>(it->first) == bqual);
+        it = match ? heuristics_.erase(it) : std::next(it);
+      }
+      break;
+  }
+  return Status::OK();
+}
+
+LogState LiveState::Decoded() const {
+  LogState st;
+  if (!node_.empty()) st.has_node = Decode(node_, &st.node).ok();
+  for (const auto& [gtrid, payload] : commits_) {
+    CommitRecord c;
+    if (Decode(payload, &c).ok()) st.open_commits[gtrid] = std::move(c);
+  }
+  for (const auto& [key, payload] : heuristics_) {
+    HeuristicRecord h;
+    if (Decode(payload, &h).ok()) st.heuristics[key] = std::move(h);
+  }
+  return st;
+}
+
+void LiveState::AppendSnapshot(std::string* out) const {
+  if (!node_.empty()) *out += Frame(RecordType::kNode, node_);
+  for (const auto& [gtrid, payload] : commits_) *out += Frame(RecordType::kCommit, payload);
+  for (const auto& [key, payload] : heuristics_) *out += Frame(RecordType::kHeuristic, payload);
 }
 
 // ---------------------------------------------------------------------------
@@ -174,15 +207,16 @@ Status DecisionLog::Open(const LogOptions& opts, std::unique_ptr<DecisionLog>* o
   if (!opts.read_only) {
     s = log->OpenNewest();
     if (!s.ok()) return s;
-    NodeRecord node = log->state_.has_node ? log->state_.node : NodeRecord{};
-    if (!log->state_.has_node) node.node_id = RandomNodeId();
+    const LogState st = log->live_.Decoded();
+    NodeRecord node = st.has_node ? st.node : NodeRecord{};
+    if (!st.has_node) node.node_id = RandomNodeId();
     node.node_name = opts.node_name;
     node.incarnation += 1;
     node.time_ms = NowMs();
     s = log->Append(node);
     if (!s.ok()) return s;
   }
-  log->node_ = log->state_.node;
+  log->node_ = log->live_.Decoded().node;
   *out = std::move(log);
   return Status::OK();
 }
@@ -211,7 +245,7 @@ Status DecisionLog::Replay() {
                                 " in a segment that is not the newest; the log was left untouched");
     }
     for (const SegmentRecord& r : scan.records) {
-      s = state_.Apply(r.type, r.payload);
+      s = live_.Apply(r.type, r.payload, /*validate=*/true);
       if (!s.ok()) {
         return Status::Corruption(path + ": offset " + std::to_string(r.offset) + ": " +
                                   s.message());
@@ -264,7 +298,7 @@ DecisionLog::~DecisionLog() {
     if (!pending_.empty() && !leading_ && failed_.ok()) {
       leading_ = true;
       LeadLocked(l);
-      leading_ = false;
+      HandOffLocked();
     }
     cv_.wait(l, [this] { return !leading_; });
     ::close(fd_);
@@ -310,8 +344,7 @@ Status DecisionLog::Sync() {
     s = file::DataSync(fd_, SegmentPath(segments_.back()));
     l.lock();
   }
-  leading_ = false;
-  cv_.notify_all();
+  HandOffLocked();
   return s;
 }
 
@@ -328,12 +361,24 @@ Status DecisionLog::AppendFrame(RecordType type, std::string payload, bool durab
     if (!leading_) {
       leading_ = true;
       LeadLocked(l);
-      leading_ = false;
-      cv_.notify_all();
+      HandOffLocked();
       if (!durable) return failed_;
       continue;
     }
-    cv_.wait(l);
+    w.cv.wait(l);
+  }
+}
+
+// Gives up leadership and wakes the first appender still waiting for a sync,
+// which leads the next batch. REQUIRES: mu_ held, leading_.
+void DecisionLog::HandOffLocked() {
+  leading_ = false;
+  cv_.notify_all();
+  for (Pending& p : pending_) {
+    if (p.waiter) {
+      p.waiter->cv.notify_one();
+      break;
+    }
   }
 }
 
@@ -354,13 +399,16 @@ void DecisionLog::LeadLocked(std::unique_lock<std::mutex>& lock) {
 
     lock.unlock();
     Status s = WriteBatch(bytes, sync);
+    if (s.ok()) {
+      std::lock_guard<std::mutex> sl(state_mu_);
+      for (const Pending& p : batch) {
+        Status as = live_.Apply(p.type, p.payload, /*validate=*/false);
+        (void)as;  // our own encoding: it always parses
+      }
+    }
     lock.lock();
 
     if (s.ok()) {
-      for (const Pending& p : batch) {
-        Status as = state_.Apply(p.type, p.payload);
-        (void)as;  // our own encoding: it always decodes
-      }
       stats_.records += batch.size();
       stats_.batches += 1;
       stats_.syncs += sync ? 1 : 0;
@@ -372,14 +420,15 @@ void DecisionLog::LeadLocked(std::unique_lock<std::mutex>& lock) {
       if (p.waiter) {
         p.waiter->status = s;
         p.waiter->done = true;
+        p.waiter->cv.notify_one();
       }
     }
-    cv_.notify_all();
     if (!failed_.ok()) {
       for (Pending& p : pending_) {
         if (p.waiter) {
           p.waiter->status = failed_;
           p.waiter->done = true;
+          p.waiter->cv.notify_one();
         }
       }
       pending_.clear();
@@ -422,9 +471,7 @@ Status DecisionLog::Roll(const std::string& bytes) {
   const uint64_t number = segments_.back() + 1;
   std::string contents = SegmentHeader(number);
   // The state is only changed by the leader, which is us.
-  if (state_.has_node) contents += Frame(RecordType::kNode, Encode(state_.node));
-  for (const auto& [gtrid, c] : state_.open_commits) contents += Frame(RecordType::kCommit, Encode(c));
-  for (const auto& [key, h] : state_.heuristics) contents += Frame(RecordType::kHeuristic, Encode(h));
+  live_.AppendSnapshot(&contents);
   const uint64_t base = contents.size();
   contents += bytes;
   const uint64_t used = contents.size();
@@ -459,8 +506,8 @@ Status DecisionLog::Roll(const std::string& bytes) {
 }
 
 LogState DecisionLog::State() const {
-  std::lock_guard<std::mutex> l(mu_);
-  return state_;
+  std::lock_guard<std::mutex> l(state_mu_);
+  return live_.Decoded();
 }
 
 LogStats DecisionLog::Stats() const {
@@ -506,9 +553,9 @@ Status ScanLog(const std::string& dir, LogScan* out) {
       out->torn_segment = name;
       out->torn_offset = scan.valid_end;
     }
-    LogState check;
+    LiveState check;
     for (const SegmentRecord& r : scan.records) {
-      s = check.Apply(r.type, r.payload);
+      s = check.Apply(r.type, r.payload, /*validate=*/true);
       if (!s.ok()) {
         return Status::Corruption(path + ": offset " + std::to_string(r.offset) + ": " +
                                   s.message());

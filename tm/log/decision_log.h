@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <unordered_map>
 #include <vector>
 
 #include "log/lock_file.h"
@@ -51,9 +52,23 @@ struct LogState {
   std::map<std::string, CommitRecord> open_commits;  // by gtrid: COMMIT without END
   // by (gtrid, rm, bqual): HEURISTIC without FORGET
   std::map<std::tuple<std::string, std::string, std::string>, HeuristicRecord> heuristics;
+};
 
-  // Applies one record, as replay and appends both do.
-  Status Apply(RecordType type, std::string_view payload);
+// The live records, kept as their encoded payloads: applying a record parses
+// only its key, and a segment's snapshot re-frames the bytes as they are.
+class LiveState {
+ public:
+  // Applies one record, as replay and appends both do. validate: decode the
+  // whole payload (replay), not only its key (our own appends).
+  Status Apply(RecordType type, std::string_view payload, bool validate);
+  LogState Decoded() const;
+  // Frames of every live record: NODE, open COMMITs, HEURISTICs.
+  void AppendSnapshot(std::string* out) const;
+
+ private:
+  std::string node_;  // payload of the latest NODE, empty if none
+  std::unordered_map<std::string, std::string> commits_;  // gtrid -> COMMIT payload
+  std::map<std::tuple<std::string, std::string, std::string>, std::string> heuristics_;
 };
 
 struct LogStats {
@@ -103,9 +118,12 @@ class DecisionLog {
   std::vector<std::string> SegmentFiles() const;
 
  private:
+  // A durable appender, waiting on its own condition variable so that the
+  // leader wakes exactly the appenders it has finished and the next leader.
   struct Waiter {
     Status status;
     bool done = false;
+    std::condition_variable cv;
   };
   struct Pending {
     RecordType type;
@@ -119,6 +137,7 @@ class DecisionLog {
   Status OpenNewest();
   Status AppendFrame(RecordType type, std::string payload, bool durable);
   void LeadLocked(std::unique_lock<std::mutex>& lock);
+  void HandOffLocked();
   Status WriteBatch(const std::string& bytes, bool sync);
   Status Roll(const std::string& bytes);
   std::string SegmentPath(uint64_t number) const;
@@ -130,8 +149,10 @@ class DecisionLog {
   NodeRecord node_;
 
   mutable std::mutex mu_;
-  std::condition_variable cv_;
-  LogState state_;                // REQUIRES mu_ to change; read by the leader without it
+  std::condition_variable cv_;    // leading_ became false (for Sync and close)
+  mutable std::mutex state_mu_;
+  LiveState live_;                // REQUIRES state_mu_ to change; changed only by the leader,
+                                  // which reads it without the mutex
   std::vector<Pending> pending_;  // REQUIRES mu_
   bool leading_ = false;          // REQUIRES mu_: a leader is writing
   Status failed_;                 // REQUIRES mu_: once set, every append fails with it

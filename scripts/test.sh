@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Builds xatm (a normal build and an AddressSanitizer+UBSan build), starts a
+# private PostgreSQL, runs every test in both builds, stops the server.
+# Exits non-zero on any failure. Run it from anywhere, as root or not.
+#
+#   scripts/test.sh            everything
+#   XATM_TEST_ARGS='-L unit' scripts/test.sh   extra ctest arguments
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+bash scripts/deps.sh
+
+echo "== build (RelWithDebInfo)"
+bash scripts/build.sh build
+echo "== build (address,undefined sanitizers)"
+bash scripts/build.sh build-asan -DXATM_SANITIZE=address,undefined -DXATM_BUILD_BENCH=OFF -DXATM_BUILD_EXAMPLES=OFF
+
+pgdir=$(mktemp -d /tmp/xatm-pg-XXXXXX)
+cleanup() {
+  bash scripts/pg-cluster.sh stop "$pgdir" immediate >/dev/null 2>&1 || true
+  rm -rf "$pgdir"
+}
+trap cleanup EXIT
+echo "== private PostgreSQL in $pgdir"
+pgenv=$(bash scripts/pg-cluster.sh start "$pgdir")
+eval "$pgenv"
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+status=0
+for b in build build-asan; do
+  echo "== ctest ($b)"
+  # shellcheck disable=SC2086
+  ctest --test-dir "$b" --output-on-failure -j "$(nproc)" ${XATM_TEST_ARGS:-} || status=1
+done
+
+exit $status

@@ -8,8 +8,9 @@
 #   scripts/pg-cluster.sh env DIR             print the assignments again
 #
 # The server listens on a Unix socket inside DIR only (with --tcp, also on
-# 127.0.0.1), with max_prepared_transactions = 64 and fsync on. PostgreSQL
+# 127.0.0.1), with max_prepared_transactions = ${XATM_PG_MAX_PREPARED:-64} and fsync on. PostgreSQL
 # refuses to run as root: as root, the cluster belongs to the postgres user.
+# XATM_PG_MAX_PREPARED sets max_prepared_transactions of a new cluster.
 # The assignments: XATM_TEST_PG_CONNINFO (a libpq conninfo for the superuser
 # "postgres"), XATM_TEST_PG_DIR, XATM_TEST_PG_BIN, XATM_TEST_PG_PORT.
 set -euo pipefail
@@ -61,7 +62,7 @@ start() {
 listen_addresses = ''
 port = $(cat "$dir/port")
 unix_socket_directories = '$dir'
-max_prepared_transactions = 64
+max_prepared_transactions = ${XATM_PG_MAX_PREPARED:-64}
 max_connections = 200
 fsync = on
 shared_buffers = 64MB

@@ -12,9 +12,9 @@
 namespace xatm::test {
 namespace {
 
-struct OwnCluster {
+struct SharedCluster {
   std::string dir;
-  ~OwnCluster() {
+  ~SharedCluster() {
     if (dir.empty() || getpid() != owner_pid) return;
     std::string cmd = std::string("bash ") + XATM_SOURCE_DIR + "/scripts/pg-cluster.sh stop '" + dir +
                       "' immediate >/dev/null 2>&1";
@@ -25,7 +25,7 @@ struct OwnCluster {
   pid_t owner_pid = getpid();
 };
 
-OwnCluster own_cluster;  // stopped when the test binary exits
+SharedCluster own_cluster;  // stopped when the test binary exits
 PgServer server;
 std::once_flag once;
 
@@ -96,6 +96,53 @@ std::string Exec(PGconn* c, const std::string& sql) {
   }
   PQclear(r);
   return v;
+}
+
+namespace {
+std::string ClusterScript() { return std::string("bash ") + XATM_SOURCE_DIR + "/scripts/pg-cluster.sh"; }
+}  // namespace
+
+OwnCluster::OwnCluster(int max_prepared) : owner_(getpid()), max_prepared_(max_prepared) {
+  char tmpl[] = "/tmp/xatm-pgown-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) {
+    ADD_FAILURE() << "mkdtemp failed";
+    return;
+  }
+  dir_ = tmpl;
+  Start();
+  // Not the superuser's database: a scratch one would do, but the tests
+  // here own the whole cluster.
+  std::string port;
+  FILE* f = std::fopen((dir_ + "/port").c_str(), "r");
+  char buf[32] = {0};
+  if (f && std::fgets(buf, sizeof buf, f)) port = buf;
+  if (f) std::fclose(f);
+  while (!port.empty() && port.back() == '\n') port.pop_back();
+  conninfo_ = "host=" + dir_ + " port=" + port + " user=postgres dbname=postgres";
+}
+
+void OwnCluster::Start() {
+  std::string cmd = "XATM_PG_MAX_PREPARED=" + std::to_string(max_prepared_) + " " + ClusterScript() +
+                    " start '" + dir_ + "' >/dev/null";
+  if (Shell(cmd) != 0) ADD_FAILURE() << "could not start a cluster in " << dir_;
+}
+
+void OwnCluster::Stop(const std::string& mode) {
+  if (Shell(ClusterScript() + " stop '" + dir_ + "' " + mode + " >/dev/null") != 0) {
+    ADD_FAILURE() << "could not stop the cluster in " << dir_;
+  }
+}
+
+void OwnCluster::Restart(const std::string& mode) {
+  Stop(mode);
+  Start();
+}
+
+OwnCluster::~OwnCluster() {
+  if (dir_.empty() || getpid() != owner_) return;
+  Shell(ClusterScript() + " stop '" + dir_ + "' immediate >/dev/null 2>&1");
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
 }
 
 int Shell(const std::string& cmd) {

@@ -9,6 +9,8 @@
 
 #include <libpq-fe.h>
 
+#include <sys/types.h>
+
 #include <string>
 
 namespace xatm::test {
@@ -45,6 +47,29 @@ PGconn* ConnectOrDie(const std::string& conninfo);
 // Runs sql; fails the test unless it succeeds. Returns the first column of
 // the first row ("" if none).
 std::string Exec(PGconn* c, const std::string& sql);
+
+// A cluster of a test's own, for tests that stop, restart or misconfigure
+// the server. Started by the constructor, stopped and removed by the
+// destructor.
+class OwnCluster {
+ public:
+  explicit OwnCluster(int max_prepared_transactions = 64);
+  ~OwnCluster();
+  OwnCluster(const OwnCluster&) = delete;
+  OwnCluster& operator=(const OwnCluster&) = delete;
+  const std::string& conninfo() const { return conninfo_; }
+  const std::string& dir() const { return dir_; }
+  // pg_ctl stop -m MODE, then start again.
+  void Restart(const std::string& mode = "immediate");
+  void Stop(const std::string& mode = "immediate");
+  void Start();
+
+ private:
+  std::string dir_;
+  std::string conninfo_;
+  pid_t owner_;
+  int max_prepared_;
+};
 
 // Runs a shell command line; returns its exit status.
 int Shell(const std::string& cmd);

@@ -1,0 +1,29 @@
+// XID helpers shared by the resource managers.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "xatm/xa.h"
+
+namespace xatm::rm {
+
+// A well-formed, non-null XID: formatID != -1, gtrid 1..64 bytes, bqual
+// 0..64 bytes.
+bool XidValid(const XID* xid);
+bool XidEqual(const XID& a, const XID& b);
+std::string_view Gtrid(const XID& x);
+std::string_view Bqual(const XID& x);
+// Builds an XID; false if the parts are too long.
+bool MakeXid(long format_id, std::string_view gtrid, std::string_view bqual, XID* out);
+// "formatID:gtrid-hex:bqual-hex", for messages.
+std::string XidToString(const XID& x);
+
+// Standard base64 (RFC 4648, with padding).
+std::string Base64Encode(std::string_view in);
+// Strict: false on any character outside the alphabet or bad padding.
+bool Base64Decode(std::string_view in, std::string* out);
+
+std::string Hex(std::string_view bytes);
+
+}  // namespace xatm::rm

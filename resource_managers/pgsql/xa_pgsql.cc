@@ -1,0 +1,777 @@
+// The PostgreSQL resource manager: an X/Open XA switch over libpq.
+//
+// A branch is a session transaction on the calling thread's connection:
+//
+//   xa_start     BEGIN (and a check that no prepared transaction has the gid)
+//   ...          the application's statements, on xatm_pgsql_conn(rmid)
+//   xa_end       the association ends; a failed statement or TMFAIL rolls back
+//   xa_prepare   read-only? COMMIT, XA_RDONLY. Else PREPARE TRANSACTION 'gid',
+//                which succeeded only if the command tag says so
+//   xa_commit    COMMIT PREPARED 'gid' (or COMMIT, with TMONEPHASE)
+//   xa_rollback  ROLLBACK, or ROLLBACK PREPARED 'gid'
+//   xa_recover   the decodable gids of pg_prepared_xacts in this database
+//
+// Branch states of a connection (XA's S0..S4), and the association:
+//   kNone          S0: no branch on this connection
+//   kActive        S1, associated with the thread
+//   kSuspended     S1, association suspended (TMSUSPEND)
+//   kIdle          S2: ended with TMSUCCESS, to be prepared or committed in one phase
+//   kRollbackOnly  S4: ended with TMFAIL, a failed statement or a lost connection;
+//                  PostgreSQL has already rolled the work back
+// Prepared branches (S3) live in PostgreSQL, not on a connection: any
+// connection to the same database commits or rolls them back by gid.
+//
+// Unknown outcomes. A connection lost during PREPARE TRANSACTION or a
+// one-phase COMMIT leaves the outcome unknown to the client. The RM then
+// reconnects, makes sure the old backend is gone (it could still be finishing
+// the PREPARE: it is terminated and waited for), and only then looks: the gid
+// in pg_prepared_xacts means prepared; otherwise the transaction id recorded
+// before PREPARE says committed or aborted. It never guesses.
+#include <libpq-fe.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/xid_util.h"
+#include "pgsql/gid.h"
+#include "pgsql/pgsql_rm.h"
+#include "xatm/rm_pgsql.h"
+
+namespace xatm::pgsql {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::atomic<int> g_resolve_timeout_ms{10000};
+
+enum class BranchState { kNone, kActive, kSuspended, kIdle, kRollbackOnly };
+
+struct ResultDeleter {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+using Result = std::unique_ptr<PGresult, ResultDeleter>;
+
+// One connection of one thread to one RM (rmid).
+struct RmConn {
+  int rmid = 0;
+  std::string conninfo;
+  PGconn* pg = nullptr;
+  // pg was lost (libpq may still say CONNECTION_OK: PITFALLS 10).
+  bool broken = false;
+  // Identity of the backend serving pg, to find it again after losing it.
+  std::string backend_pid;
+  std::string backend_start;
+  bool modern = true;  // server >= 13: pg_current_xact_id_if_assigned, pg_xact_status
+
+  BranchState state = BranchState::kNone;
+  XID xid{};
+  int rb_code = XA_RBROLLBACK;  // what a rollback-only branch reports
+
+  // A second connection, opened only to finish a prepared branch while pg is
+  // inside a transaction block (PostgreSQL refuses COMMIT PREPARED there).
+  PGconn* aux = nullptr;
+
+  bool scanning = false;
+  std::vector<XID> scan;
+  size_t scan_pos = 0;
+
+  ~RmConn() {
+    if (pg) PQfinish(pg);
+    if (aux) PQfinish(aux);
+  }
+};
+
+thread_local std::map<int, std::unique_ptr<RmConn>> tls_conns;
+thread_local std::map<int, std::string> tls_errors;
+
+int Fail(int rmid, int code, std::string msg) {
+  tls_errors[rmid] = std::move(msg);
+  return code;
+}
+
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+std::string ErrorText(PGconn* c, const PGresult* r) {
+  std::string m = r ? PQresultErrorMessage(r) : "";
+  if (m.empty() && c) m = PQerrorMessage(c);
+  if (m.empty()) m = "no result from the server";
+  return Trim(m);
+}
+
+const char* SqlState(const PGresult* r) {
+  const char* s = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  return s ? s : "";
+}
+
+// Whether a failed command lost the connection (the server or the network
+// went away), as opposed to an error the server reported.
+bool ConnectionLost(PGconn* c, const PGresult* r) {
+  if (PQstatus(c) == CONNECTION_BAD) return true;
+  if (r == nullptr) return true;
+  ExecStatusType st = PQresultStatus(r);
+  if (st != PGRES_FATAL_ERROR && st != PGRES_NONFATAL_ERROR) return false;
+  std::string code = SqlState(r);
+  // libpq reports "server closed the connection unexpectedly" without a
+  // SQLSTATE while PQstatus may still say CONNECTION_OK.
+  if (code.empty()) return true;
+  return code.compare(0, 2, "08") == 0 || code == "57P01" || code == "57P02" || code == "57P03";
+}
+
+// ConnectionLost, remembering it for the RM's own connections.
+bool Lost(RmConn* rc, PGconn* c, const PGresult* r) {
+  if (!ConnectionLost(c, r)) return false;
+  if (c == rc->pg) rc->broken = true;
+  if (c == rc->aux) {
+    PQfinish(rc->aux);
+    rc->aux = nullptr;
+  }
+  return true;
+}
+
+bool Dead(const RmConn* rc) { return rc->broken || PQstatus(rc->pg) == CONNECTION_BAD; }
+
+// Runs one or more statements as one simple query; returns every result.
+// False if no result came back at all (the connection is gone).
+std::vector<Result> ExecAll(PGconn* c, const std::string& sql) {
+  std::vector<Result> out;
+  if (!PQsendQuery(c, sql.c_str())) return out;
+  while (PGresult* r = PQgetResult(c)) out.emplace_back(r);
+  return out;
+}
+
+Result Exec(PGconn* c, const std::string& sql) { return Result(PQexec(c, sql.c_str())); }
+
+bool Ok(const Result& r) {
+  return r && (PQresultStatus(r.get()) == PGRES_COMMAND_OK ||
+               PQresultStatus(r.get()) == PGRES_TUPLES_OK);
+}
+
+std::string Literal(PGconn* c, const std::string& s) {
+  char* lit = PQescapeLiteral(c, s.data(), s.size());
+  if (lit == nullptr) return "''";  // only on out-of-memory; the statement then fails
+  std::string out(lit);
+  PQfreemem(lit);
+  return out;
+}
+
+std::string GidLiteral(PGconn* c, const XID& xid) { return Literal(c, XidToGid(xid)); }
+
+RmConn* Find(int rmid) {
+  auto it = tls_conns.find(rmid);
+  return it == tls_conns.end() ? nullptr : it->second.get();
+}
+
+
+// Connects and reads what the RM needs to know about the server.
+int Connect(RmConn* rc, PGconn** out, bool main) {
+  PGconn* c = PQconnectdb(rc->conninfo.c_str());
+  if (PQstatus(c) != CONNECTION_OK) {
+    std::string m = Trim(PQerrorMessage(c));
+    PQfinish(c);
+    return Fail(rc->rmid, main ? XAER_RMERR : XAER_RMFAIL,
+                "cannot connect to PostgreSQL (" + RedactConninfo(rc->conninfo) + "): " + m);
+  }
+  Result r = Exec(c,
+                  "SELECT current_setting('max_prepared_transactions')::int, pg_backend_pid(), "
+                  "(SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()), "
+                  "current_setting('server_version_num')::int");
+  if (!Ok(r) || PQntuples(r.get()) != 1) {
+    std::string m = ErrorText(c, r.get());
+    PQfinish(c);
+    return Fail(rc->rmid, XAER_RMERR, "cannot read the server settings: " + m);
+  }
+  if (std::atoi(PQgetvalue(r.get(), 0, 0)) <= 0) {
+    PQfinish(c);
+    return Fail(rc->rmid, XAER_RMERR,
+                "PostgreSQL (" + RedactConninfo(rc->conninfo) +
+                    ") has max_prepared_transactions = 0, so it cannot take part in two-phase "
+                    "commit: set max_prepared_transactions (at least the number of concurrent "
+                    "transactions, e.g. equal to max_connections) in postgresql.conf and restart "
+                    "the server");
+  }
+  if (main) {
+    rc->backend_pid = PQgetvalue(r.get(), 0, 1);
+    rc->backend_start = PQgetvalue(r.get(), 0, 2);
+    rc->modern = std::atoi(PQgetvalue(r.get(), 0, 3)) >= 130000;
+  }
+  *out = c;
+  return XA_OK;
+}
+
+// Replaces a lost main connection (keeping the branch state as it is).
+int Reconnect(RmConn* rc) {
+  PGconn* c = nullptr;
+  int rc2 = Connect(rc, &c, /*main=*/false);
+  if (rc2 != XA_OK) return rc2;
+  PQfinish(rc->pg);
+  rc->pg = c;
+  rc->broken = false;
+  Result r = Exec(c, "SELECT pg_backend_pid(), (SELECT backend_start FROM pg_stat_activity "
+                     "WHERE pid = pg_backend_pid())");
+  if (Ok(r) && PQntuples(r.get()) == 1) {
+    rc->backend_pid = PQgetvalue(r.get(), 0, 0);
+    rc->backend_start = PQgetvalue(r.get(), 0, 1);
+  }
+  return XA_OK;
+}
+
+// Retries Reconnect until it works or the resolve timeout passes.
+int ReconnectPatiently(RmConn* rc) {
+  auto deadline = Clock::now() + std::chrono::milliseconds(g_resolve_timeout_ms.load());
+  for (;;) {
+    int r = Reconnect(rc);
+    if (r == XA_OK) return r;
+    if (Clock::now() >= deadline) return XAER_RMFAIL;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+// Makes sure the backend identified by (pid, start) no longer runs: it may be
+// finishing a PREPARE or COMMIT the client will never hear about.
+// REQUIRES: rc->pg is a fresh connection. Returns XA_OK once it is gone.
+int EnsureBackendGone(RmConn* rc, const std::string& pid, const std::string& start) {
+  if (pid.empty()) return XA_OK;
+  const std::string match = "pid = " + pid + " AND backend_start = " + Literal(rc->pg, start) +
+                            "::timestamptz";
+  auto deadline = Clock::now() + std::chrono::milliseconds(g_resolve_timeout_ms.load());
+  bool terminated = false;
+  for (;;) {
+    Result r = Exec(rc->pg, "SELECT count(*) FROM pg_stat_activity WHERE " + match);
+    if (!Ok(r)) return Fail(rc->rmid, XAER_RMFAIL, "cannot look for the old backend: " + ErrorText(rc->pg, r.get()));
+    if (std::atoi(PQgetvalue(r.get(), 0, 0)) == 0) return XA_OK;
+    if (!terminated) {
+      Result t = Exec(rc->pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE " + match);
+      terminated = Ok(t);
+    }
+    if (Clock::now() >= deadline) {
+      return Fail(rc->rmid, XAER_RMFAIL,
+                  "the backend (pid " + pid + ") of the lost connection is still running and could "
+                  "not be terminated; its outcome is unknown until it ends");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+// Whether gid is prepared (in any database of the cluster). -1 on error.
+int GidPrepared(PGconn* c, const XID& xid) {
+  Result r = Exec(c, "SELECT count(*) FROM pg_prepared_xacts WHERE gid = " + GidLiteral(c, xid));
+  if (!Ok(r)) return -1;
+  return std::atoi(PQgetvalue(r.get(), 0, 0)) > 0 ? 1 : 0;
+}
+
+// Maps the error of a statement that ended the transaction to an XA_RB* code.
+int RollbackCode(const PGresult* r) {
+  std::string code = SqlState(r);
+  if (code == "40P01") return XA_RBDEADLOCK;
+  if (code == "40001") return XA_RBTRANSIENT;
+  if (code == "57014") return XA_RBTIMEOUT;  // statement or lock timeout
+  if (code.compare(0, 2, "23") == 0) return XA_RBINTEGRITY;
+  return XA_RBOTHER;
+}
+
+// Drops the branch of rc, rolling back its transaction if one is open.
+void ForgetBranch(RmConn* rc) {
+  if (!Dead(rc) && PQtransactionStatus(rc->pg) != PQTRANS_IDLE) {
+    Result r = Exec(rc->pg, "ROLLBACK");
+  }
+  rc->state = BranchState::kNone;
+  std::memset(&rc->xid, 0, sizeof rc->xid);
+}
+
+// The branch becomes rollback-only: its work is rolled back at once (so no
+// lock outlives it), and later calls report code.
+int MarkRollbackOnly(RmConn* rc, int code, std::string why) {
+  if (!Dead(rc) && PQtransactionStatus(rc->pg) != PQTRANS_IDLE) {
+    Result r = Exec(rc->pg, "ROLLBACK");
+  }
+  rc->state = BranchState::kRollbackOnly;
+  rc->rb_code = code;
+  return Fail(rc->rmid, code, std::move(why));
+}
+
+// Common checks of every call but xa_open; sets *rc.
+int Enter(int rmid, long flags, long allowed, RmConn** rc) {
+  if (flags & TMASYNC) return Fail(rmid, XAER_ASYNC, "asynchronous XA calls are not supported");
+  if (flags & ~allowed) return Fail(rmid, XAER_INVAL, "unsupported flags for this call");
+  *rc = Find(rmid);
+  if (*rc == nullptr) {
+    return Fail(rmid, XAER_PROTO, "xa_open was not called for rmid " + std::to_string(rmid) +
+                                      " on this thread");
+  }
+  // A connection lost while no branch was open is replaced silently.
+  if (Dead(*rc) && (*rc)->state == BranchState::kNone) {
+    if (Reconnect(*rc) != XA_OK) {
+      return Fail(rmid, XAER_RMFAIL, "PostgreSQL is unreachable: " + tls_errors[rmid]);
+    }
+  }
+  return XA_OK;
+}
+
+bool Mine(const RmConn* rc, const XID* xid) {
+  return rc->state != BranchState::kNone && rm::XidEqual(rc->xid, *xid);
+}
+
+// --------------------------------------------------------------------------
+// The switch
+
+int PgOpen(char* info, int rmid, long flags) {
+  if (flags & TMASYNC) return Fail(rmid, XAER_ASYNC, "asynchronous XA calls are not supported");
+  if (flags != TMNOFLAGS) return Fail(rmid, XAER_INVAL, "xa_open takes no flags");
+  if (info == nullptr) return Fail(rmid, XAER_INVAL, "xa_info (a libpq conninfo) is NULL");
+  if (Find(rmid) != nullptr) return XA_OK;  // already open on this thread
+  auto rc = std::make_unique<RmConn>();
+  rc->rmid = rmid;
+  rc->conninfo = info;
+  int r = Connect(rc.get(), &rc->pg, /*main=*/true);
+  if (r != XA_OK) return r;
+  tls_conns[rmid] = std::move(rc);
+  tls_errors.erase(rmid);
+  return XA_OK;
+}
+
+int PgClose(char*, int rmid, long flags) {
+  if (flags & TMASYNC) return Fail(rmid, XAER_ASYNC, "asynchronous XA calls are not supported");
+  RmConn* rc = Find(rmid);
+  if (rc == nullptr) return XA_OK;
+  if (rc->state == BranchState::kActive || rc->state == BranchState::kSuspended ||
+      rc->state == BranchState::kIdle) {
+    return Fail(rmid, XAER_PROTO, "branch " + rm::XidToString(rc->xid) +
+                                      " is still open on this connection: end and finish it first");
+  }
+  tls_conns.erase(rmid);
+  return XA_OK;
+}
+
+int PgStart(XID* xid, int rmid, long flags) {
+  RmConn* rc;
+  if (int r = Enter(rmid, flags, TMJOIN | TMRESUME | TMNOWAIT, &rc); r != XA_OK) return r;
+  if (!rm::XidValid(xid)) return Fail(rmid, XAER_INVAL, "invalid XID");
+  if ((flags & TMJOIN) && (flags & TMRESUME)) return Fail(rmid, XAER_INVAL, "TMJOIN with TMRESUME");
+
+  if (flags & (TMJOIN | TMRESUME)) {
+    if (!Mine(rc, xid)) return Fail(rmid, XAER_NOTA, "no such branch on this connection");
+    if (rc->state == BranchState::kRollbackOnly) return Fail(rmid, rc->rb_code, "the branch is rollback-only");
+    if (flags & TMJOIN) {
+      if (rc->state != BranchState::kIdle) return Fail(rmid, XAER_PROTO, "TMJOIN needs an ended (idle) branch");
+    } else if (rc->state != BranchState::kSuspended) {
+      return Fail(rmid, XAER_PROTO, "TMRESUME needs a suspended branch");
+    }
+    rc->state = BranchState::kActive;
+    return XA_OK;
+  }
+
+  if (rc->state != BranchState::kNone) {
+    if (rm::XidEqual(rc->xid, *xid)) return Fail(rmid, XAER_DUPID, "the branch already exists");
+    if (rc->state == BranchState::kActive || rc->state == BranchState::kSuspended) {
+      return Fail(rmid, XAER_PROTO, "this thread is associated with branch " +
+                                        rm::XidToString(rc->xid) + "; end it first");
+    }
+    return Fail(rmid, XAER_RMERR, "a connection holds one branch at a time: finish branch " +
+                                      rm::XidToString(rc->xid) + " first");
+  }
+  if (PQtransactionStatus(rc->pg) != PQTRANS_IDLE) {
+    return Fail(rmid, XAER_OUTSIDE,
+                "the connection is inside a transaction the TM did not start: commit or roll it back");
+  }
+  std::vector<Result> rs = ExecAll(
+      rc->pg, "BEGIN; SELECT count(*) FROM pg_prepared_xacts WHERE gid = " + GidLiteral(rc->pg, *xid));
+  if (rs.size() != 2 || !Ok(rs[0]) || !Ok(rs[1])) {
+    const PGresult* bad = rs.empty() ? nullptr : rs.back().get();
+    bool lost = Lost(rc, rc->pg, bad);
+    std::string m = ErrorText(rc->pg, bad);
+    if (!lost && PQtransactionStatus(rc->pg) != PQTRANS_IDLE) Result rb = Exec(rc->pg, "ROLLBACK");
+    return Fail(rmid, lost ? XAER_RMFAIL : XAER_RMERR, "cannot begin the branch: " + m);
+  }
+  if (std::atoi(PQgetvalue(rs[1].get(), 0, 0)) > 0) {
+    Result rb = Exec(rc->pg, "ROLLBACK");
+    return Fail(rmid, XAER_DUPID, "a prepared transaction with this XID already exists");
+  }
+  rc->state = BranchState::kActive;
+  rc->xid = *xid;
+  rc->rb_code = XA_RBROLLBACK;
+  return XA_OK;
+}
+
+int PgEnd(XID* xid, int rmid, long flags) {
+  RmConn* rc;
+  if (int r = Enter(rmid, flags, TMSUCCESS | TMFAIL | TMSUSPEND | TMMIGRATE, &rc); r != XA_OK) return r;
+  if (!rm::XidValid(xid)) return Fail(rmid, XAER_INVAL, "invalid XID");
+  const long kind = flags & (TMSUCCESS | TMFAIL | TMSUSPEND);
+  if (kind != TMSUCCESS && kind != TMFAIL && kind != TMSUSPEND) {
+    return Fail(rmid, XAER_INVAL, "xa_end needs exactly one of TMSUCCESS, TMFAIL, TMSUSPEND");
+  }
+  if (flags & TMMIGRATE) return Fail(rmid, XAER_INVAL, "association migration is not supported");
+  if (!Mine(rc, xid)) return Fail(rmid, XAER_NOTA, "no such branch on this connection");
+  if (rc->state != BranchState::kActive && rc->state != BranchState::kSuspended) {
+    return Fail(rmid, XAER_PROTO, "the branch is not associated with this thread");
+  }
+  if (kind == TMSUSPEND) {
+    if (rc->state == BranchState::kSuspended) return Fail(rmid, XAER_PROTO, "the branch is already suspended");
+    rc->state = BranchState::kSuspended;
+    return XA_OK;
+  }
+  if (kind == TMFAIL) return MarkRollbackOnly(rc, XA_RBROLLBACK, "the branch was ended with TMFAIL");
+  if (Dead(rc)) {
+    return MarkRollbackOnly(rc, XA_RBCOMMFAIL, "the connection to PostgreSQL was lost during the branch");
+  }
+  if (PQtransactionStatus(rc->pg) == PQTRANS_INERROR) {
+    return MarkRollbackOnly(rc, XA_RBROLLBACK,
+                            "a statement of the branch failed, so PostgreSQL aborted its transaction");
+  }
+  if (PQtransactionStatus(rc->pg) != PQTRANS_INTRANS) {
+    return MarkRollbackOnly(rc, XA_RBPROTO,
+                            "the branch's transaction was ended by a statement on the connection "
+                            "(COMMIT, ROLLBACK or PREPARE must be left to the TM)");
+  }
+  rc->state = BranchState::kIdle;
+  return XA_OK;
+}
+
+// Resolves a PREPARE whose reply was lost. REQUIRES: the old connection is gone.
+int ResolvePrepare(RmConn* rc, const XID& xid, const std::string& pid, const std::string& start,
+                   const std::string& pg_xid, const std::string& cause) {
+  rc->state = BranchState::kNone;
+  std::memset(&rc->xid, 0, sizeof rc->xid);
+  if (ReconnectPatiently(rc) != XA_OK) {
+    return Fail(rc->rmid, XAER_RMFAIL,
+                "the connection was lost during PREPARE TRANSACTION (" + cause +
+                    ") and PostgreSQL is unreachable; the branch may be prepared: recovery decides");
+  }
+  if (int r = EnsureBackendGone(rc, pid, start); r != XA_OK) return r;
+  int prepared = GidPrepared(rc->pg, xid);
+  if (prepared < 0) return Fail(rc->rmid, XAER_RMFAIL, "cannot read pg_prepared_xacts after reconnecting");
+  if (prepared == 1) return XA_OK;
+  if (!pg_xid.empty()) {
+    Result r = Exec(rc->pg, std::string(rc->modern ? "SELECT pg_xact_status('" : "SELECT txid_status('") +
+                                pg_xid + "')");
+    if (Ok(r) && !PQgetisnull(r.get(), 0, 0) && std::strcmp(PQgetvalue(r.get(), 0, 0), "committed") == 0) {
+      return Fail(rc->rmid, XAER_RMERR, "transaction " + pg_xid + " committed without preparing");
+    }
+  }
+  return Fail(rc->rmid, XA_RBCOMMFAIL,
+              "the connection was lost during PREPARE TRANSACTION (" + cause +
+                  "); the branch was not prepared and is rolled back");
+}
+
+int PgPrepare(XID* xid, int rmid, long flags) {
+  RmConn* rc;
+  if (int r = Enter(rmid, flags, 0, &rc); r != XA_OK) return r;
+  if (!rm::XidValid(xid)) return Fail(rmid, XAER_INVAL, "invalid XID");
+  if (!Mine(rc, xid)) {
+    int prepared = PQtransactionStatus(rc->pg) == PQTRANS_IDLE ? GidPrepared(rc->pg, *xid) : 0;
+    if (prepared == 1) return Fail(rmid, XAER_PROTO, "the branch is already prepared");
+    return Fail(rmid, XAER_NOTA, "no such branch on this connection");
+  }
+  if (rc->state == BranchState::kActive || rc->state == BranchState::kSuspended) {
+    return Fail(rmid, XAER_PROTO, "the branch must be ended (xa_end) before it is prepared");
+  }
+  if (rc->state == BranchState::kRollbackOnly) {
+    int code = rc->rb_code;
+    ForgetBranch(rc);
+    return Fail(rmid, code, "the branch is rollback-only and was rolled back");
+  }
+  // Still in a healthy transaction block? (A statement may have failed after
+  // a TMJOIN, or the application may have ended the transaction itself.)
+  PGTransactionStatusType ts = PQtransactionStatus(rc->pg);
+  if (ts != PQTRANS_INTRANS) {
+    ForgetBranch(rc);
+    return Fail(rmid, ts == PQTRANS_INERROR ? XA_RBROLLBACK : XA_RBPROTO,
+                "the branch's transaction is not healthy (a statement failed or it was ended on "
+                "the connection); rolled back");
+  }
+  // The transaction id (recorded to resolve a lost PREPARE) tells a
+  // read-only branch too: no id was assigned.
+  Result r = Exec(rc->pg, rc->modern ? "SELECT pg_current_xact_id_if_assigned()"
+                                     : "SELECT txid_current_if_assigned()");
+  if (!Ok(r)) {
+    if (Lost(rc, rc->pg, r.get())) {
+      rc->state = BranchState::kNone;
+      return Fail(rmid, XA_RBCOMMFAIL, "the connection was lost before PREPARE: " + ErrorText(rc->pg, r.get()));
+    }
+    int code = RollbackCode(r.get());
+    ForgetBranch(rc);
+    return Fail(rmid, code, "cannot prepare: " + ErrorText(rc->pg, r.get()));
+  }
+  if (PQgetisnull(r.get(), 0, 0)) {
+    // Read-only: commit locally, vote XA_RDONLY. Transaction-level advisory
+    // locks are released here, before the global transaction ends.
+    Result c = Exec(rc->pg, "COMMIT");
+    bool ok = Ok(c) && std::strcmp(PQcmdStatus(c.get()), "COMMIT") == 0;
+    rc->state = BranchState::kNone;
+    if (ok) return XA_RDONLY;
+    if (Lost(rc, rc->pg, c.get())) return XA_RDONLY;  // nothing was written either way
+    return Fail(rmid, RollbackCode(c.get()), "read-only branch failed to commit: " + ErrorText(rc->pg, c.get()));
+  }
+  const std::string pg_xid = PQgetvalue(r.get(), 0, 0);
+  const std::string pid = rc->backend_pid, start = rc->backend_start;
+  Result p = Exec(rc->pg, "PREPARE TRANSACTION " + GidLiteral(rc->pg, *xid));
+  if (p && PQresultStatus(p.get()) == PGRES_COMMAND_OK &&
+      std::strcmp(PQcmdStatus(p.get()), "PREPARE TRANSACTION") == 0) {
+    rc->state = BranchState::kNone;
+    std::memset(&rc->xid, 0, sizeof rc->xid);
+    return XA_OK;
+  }
+  if (p && PQresultStatus(p.get()) == PGRES_COMMAND_OK) {
+    // PostgreSQL answers PREPARE in an aborted transaction with the tag
+    // ROLLBACK and no error: nothing was prepared.
+    ForgetBranch(rc);
+    return Fail(rmid, XA_RBROLLBACK, std::string("PREPARE TRANSACTION answered ") + PQcmdStatus(p.get()) +
+                                         ": the transaction had been aborted, nothing was prepared");
+  }
+  if (Lost(rc, rc->pg, p.get())) {
+    return ResolvePrepare(rc, *xid, pid, start, pg_xid, ErrorText(rc->pg, p.get()));
+  }
+  std::string code = SqlState(p.get());
+  std::string m = ErrorText(rc->pg, p.get());
+  ForgetBranch(rc);
+  if (code == "53200") m += " (every prepared-transaction slot is in use: raise max_prepared_transactions, or resolve forgotten prepared transactions with `xatm list`)";
+  if (code == "42710") m += " (another prepared transaction has this XID)";
+  return Fail(rmid, code == "42710" ? XA_RBOTHER : RollbackCode(p.get()), "PREPARE TRANSACTION failed: " + m);
+}
+
+// COMMIT PREPARED / ROLLBACK PREPARED of a prepared branch by gid, retrying
+// while another backend is finishing it.
+int FinishPrepared(RmConn* rc, const XID& xid, bool commit) {
+  PGconn* c = rc->pg;
+  if (PQtransactionStatus(rc->pg) != PQTRANS_IDLE) {
+    // The main connection is inside a branch; use the auxiliary one.
+    if (rc->aux == nullptr || PQstatus(rc->aux) != CONNECTION_OK) {
+      if (rc->aux) PQfinish(rc->aux);
+      rc->aux = nullptr;
+      if (Connect(rc, &rc->aux, /*main=*/false) != XA_OK) return XAER_RMFAIL;
+    }
+    c = rc->aux;
+  }
+  const std::string sql = std::string(commit ? "COMMIT PREPARED " : "ROLLBACK PREPARED ") + GidLiteral(c, xid);
+  const char* tag = commit ? "COMMIT PREPARED" : "ROLLBACK PREPARED";
+  auto deadline = Clock::now() + std::chrono::milliseconds(g_resolve_timeout_ms.load());
+  for (;;) {
+    Result r = Exec(c, sql);
+    if (r && PQresultStatus(r.get()) == PGRES_COMMAND_OK && std::strcmp(PQcmdStatus(r.get()), tag) == 0) {
+      return XA_OK;
+    }
+    if (Lost(rc, c, r.get())) {
+      return Fail(rc->rmid, XAER_RMFAIL, std::string(tag) + ": connection lost (" + ErrorText(c, r.get()) +
+                                             "); the outcome is known after reconnecting");
+    }
+    std::string code = SqlState(r.get());
+    std::string m = ErrorText(c, r.get());
+    if (code == "42704") return Fail(rc->rmid, XAER_NOTA, "no prepared transaction with this XID: " + m);
+    if (code == "55000" && m.find("busy") != std::string::npos) {
+      if (Clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        continue;
+      }
+      return Fail(rc->rmid, XA_RETRY, std::string(tag) + ": another session is finishing it: " + m);
+    }
+    return Fail(rc->rmid, XAER_RMERR, std::string(tag) + " failed: " + m);
+  }
+}
+
+int OnePhaseCommit(RmConn* rc) {
+  PGTransactionStatusType ts = PQtransactionStatus(rc->pg);
+  if (ts != PQTRANS_INTRANS) {
+    ForgetBranch(rc);
+    return Fail(rc->rmid, ts == PQTRANS_INERROR ? XA_RBROLLBACK : XA_RBPROTO,
+                "the branch's transaction is not healthy; rolled back");
+  }
+  const std::string pid = rc->backend_pid, start = rc->backend_start;
+  std::vector<Result> rs = ExecAll(rc->pg, std::string(rc->modern ? "SELECT pg_current_xact_id_if_assigned()"
+                                                                   : "SELECT txid_current_if_assigned()") +
+                                               "; COMMIT");
+  if (rs.size() == 2 && Ok(rs[1]) && std::strcmp(PQcmdStatus(rs[1].get()), "COMMIT") == 0) {
+    rc->state = BranchState::kNone;
+    return XA_OK;
+  }
+  const PGresult* last = rs.empty() ? nullptr : rs.back().get();
+  if (Lost(rc, rc->pg, last)) {
+    std::string cause = ErrorText(rc->pg, last);
+    rc->state = BranchState::kNone;
+    if (rs.empty() || !Ok(rs[0]) || PQgetisnull(rs[0].get(), 0, 0)) {
+      // Lost before the id was read, or nothing was written: if COMMIT never
+      // ran, the server rolled back; a read-only branch has nothing to lose.
+      if (!rs.empty() && Ok(rs[0]) && PQgetisnull(rs[0].get(), 0, 0)) return XA_OK;
+      return Fail(rc->rmid, XA_RBCOMMFAIL, "the connection was lost before COMMIT: " + cause);
+    }
+    const std::string pg_xid = PQgetvalue(rs[0].get(), 0, 0);
+    if (ReconnectPatiently(rc) != XA_OK || EnsureBackendGone(rc, pid, start) != XA_OK) {
+      return Fail(rc->rmid, XAER_RMFAIL, "the connection was lost during COMMIT (" + cause +
+                                             ") and the outcome cannot be learnt now");
+    }
+    Result s = Exec(rc->pg, std::string(rc->modern ? "SELECT pg_xact_status('" : "SELECT txid_status('") +
+                                pg_xid + "')");
+    if (Ok(s) && !PQgetisnull(s.get(), 0, 0)) {
+      std::string st = PQgetvalue(s.get(), 0, 0);
+      if (st == "committed") return XA_OK;
+      if (st == "aborted") return Fail(rc->rmid, XA_RBCOMMFAIL, "the connection was lost during COMMIT; it was rolled back");
+    }
+    return Fail(rc->rmid, XAER_RMFAIL, "the connection was lost during COMMIT and its outcome is unknown");
+  }
+  int code = rs.size() == 2 && PQresultStatus(rs[1].get()) == PGRES_COMMAND_OK ? XA_RBROLLBACK
+                                                                               : RollbackCode(last);
+  std::string m = rs.size() == 2 && PQresultStatus(rs[1].get()) == PGRES_COMMAND_OK
+                      ? std::string("COMMIT answered ") + PQcmdStatus(rs[1].get())
+                      : ErrorText(rc->pg, last);
+  ForgetBranch(rc);
+  return Fail(rc->rmid, code, "one-phase commit rolled back: " + m);
+}
+
+int PgCommit(XID* xid, int rmid, long flags) {
+  RmConn* rc;
+  if (int r = Enter(rmid, flags, TMONEPHASE | TMNOWAIT, &rc); r != XA_OK) return r;
+  if (!rm::XidValid(xid)) return Fail(rmid, XAER_INVAL, "invalid XID");
+  if (Mine(rc, xid)) {
+    if (rc->state == BranchState::kActive || rc->state == BranchState::kSuspended) {
+      return Fail(rmid, XAER_PROTO, "the branch must be ended (xa_end) before it is committed");
+    }
+    if (!(flags & TMONEPHASE)) return Fail(rmid, XAER_PROTO, "the branch is not prepared: prepare it or use TMONEPHASE");
+    if (rc->state == BranchState::kRollbackOnly) {
+      int code = rc->rb_code;
+      ForgetBranch(rc);
+      return Fail(rmid, code, "the branch is rollback-only and was rolled back");
+    }
+    return OnePhaseCommit(rc);
+  }
+  if (flags & TMONEPHASE) {
+    int prepared = PQtransactionStatus(rc->pg) == PQTRANS_IDLE ? GidPrepared(rc->pg, *xid) : 0;
+    if (prepared == 1) return Fail(rmid, XAER_PROTO, "the branch is prepared: commit it without TMONEPHASE");
+    return Fail(rmid, XAER_NOTA, "no such branch on this connection");
+  }
+  return FinishPrepared(rc, *xid, /*commit=*/true);
+}
+
+int PgRollback(XID* xid, int rmid, long flags) {
+  RmConn* rc;
+  if (int r = Enter(rmid, flags, 0, &rc); r != XA_OK) return r;
+  if (!rm::XidValid(xid)) return Fail(rmid, XAER_INVAL, "invalid XID");
+  if (Mine(rc, xid)) {
+    if (rc->state == BranchState::kActive || rc->state == BranchState::kSuspended) {
+      return Fail(rmid, XAER_PROTO, "the branch is associated with this thread: xa_end it first");
+    }
+    ForgetBranch(rc);
+    return XA_OK;
+  }
+  return FinishPrepared(rc, *xid, /*commit=*/false);
+}
+
+int PgRecover(XID* xids, long count, int rmid, long flags) {
+  RmConn* rc;
+  if (int r = Enter(rmid, flags, TMSTARTRSCAN | TMENDRSCAN, &rc); r != XA_OK) return r;
+  if (count < 0 || (xids == nullptr && count > 0)) return Fail(rmid, XAER_INVAL, "bad xids/count");
+  if (flags & TMSTARTRSCAN) {
+    PGconn* c = rc->pg;
+    if (PQtransactionStatus(c) != PQTRANS_IDLE) {
+      if (rc->aux == nullptr || PQstatus(rc->aux) != CONNECTION_OK) {
+        if (rc->aux) PQfinish(rc->aux);
+        rc->aux = nullptr;
+        if (Connect(rc, &rc->aux, false) != XA_OK) return XAER_RMFAIL;
+      }
+      c = rc->aux;
+    }
+    Result r = Exec(c, "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() ORDER BY prepared");
+    if (!Ok(r)) {
+      return Fail(rmid, Lost(rc, c, r.get()) ? XAER_RMFAIL : XAER_RMERR,
+                  "cannot read pg_prepared_xacts: " + ErrorText(c, r.get()));
+    }
+    rc->scan.clear();
+    for (int i = 0; i < PQntuples(r.get()); ++i) {
+      XID x;
+      // Gids of other TMs, or typed by hand, are not ours to report.
+      if (GidToXid(PQgetvalue(r.get(), i, 0), &x)) rc->scan.push_back(x);
+    }
+    rc->scan_pos = 0;
+    rc->scanning = true;
+  } else if (!rc->scanning) {
+    return Fail(rmid, XAER_PROTO, "no recovery scan is open: start one with TMSTARTRSCAN");
+  }
+  long n = 0;
+  while (n < count && rc->scan_pos < rc->scan.size()) xids[n++] = rc->scan[rc->scan_pos++];
+  if (flags & TMENDRSCAN) {
+    rc->scanning = false;
+    rc->scan.clear();
+  }
+  return static_cast<int>(n);
+}
+
+int PgForget(XID* xid, int rmid, long flags) {
+  RmConn* rc;
+  if (int r = Enter(rmid, flags, 0, &rc); r != XA_OK) return r;
+  if (!rm::XidValid(xid)) return Fail(rmid, XAER_INVAL, "invalid XID");
+  // PostgreSQL never completes a branch heuristically: there is nothing to
+  // forget. A prepared branch is not heuristically completed.
+  if (!Mine(rc, xid) && PQtransactionStatus(rc->pg) == PQTRANS_IDLE && GidPrepared(rc->pg, *xid) == 1) {
+    return Fail(rmid, XAER_PROTO, "the branch is prepared, not heuristically completed");
+  }
+  if (Mine(rc, xid)) return Fail(rmid, XAER_PROTO, "the branch is not heuristically completed");
+  return Fail(rmid, XAER_NOTA, "PostgreSQL keeps no heuristic outcomes");
+}
+
+int PgComplete(int*, int*, int rmid, long flags) {
+  if (flags & TMASYNC) return Fail(rmid, XAER_ASYNC, "asynchronous XA calls are not supported");
+  return Fail(rmid, XAER_PROTO, "no asynchronous operation is outstanding");
+}
+
+}  // namespace
+
+std::string LastError(int rmid) {
+  auto it = tls_errors.find(rmid);
+  return it == tls_errors.end() ? std::string() : it->second;
+}
+
+std::string RedactConninfo(const std::string& conninfo) {
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err);
+  if (opts == nullptr) {
+    if (err) PQfreemem(err);
+    return "<conninfo that does not parse>";
+  }
+  std::string out;
+  for (PQconninfoOption* o = opts; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr) continue;
+    if (!out.empty()) out += ' ';
+    out += o->keyword;
+    out += '=';
+    out += std::strcmp(o->keyword, "password") == 0 ? "***" : o->val;
+  }
+  PQconninfoFree(opts);
+  return out;
+}
+
+void SetResolveTimeoutMs(int ms) { g_resolve_timeout_ms = ms; }
+
+}  // namespace xatm::pgsql
+
+extern "C" {
+
+struct xa_switch_t xatm_pgsql_switch = {
+    "xatm_pgsql",
+    TMNOMIGRATE,
+    0,
+    xatm::pgsql::PgOpen,
+    xatm::pgsql::PgClose,
+    xatm::pgsql::PgStart,
+    xatm::pgsql::PgEnd,
+    xatm::pgsql::PgRollback,
+    xatm::pgsql::PgPrepare,
+    xatm::pgsql::PgCommit,
+    xatm::pgsql::PgRecover,
+    xatm::pgsql::PgForget,
+    xatm::pgsql::PgComplete,
+};
+
+PGconn* xatm_pgsql_conn(int rmid) {
+  xatm::pgsql::RmConn* rc = xatm::pgsql::Find(rmid);
+  return rc ? rc->pg : nullptr;
+}
+
+}  // extern "C"

@@ -35,6 +35,11 @@ XATM_RM_PGSQL_EXTERN extern struct xa_switch_t xatm_pgsql_switch;
  * called on this thread for rmid. Borrowed: valid until xa_close. */
 XATM_RM_PGSQL_EXTERN PGconn *xatm_pgsql_conn(int rmid);
 
+/* The message of the last failed switch call on this thread for rmid, with
+ * libpq's text where it had one; "" if none. Never contains a password.
+ * Borrowed: valid until the next switch call on this thread for rmid. */
+XATM_RM_PGSQL_EXTERN const char *xatm_pgsql_errmsg(int rmid);
+
 #ifdef __cplusplus
 }
 #endif

@@ -769,6 +769,11 @@ struct xa_switch_t xatm_pgsql_switch = {
     xatm::pgsql::PgComplete,
 };
 
+const char* xatm_pgsql_errmsg(int rmid) {
+  auto it = xatm::pgsql::tls_errors.find(rmid);
+  return it == xatm::pgsql::tls_errors.end() ? "" : it->second.c_str();
+}
+
 PGconn* xatm_pgsql_conn(int rmid) {
   xatm::pgsql::RmConn* rc = xatm::pgsql::Find(rmid);
   return rc ? rc->pg : nullptr;

@@ -34,6 +34,12 @@ XATM_RM_SQLITE_EXTERN extern struct xa_switch_t xatm_sqlite_switch;
  * called on this thread for rmid. Borrowed: valid until xa_close. */
 XATM_RM_SQLITE_EXTERN sqlite3 *xatm_sqlite_db(int rmid);
 
+/* The message of the last failed switch call on this thread for rmid; after
+ * a statement on the handle fails with SQLITE_AUTH inside a branch, the
+ * reason it was refused. "" if none. Borrowed: valid until the next switch
+ * call on this thread for rmid. */
+XATM_RM_SQLITE_EXTERN const char *xatm_sqlite_errmsg(int rmid);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,1220 @@
+// The SQLite resource manager: an X/Open XA switch with a durable prepared
+// state that SQLite itself does not have.
+//
+// Lifecycle of a branch on one connection (the thread's handle for rmid):
+//
+//  1. xa_start    BEGIN IMMEDIATE; a session object (the session extension)
+//                 records every change to the main database; the authorizer
+//                 refuses, at the statement, what a changeset cannot carry:
+//                 DDL, ATTACH, writes to tables without a PRIMARY KEY, to
+//                 virtual, temp or attached tables, and BEGIN/COMMIT/ROLLBACK.
+//  2. xa_end      the association ends (TMFAIL rolls back at once).
+//  3. xa_prepare  no deferred foreign-key violation may be pending and no row
+//                 with a NULL key may have been written; an empty session
+//                 commits and votes XA_RDONLY. Otherwise a commit marker
+//                 (a random token) is inserted inside the branch, the
+//                 changeset is taken with a digest of every touched row's
+//                 full pre-image and a schema fingerprint, and all of it is
+//                 written to the sidecar database (FILE-xatm) with one sync.
+//                 The main transaction stays open: its write lock protects the
+//                 prepared data until phase two.
+//       If we crash now: SQLite's journal rolls the main transaction back;
+//       the sidecar record still says "prepared", xa_recover reports it,
+//       and xa_commit replays it (step 5).
+//  4. xa_commit   COMMIT of the open transaction (the marker commits with
+//                 it), then the sidecar record is deleted, unforced.
+//       If we crash between COMMIT and the delete: the record is still there,
+//       but the marker in the main database says the branch committed, so a
+//       later xa_commit only deletes the record: never applied twice.
+//       If COMMIT itself fails and SQLite rolled back (disk full), the
+//       branch falls back to the replay path, reporting XAER_RMFAIL until a
+//       replay succeeds.
+//  5. replay      (xa_commit of a branch whose transaction is gone) in one
+//                 BEGIN IMMEDIATE transaction: marker present -> it committed;
+//                 database replaced, schema changed, or any touched row
+//                 changed in any column since prepare -> XA_HEURHAZ naming the
+//                 table and key, the record kept; else the changeset is
+//                 applied with triggers and foreign keys off (their effects
+//                 are in it), aborting on any conflict, and committed.
+//       If we crash during a replay: its transaction rolls back, the record
+//       remains, the next xa_commit replays again.
+//
+// Markers are deleted only after the sidecar delete they guard is durable
+// (a sync of the sidecar while the main write lock is held), so a record that
+// survives a crash always finds its marker.
+#include <sqlite3.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/xid_util.h"
+#include "sqlite/sqlite_rm.h"
+#include "sqlite/sqlite_util.h"
+#include "util/crash_point.h"
+#include "xatm/rm_sqlite.h"
+
+namespace xatm::sqlite {
+namespace {
+
+constexpr int kGcEvery = 1024;  // commits between marker garbage collections
+
+enum class BranchState {
+  kNone,          // S0: no branch on this connection
+  kActive,        // S1, associated with the thread
+  kSuspended,     // S1, association suspended
+  kIdle,          // S2: ended, not yet prepared
+  kRollbackOnly,  // S4: already rolled back; later calls report rb_code
+  kPrepared,      // S3 on this connection: the sidecar record is durable and
+                  // the main transaction still open
+};
+
+struct Options {
+  std::string path;
+  int busy_timeout_ms = 5000;
+};
+
+struct RmConn {
+  int rmid = 0;
+  Options opts;
+  sqlite3* db = nullptr;    // the application's handle (xatm_sqlite_db)
+  sqlite3* side = nullptr;  // the sidecar
+  sqlite3* aux = nullptr;   // replays while db is inside a branch
+  std::string db_id;        // identity of the main database file
+
+  BranchState state = BranchState::kNone;
+  XID xid{};
+  int rb_code = XA_RBROLLBACK;
+  sqlite3_session* session = nullptr;
+  std::set<std::string> touched;                  // tables with changes in the branch
+  std::map<std::string, uint64_t> null_key_rows;  // digest of NULL-key rows at xa_start
+  std::string token;                              // marker of the prepared branch
+
+  bool internal = false;  // the RM runs its own statements: the authorizer allows them
+  int schema_version = -1;
+  std::map<std::string, TableInfo> tables;
+
+  bool scanning = false;
+  std::vector<XID> scan;
+  size_t scan_pos = 0;
+  uint64_t commits = 0;
+
+  ~RmConn() {
+    if (session) sqlite3session_delete(session);
+    if (aux) sqlite3_close_v2(aux);
+    if (side) sqlite3_close_v2(side);
+    if (db) sqlite3_close_v2(db);
+  }
+};
+
+thread_local std::map<int, std::unique_ptr<RmConn>> tls_conns;
+thread_local std::map<int, std::string> tls_errors;
+
+int Fail(int rmid, int code, std::string msg) {
+  tls_errors[rmid] = std::move(msg);
+  return code;
+}
+
+RmConn* Find(int rmid) {
+  auto it = tls_conns.find(rmid);
+  return it == tls_conns.end() ? nullptr : it->second.get();
+}
+
+// Runs the RM's own statements past the authorizer.
+class Internal {
+ public:
+  explicit Internal(RmConn* rc) : rc_(rc), was_(rc->internal) { rc->internal = true; }
+  ~Internal() { rc_->internal = was_; }
+
+ private:
+  RmConn* rc_;
+  bool was_;
+};
+
+std::string Err(sqlite3* db) { return sqlite3_errmsg(db); }
+
+// --------------------------------------------------------------------------
+// Schema cache and the authorizer
+
+bool RefreshSchema(RmConn* rc) {
+  Internal in(rc);
+  Stmt v(rc->db, "PRAGMA main.schema_version");
+  if (!v.ok() || v.Step() != SQLITE_ROW) return false;
+  int version = static_cast<int>(v.Int(0));
+  if (version == rc->schema_version) return true;
+  std::vector<std::pair<std::string, TableInfo>> tables;
+  if (!ReadTables(rc->db, &tables)) return false;
+  rc->tables.clear();
+  for (auto& [name, info] : tables) rc->tables[name] = std::move(info);
+  rc->schema_version = version;
+  return true;
+}
+
+bool InTransactionOfBranch(BranchState s) {
+  return s == BranchState::kActive || s == BranchState::kSuspended || s == BranchState::kIdle;
+}
+
+int Deny(RmConn* rc, std::string why) {
+  tls_errors[rc->rmid] = std::move(why);
+  return SQLITE_DENY;
+}
+
+int Authorize(void* ctx, int action, const char* a1, const char* a2, const char* dbname,
+              const char* /*trigger*/) {
+  auto* rc = static_cast<RmConn*>(ctx);
+  if (rc->internal) return SQLITE_OK;
+  const bool in_branch = InTransactionOfBranch(rc->state);
+  const bool prepared = rc->state == BranchState::kPrepared;
+  if (!in_branch && !prepared) return SQLITE_OK;
+  const std::string table = a1 ? a1 : "";
+  switch (action) {
+    case SQLITE_TRANSACTION:
+      return Deny(rc, std::string(a1 ? a1 : "transaction control") +
+                          " inside a global transaction: the TM commits or rolls back the branch");
+    case SQLITE_INSERT:
+    case SQLITE_UPDATE:
+    case SQLITE_DELETE: {
+      if (prepared) {
+        return Deny(rc, "the branch is prepared: no more writes on this handle until it is "
+                        "committed or rolled back");
+      }
+      if (table == "sqlite_master" || table == "sqlite_temp_master" || table == "sqlite_schema" ||
+          table == "sqlite_temp_schema") {
+        return Deny(rc, "schema change (DDL) inside a global transaction: a changeset cannot carry "
+                        "it; change the schema outside transactions");
+      }
+      if (dbname == nullptr || std::strcmp(dbname, "main") != 0) {
+        return Deny(rc, "write to " + std::string(dbname ? dbname : "?") + "." + table +
+                            ": only the main database takes part in the branch");
+      }
+      auto it = rc->tables.find(table);
+      if (it == rc->tables.end()) return SQLITE_OK;  // SQLite reports what is wrong
+      if (it->second.is_virtual) {
+        return Deny(rc, "write to virtual table " + table +
+                            ": its changes cannot be captured for a durable prepare");
+      }
+      if (!it->second.has_pk) {
+        return Deny(rc, "write to table " + table +
+                            ", which has no PRIMARY KEY: its changes cannot be captured for a "
+                            "durable prepare (declare a PRIMARY KEY)");
+      }
+      return SQLITE_OK;
+    }
+    case SQLITE_CREATE_INDEX: case SQLITE_CREATE_TABLE: case SQLITE_CREATE_TEMP_INDEX:
+    case SQLITE_CREATE_TEMP_TABLE: case SQLITE_CREATE_TEMP_TRIGGER: case SQLITE_CREATE_TEMP_VIEW:
+    case SQLITE_CREATE_TRIGGER: case SQLITE_CREATE_VIEW: case SQLITE_DROP_INDEX:
+    case SQLITE_DROP_TABLE: case SQLITE_DROP_TEMP_INDEX: case SQLITE_DROP_TEMP_TABLE:
+    case SQLITE_DROP_TEMP_TRIGGER: case SQLITE_DROP_TEMP_VIEW: case SQLITE_DROP_TRIGGER:
+    case SQLITE_DROP_VIEW: case SQLITE_ALTER_TABLE: case SQLITE_CREATE_VTABLE:
+    case SQLITE_DROP_VTABLE: case SQLITE_ANALYZE:
+      return Deny(rc, "schema change (DDL) inside a global transaction: a changeset cannot carry "
+                      "it; change the schema outside transactions");
+    case SQLITE_ATTACH:
+    case SQLITE_DETACH:
+      return Deny(rc, "ATTACH/DETACH inside a global transaction");
+    case SQLITE_PRAGMA: {
+      static const std::set<std::string> kDenied = {
+          "journal_mode", "writable_schema", "schema_version", "user_version", "application_id",
+          "locking_mode", "foreign_keys", "recursive_triggers"};
+      if (a2 != nullptr && kDenied.count(table)) {
+        return Deny(rc, "PRAGMA " + table + " = ... inside a global transaction");
+      }
+      return SQLITE_OK;
+    }
+    default:
+      return SQLITE_OK;
+  }
+}
+
+// (Re)installs the authorizer, which also expires every prepared statement
+// of the handle, so that each is checked again under the branch's rules.
+void ExpireStatements(RmConn* rc) { sqlite3_set_authorizer(rc->db, Authorize, rc); }
+
+int TableFilter(void* ctx, const char* table) {
+  static_cast<RmConn*>(ctx)->touched.insert(table);
+  return 1;
+}
+
+// Digest of the rows of a table whose declared key has a NULL: the session
+// extension silently skips such rows.
+uint64_t NullKeyRows(RmConn* rc, const std::string& table) {
+  const TableInfo& t = rc->tables[table];
+  std::string where;
+  for (size_t i = 0; i < t.columns.size(); ++i) {
+    if (!t.pk[i]) continue;
+    if (!where.empty()) where += " OR ";
+    where += Ident(t.columns[i]) + " IS NULL";
+  }
+  Internal in(rc);
+  Stmt st(rc->db, "SELECT * FROM main." + Ident(table) + " WHERE " + where + " ORDER BY rowid");
+  Digest d;
+  if (!st.ok()) return 0;
+  while (st.Step() == SQLITE_ROW) {
+    for (int i = 0; i < sqlite3_column_count(st.get()); ++i) d.AddColumn(st.get(), i);
+  }
+  return d.value();
+}
+
+// --------------------------------------------------------------------------
+// The sidecar
+
+const char kSidecarSchema[] =
+    "CREATE TABLE IF NOT EXISTS prepared ("
+    " format_id INTEGER NOT NULL, gtrid BLOB NOT NULL, bqual BLOB NOT NULL,"
+    " token BLOB NOT NULL, db_id BLOB NOT NULL, schema_fp INTEGER NOT NULL,"
+    " changeset BLOB NOT NULL, digests BLOB NOT NULL, prepared_at INTEGER NOT NULL,"
+    " hazard TEXT,"
+    " PRIMARY KEY (format_id, gtrid, bqual))";
+
+struct Record {
+  std::string token, db_id, changeset, digests, hazard;
+  uint64_t schema_fp = 0;
+};
+
+// 1 found, 0 not found, -1 error.
+int ReadRecord(RmConn* rc, const XID& x, Record* r) {
+  Stmt st(rc->side, "SELECT token, db_id, schema_fp, changeset, digests, coalesce(hazard, '') "
+                    "FROM prepared WHERE format_id = ?1 AND gtrid = ?2 AND bqual = ?3");
+  if (!st.ok()) return -1;
+  st.Bind(1, static_cast<int64_t>(x.formatID)).Bind(2, rm::Gtrid(x)).Bind(3, rm::Bqual(x));
+  int s = st.Step();
+  if (s == SQLITE_DONE) return 0;
+  if (s != SQLITE_ROW) return -1;
+  if (r) {
+    r->token = st.Blob(0);
+    r->db_id = st.Blob(1);
+    r->schema_fp = static_cast<uint64_t>(st.Int(2));
+    r->changeset = st.Blob(3);
+    r->digests = st.Blob(4);
+    r->hazard = st.Text(5);
+  }
+  return 1;
+}
+
+// Deletes a record without waiting for the disk: a delete lost in a crash
+// leaves a record whose marker (or absence of work) says what to do.
+void DeleteRecordUnforced(RmConn* rc, const XID& x) {
+  ExecSql(rc->side, "PRAGMA synchronous = OFF");
+  Stmt st(rc->side, "DELETE FROM prepared WHERE format_id = ?1 AND gtrid = ?2 AND bqual = ?3");
+  if (st.ok()) {
+    st.Bind(1, static_cast<int64_t>(x.formatID)).Bind(2, rm::Gtrid(x)).Bind(3, rm::Bqual(x));
+    st.Step();
+  }
+  ExecSql(rc->side, "PRAGMA synchronous = FULL");
+}
+
+void SetHazard(RmConn* rc, const XID& x, const std::string& why) {
+  Stmt st(rc->side, "UPDATE prepared SET hazard = ?4 WHERE format_id = ?1 AND gtrid = ?2 AND bqual = ?3");
+  if (!st.ok()) return;
+  st.Bind(1, static_cast<int64_t>(x.formatID)).Bind(2, rm::Gtrid(x)).Bind(3, rm::Bqual(x)).BindText(4, why);
+  st.Step();
+}
+
+// Makes every earlier write to the sidecar durable, from any process: a
+// forced write syncs the whole WAL file.
+bool SidecarBarrier(RmConn* rc) {
+  return ExecSql(rc->side, "BEGIN IMMEDIATE; "
+                           "INSERT OR REPLACE INTO barrier VALUES (1, strftime('%s','now')); COMMIT") ==
+         SQLITE_OK;
+}
+
+// Deletes the commit markers whose sidecar records are gone for good.
+// Best effort: skipped if the write lock is not free.
+void CollectMarkers(RmConn* rc) {
+  Internal in(rc);
+  sqlite3_busy_timeout(rc->db, 0);
+  bool locked = ExecSql(rc->db, "BEGIN IMMEDIATE") == SQLITE_OK;
+  sqlite3_busy_timeout(rc->db, rc->opts.busy_timeout_ms);
+  if (!locked) return;
+  // No branch can prepare while we hold the write lock; every record deleted
+  // before the barrier is durably gone after it.
+  std::set<std::string> live;
+  bool ok = SidecarBarrier(rc);
+  if (ok) {
+    Stmt st(rc->side, "SELECT token FROM prepared");
+    ok = st.ok();
+    while (ok && st.Step() == SQLITE_ROW) live.insert(st.Blob(0));
+  }
+  if (ok) {
+    std::vector<std::string> dead;
+    {
+      Stmt st(rc->db, "SELECT token FROM main.xatm_marker");
+      while (st.ok() && st.Step() == SQLITE_ROW) {
+        std::string t = st.Blob(0);
+        if (!live.count(t)) dead.push_back(std::move(t));
+      }
+    }
+    Stmt del(rc->db, "DELETE FROM main.xatm_marker WHERE token = ?1");
+    for (const std::string& t : dead) {
+      del.Bind(1, t);
+      del.Step();
+      del.Reset();
+    }
+  }
+  ExecSql(rc->db, ok ? "COMMIT" : "ROLLBACK");
+  ExecSql(rc->side, "PRAGMA wal_checkpoint(PASSIVE)");
+}
+
+// --------------------------------------------------------------------------
+// Changeset digests
+
+// Reads the row of `table` whose key is given by value(i) for key columns;
+// calls on_row with the statement positioned on it. 1 found, 0 absent, -1 error.
+template <typename KeyValue, typename OnRow>
+int ReadRow(sqlite3* db, const std::string& table, const TableInfo& t, KeyValue value, OnRow on_row) {
+  std::string sql = "SELECT ";
+  for (size_t i = 0; i < t.columns.size(); ++i) sql += (i ? ", " : "") + Ident(t.columns[i]);
+  sql += " FROM main." + Ident(table) + " WHERE ";
+  int n = 0;
+  for (size_t i = 0; i < t.columns.size(); ++i) {
+    if (!t.pk[i]) continue;
+    sql += (n ? " AND " : "") + Ident(t.columns[i]) + " = ?" + std::to_string(n + 1);
+    ++n;
+  }
+  Stmt st(db, sql);
+  if (!st.ok()) return -1;
+  n = 0;
+  for (size_t i = 0; i < t.columns.size(); ++i) {
+    if (t.pk[i]) st.BindValue(++n, value(static_cast<int>(i)));
+  }
+  int s = st.Step();
+  if (s == SQLITE_DONE) return 0;
+  if (s != SQLITE_ROW) return -1;
+  on_row(st.get());
+  return 1;
+}
+
+// The key of the current change, for messages: "(1, 'abc')".
+std::string KeyText(sqlite3_changeset_iter* it, int ncol, int op, const unsigned char* pk) {
+  std::string s = "(";
+  bool first = true;
+  for (int i = 0; i < ncol; ++i) {
+    if (!pk[i]) continue;
+    sqlite3_value* v = nullptr;
+    if (op == SQLITE_INSERT) sqlite3changeset_new(it, i, &v);
+    else sqlite3changeset_old(it, i, &v);
+    if (!first) s += ", ";
+    first = false;
+    if (v == nullptr) { s += "?"; continue; }
+    const unsigned char* t = sqlite3_value_text(v);
+    s += sqlite3_value_type(v) == SQLITE_TEXT ? "'" + std::string(reinterpret_cast<const char*>(t)) + "'"
+                                              : std::string(t ? reinterpret_cast<const char*>(t) : "NULL");
+  }
+  return s + ")";
+}
+
+// At prepare: for each change, a digest of the touched row's full pre-image
+// (0 for an INSERT: no row before). REQUIRES: inside the branch's transaction.
+bool PreImageDigests(RmConn* rc, const std::string& changeset, std::string* out, std::string* why) {
+  sqlite3_changeset_iter* it = nullptr;
+  if (sqlite3changeset_start(&it, static_cast<int>(changeset.size()),
+                             const_cast<char*>(changeset.data())) != SQLITE_OK) {
+    *why = "cannot read the changeset";
+    return false;
+  }
+  bool ok = true;
+  Internal in(rc);
+  while (ok && sqlite3changeset_next(it) == SQLITE_ROW) {
+    const char* tab;
+    int ncol, op, indirect;
+    sqlite3changeset_op(it, &tab, &ncol, &op, &indirect);
+    uint64_t digest = 0;
+    if (op == SQLITE_DELETE) {
+      Digest d;
+      for (int i = 0; i < ncol; ++i) {
+        sqlite3_value* v;
+        sqlite3changeset_old(it, i, &v);
+        d.Add(v);
+      }
+      digest = d.value();
+    } else if (op == SQLITE_UPDATE) {
+      // The pre-image: the row as the branch left it, with the old values of
+      // the columns the branch changed.
+      const TableInfo& t = rc->tables[tab];
+      Digest d;
+      int found = ReadRow(rc->db, tab, t,
+                          [&](int i) { sqlite3_value* v; sqlite3changeset_old(it, i, &v); return v; },
+                          [&](sqlite3_stmt* st) {
+                            for (int i = 0; i < ncol; ++i) {
+                              sqlite3_value* old = nullptr;
+                              sqlite3changeset_old(it, i, &old);
+                              if (old) d.Add(old);
+                              else d.AddColumn(st, i);
+                            }
+                          });
+      if (found != 1) {
+        *why = std::string("cannot read back a changed row of ") + tab;
+        ok = false;
+      }
+      digest = d.value();
+    }
+    char b[8];
+    std::memcpy(b, &digest, 8);
+    out->append(b, 8);
+  }
+  sqlite3changeset_finalize(it);
+  return ok;
+}
+
+// At replay: every touched row must still be as it was before the branch.
+// Empty string if so, else what differs. REQUIRES: inside the replay's
+// transaction on db.
+std::string VerifyPreImages(RmConn* rc, sqlite3* db, const Record& r) {
+  std::map<std::string, TableInfo> tables;
+  {
+    std::vector<std::pair<std::string, TableInfo>> v;
+    if (!ReadTables(db, &v)) return "cannot read the schema";
+    for (auto& [n, t] : v) tables[n] = std::move(t);
+  }
+  sqlite3_changeset_iter* it = nullptr;
+  if (sqlite3changeset_start(&it, static_cast<int>(r.changeset.size()),
+                             const_cast<char*>(r.changeset.data())) != SQLITE_OK) {
+    return "the stored changeset does not parse";
+  }
+  std::string problem;
+  size_t k = 0;
+  Internal in(rc);
+  while (problem.empty() && sqlite3changeset_next(it) == SQLITE_ROW) {
+    const char* tab;
+    int ncol, op, indirect;
+    sqlite3changeset_op(it, &tab, &ncol, &op, &indirect);
+    unsigned char* pk;
+    int npk;
+    sqlite3changeset_pk(it, &pk, &npk);
+    auto t = tables.find(tab);
+    if (t == tables.end() || static_cast<int>(t->second.columns.size()) != ncol) {
+      problem = std::string("table ") + tab + " no longer exists as it was";
+      break;
+    }
+    uint64_t want = 0;
+    if ((k + 1) * 8 <= r.digests.size()) std::memcpy(&want, r.digests.data() + k * 8, 8);
+    ++k;
+    if (op == SQLITE_INSERT) {
+      int found = ReadRow(db, tab, t->second,
+                          [&](int i) { sqlite3_value* v; sqlite3changeset_new(it, i, &v); return v; },
+                          [](sqlite3_stmt*) {});
+      if (found != 0) problem = std::string("a row with key ") + KeyText(it, ncol, op, pk) + " now exists in " + tab;
+      continue;
+    }
+    Digest d;
+    int found = ReadRow(db, tab, t->second,
+                        [&](int i) { sqlite3_value* v; sqlite3changeset_old(it, i, &v); return v; },
+                        [&](sqlite3_stmt* st) {
+                          for (int i = 0; i < ncol; ++i) d.AddColumn(st, i);
+                        });
+    if (found == 0) {
+      problem = std::string("row ") + KeyText(it, ncol, op, pk) + " of " + tab + " was deleted since prepare";
+    } else if (found < 0) {
+      problem = std::string("cannot read row ") + KeyText(it, ncol, op, pk) + " of " + tab;
+    } else if (d.value() != want) {
+      problem = std::string("row ") + KeyText(it, ncol, op, pk) + " of " + tab + " was changed since prepare";
+    }
+  }
+  sqlite3changeset_finalize(it);
+  return problem;
+}
+
+// --------------------------------------------------------------------------
+
+int RollbackCodeOf(int sqlite_rc) {
+  switch (sqlite_rc & 0xff) {
+    case SQLITE_CONSTRAINT: return XA_RBINTEGRITY;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return XA_RBDEADLOCK;
+    default: return XA_RBOTHER;
+  }
+}
+
+void EndSession(RmConn* rc) {
+  if (rc->session) sqlite3session_delete(rc->session);
+  rc->session = nullptr;
+  rc->touched.clear();
+  rc->null_key_rows.clear();
+}
+
+// Drops the branch of rc, rolling back its transaction if one is open.
+void ForgetBranch(RmConn* rc) {
+  Internal in(rc);
+  if (!sqlite3_get_autocommit(rc->db)) ExecSql(rc->db, "ROLLBACK");
+  EndSession(rc);
+  rc->state = BranchState::kNone;
+  std::memset(&rc->xid, 0, sizeof rc->xid);
+  rc->token.clear();
+  ExpireStatements(rc);
+}
+
+int MarkRollbackOnly(RmConn* rc, int code, std::string why) {
+  {
+    Internal in(rc);
+    if (!sqlite3_get_autocommit(rc->db)) ExecSql(rc->db, "ROLLBACK");
+  }
+  EndSession(rc);
+  rc->state = BranchState::kRollbackOnly;
+  rc->rb_code = code;
+  ExpireStatements(rc);
+  return Fail(rc->rmid, code, std::move(why));
+}
+
+bool Mine(const RmConn* rc, const XID* xid) {
+  return rc->state != BranchState::kNone && rm::XidEqual(rc->xid, *xid);
+}
+
+int Enter(int rmid, long flags, long allowed, RmConn** rc) {
+  if (flags & TMASYNC) return Fail(rmid, XAER_ASYNC, "asynchronous XA calls are not supported");
+  if (flags & ~allowed) return Fail(rmid, XAER_INVAL, "unsupported flags for this call");
+  *rc = Find(rmid);
+  if (*rc == nullptr) {
+    return Fail(rmid, XAER_PROTO, "xa_open was not called for rmid " + std::to_string(rmid) +
+                                      " on this thread");
+  }
+  return XA_OK;
+}
+
+// The connection for a replay: the handle itself unless it is inside a
+// branch, else a second connection of the RM's own.
+sqlite3* ReplayConnection(RmConn* rc) {
+  if (rc->state == BranchState::kNone || rc->state == BranchState::kRollbackOnly) return rc->db;
+  if (rc->aux == nullptr) {
+    if (sqlite3_open_v2(rc->opts.path.c_str(), &rc->aux, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+      sqlite3_close_v2(rc->aux);
+      rc->aux = nullptr;
+      return nullptr;
+    }
+    sqlite3_busy_timeout(rc->aux, rc->opts.busy_timeout_ms);
+  }
+  return rc->aux;
+}
+
+struct ApplyContext {
+  std::string conflict;
+};
+
+// Called as the replay starts on each table: a place to crash mid-apply.
+int OnApplyTable(void*, const char*) {
+  XATM_CRASH_POINT("sqlite.replay.apply_table");
+  return 1;
+}
+
+int OnConflict(void* ctx, int type, sqlite3_changeset_iter* it) {
+  auto* a = static_cast<ApplyContext*>(ctx);
+  const char* tab;
+  int ncol, op, indirect;
+  sqlite3changeset_op(it, &tab, &ncol, &op, &indirect);
+  unsigned char* pk;
+  int npk;
+  sqlite3changeset_pk(it, &pk, &npk);
+  const char* what = type == SQLITE_CHANGESET_DATA        ? "the row differs"
+                     : type == SQLITE_CHANGESET_NOTFOUND  ? "the row is missing"
+                     : type == SQLITE_CHANGESET_CONFLICT  ? "the row already exists"
+                     : type == SQLITE_CHANGESET_CONSTRAINT ? "a constraint fails"
+                                                          : "a foreign key fails";
+  if (a->conflict.empty()) {
+    a->conflict = std::string("applying to ") + tab + " " + KeyText(it, ncol, op, pk) + ": " + what;
+  }
+  return SQLITE_CHANGESET_ABORT;
+}
+
+// Commits a prepared branch whose transaction is gone, from its sidecar record.
+int Replay(RmConn* rc, const XID& xid) {
+  Record r;
+  int found = ReadRecord(rc, xid, &r);
+  if (found < 0) return Fail(rc->rmid, XAER_RMERR, "cannot read the sidecar: " + Err(rc->side));
+  if (found == 0) return Fail(rc->rmid, XAER_NOTA, "no prepared branch with this XID");
+  if (r.db_id != rc->db_id) {
+    std::string why = "the prepared branch belongs to another database file (" +
+                      rm::Hex(r.db_id) + "); " + rc->opts.path + " is " + rm::Hex(rc->db_id) +
+                      ": the file was replaced, nothing was applied";
+    SetHazard(rc, xid, why);
+    return Fail(rc->rmid, XA_HEURHAZ, why);
+  }
+  sqlite3* db = ReplayConnection(rc);
+  if (db == nullptr) return Fail(rc->rmid, XAER_RMFAIL, "cannot open " + rc->opts.path);
+  Internal in(rc);
+  // Triggers and foreign-key actions already did their work in the branch:
+  // the changeset holds their effects.
+  int fk = 0, trig = 0;
+  {
+    Stmt st(db, "PRAGMA foreign_keys");
+    if (st.ok() && st.Step() == SQLITE_ROW) fk = static_cast<int>(st.Int(0));
+  }
+  ExecSql(db, "PRAGMA foreign_keys = OFF");
+  sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, &trig);
+  auto restore = [&] {
+    sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, trig, nullptr);
+    if (fk) ExecSql(db, "PRAGMA foreign_keys = ON");
+  };
+  int brc = ExecSql(db, "BEGIN IMMEDIATE");
+  if (brc != SQLITE_OK) {
+    restore();
+    return Fail(rc->rmid, (brc & 0xff) == SQLITE_BUSY ? XA_RETRY : XAER_RMFAIL,
+                "cannot lock " + rc->opts.path + " for the recovery commit (" + Err(db) +
+                    "); a live process may still hold the branch prepared");
+  }
+  auto give_up = [&](int code, const std::string& why) {
+    ExecSql(db, "ROLLBACK");
+    restore();
+    if (code == XA_HEURHAZ) SetHazard(rc, xid, why);
+    return Fail(rc->rmid, code, why);
+  };
+  {
+    Stmt m(db, "SELECT 1 FROM main.xatm_marker WHERE token = ?1");
+    if (!m.ok()) return give_up(XAER_RMERR, "cannot read the commit markers: " + Err(db));
+    m.Bind(1, r.token);
+    if (m.Step() == SQLITE_ROW) {
+      // Committed before: only the sidecar delete was lost.
+      ExecSql(db, "ROLLBACK");
+      restore();
+      DeleteRecordUnforced(rc, xid);
+      return XA_OK;
+    }
+  }
+  if (SchemaFingerprint(db) != r.schema_fp) {
+    return give_up(XA_HEURHAZ, "the schema of " + rc->opts.path +
+                                   " changed since the branch was prepared; nothing was applied");
+  }
+  std::string changed = VerifyPreImages(rc, db, r);
+  if (!changed.empty()) {
+    return give_up(XA_HEURHAZ, changed + " (outside the branch); nothing was applied, the branch "
+                                         "stays prepared for a decision");
+  }
+  ApplyContext ctx;
+  int arc = sqlite3changeset_apply(db, static_cast<int>(r.changeset.size()), r.changeset.data(),
+                                   OnApplyTable, OnConflict, &ctx);
+  if (arc != SQLITE_OK) {
+    if (!ctx.conflict.empty()) return give_up(XA_HEURHAZ, ctx.conflict + "; nothing was applied");
+    return give_up(XAER_RMFAIL, "applying the prepared changeset failed: " + Err(db));
+  }
+  if (ExecSql(db, "COMMIT") != SQLITE_OK) {
+    std::string e = Err(db);
+    if (!sqlite3_get_autocommit(db)) ExecSql(db, "ROLLBACK");
+    restore();
+    return Fail(rc->rmid, XAER_RMFAIL, "the recovery commit failed: " + e);
+  }
+  restore();
+  DeleteRecordUnforced(rc, xid);
+  return XA_OK;
+}
+
+bool ParseInfo(const char* info, Options* o, std::string* why) {
+  std::string s = info;
+  size_t i = 0;
+  bool have_path = false;
+  while (i < s.size()) {
+    while (i < s.size() && s[i] == ' ') ++i;
+    if (i >= s.size()) break;
+    size_t j = s.find(' ', i);
+    std::string kv = s.substr(i, j == std::string::npos ? std::string::npos : j - i);
+    i = j == std::string::npos ? s.size() : j;
+    size_t eq = kv.find('=');
+    if (eq == std::string::npos) {
+      *why = "xa_info: \"" + kv + "\" is not key=value";
+      return false;
+    }
+    std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
+    if (k == "path") {
+      o->path = v;
+      have_path = !v.empty();
+    } else if (k == "busy_timeout_ms") {
+      char* end = nullptr;
+      long n = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || n < 0 || n > 3600000) {
+        *why = "xa_info: busy_timeout_ms must be a number of milliseconds, not \"" + v + "\"";
+        return false;
+      }
+      o->busy_timeout_ms = static_cast<int>(n);
+    } else {
+      *why = "xa_info: unknown option \"" + k + "\" (known: path, busy_timeout_ms)";
+      return false;
+    }
+  }
+  if (!have_path) {
+    *why = "xa_info must name the database: path=FILE [busy_timeout_ms=N]";
+    return false;
+  }
+  return true;
+}
+
+// --------------------------------------------------------------------------
+// The switch
+
+int SqOpen(char* info, int rmid, long flags) {
+  if (flags & TMASYNC) return Fail(rmid, XAER_ASYNC, "asynchronous XA calls are not supported");
+  if (flags != TMNOFLAGS) return Fail(rmid, XAER_INVAL, "xa_open takes no flags");
+  if (info == nullptr) return Fail(rmid, XAER_INVAL, "xa_info is NULL: give path=FILE");
+  if (Find(rmid) != nullptr) return XA_OK;
+  auto rc = std::make_unique<RmConn>();
+  rc->rmid = rmid;
+  std::string why;
+  if (!ParseInfo(info, &rc->opts, &why)) return Fail(rmid, XAER_INVAL, why);
+  const std::string& path = rc->opts.path;
+  if (sqlite3_open_v2(path.c_str(), &rc->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
+    return Fail(rmid, XAER_RMERR, "cannot open SQLite database " + path + ": " + Err(rc->db));
+  }
+  sqlite3_extended_result_codes(rc->db, 1);
+  sqlite3_busy_timeout(rc->db, rc->opts.busy_timeout_ms);
+  // The RM's own tables in the main database: its identity and the commit
+  // markers. Created once, outside any branch.
+  std::string notice;
+  {
+    Internal in(rc.get());
+    if (ExecSql(rc->db, "BEGIN IMMEDIATE;"
+                        "CREATE TABLE IF NOT EXISTS main.xatm_meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);"
+                        "CREATE TABLE IF NOT EXISTS main.xatm_marker (token BLOB PRIMARY KEY, prepared_at INTEGER NOT NULL);"
+                        "INSERT OR IGNORE INTO main.xatm_meta VALUES ('db_id', randomblob(16));"
+                        "COMMIT") != SQLITE_OK) {
+      std::string e = Err(rc->db);
+      ExecSql(rc->db, "ROLLBACK");
+      return Fail(rmid, XAER_RMERR, "cannot prepare " + path + " for xatm: " + e);
+    }
+    Stmt id(rc->db, "SELECT value FROM main.xatm_meta WHERE key = 'db_id'");
+    if (!id.ok() || id.Step() != SQLITE_ROW) return Fail(rmid, XAER_RMERR, "cannot read the database id of " + path);
+    rc->db_id = id.Blob(0);
+    Stmt jm(rc->db, "PRAGMA main.journal_mode");
+    if (jm.ok() && jm.Step() == SQLITE_ROW && jm.Text(0) != "wal") {
+      notice = "notice: " + path + " is in " + jm.Text(0) +
+               " journal mode; WAL is recommended (PRAGMA journal_mode=WAL): in rollback mode a "
+               "prepared branch can block readers until it is committed";
+    }
+  }
+  const std::string side = SidecarPath(path);
+  if (sqlite3_open_v2(side.c_str(), &rc->side, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
+    return Fail(rmid, XAER_RMERR, "cannot open the sidecar " + side + ": " + Err(rc->side));
+  }
+  sqlite3_busy_timeout(rc->side, rc->opts.busy_timeout_ms);
+  // One fsync per prepare: WAL, synchronous=FULL, checkpoints by the RM only.
+  if (ExecSql(rc->side, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; "
+                        "PRAGMA wal_autocheckpoint = 0") != SQLITE_OK ||
+      ExecSql(rc->side, std::string(kSidecarSchema) +
+                            "; CREATE TABLE IF NOT EXISTS barrier (id INTEGER PRIMARY KEY, at INTEGER)") != SQLITE_OK) {
+    return Fail(rmid, XAER_RMERR, "cannot set up the sidecar " + side + ": " + Err(rc->side));
+  }
+  if (!RefreshSchema(rc.get())) return Fail(rmid, XAER_RMERR, "cannot read the schema of " + path);
+  ExpireStatements(rc.get());
+  CollectMarkers(rc.get());
+  RmConn* raw = rc.get();
+  tls_conns[rmid] = std::move(rc);
+  tls_errors[rmid] = notice;
+  (void)raw;
+  return XA_OK;
+}
+
+int SqClose(char*, int rmid, long flags) {
+  if (flags & TMASYNC) return Fail(rmid, XAER_ASYNC, "asynchronous XA calls are not supported");
+  RmConn* rc = Find(rmid);
+  if (rc == nullptr) return XA_OK;
+  if (InTransactionOfBranch(rc->state)) {
+    return Fail(rmid, XAER_PROTO, "branch " + rm::XidToString(rc->xid) +
+                                      " is still open on this handle: end and finish it first");
+  }
+  // A prepared branch outlives the handle: its transaction rolls back with the
+  // connection, and its sidecar record is committed later by replay.
+  tls_conns.erase(rmid);
+  return XA_OK;
+}
+
+int SqStart(XID* xid, int rmid, long flags) {
+  RmConn* rc;
+  if (int r = Enter(rmid, flags, TMJOIN | TMRESUME | TMNOWAIT, &rc); r != XA_OK) return r;
+  if (!rm::XidValid(xid)) return Fail(rmid, XAER_INVAL, "invalid XID");
+  if ((flags & TMJOIN) && (flags & TMRESUME)) return Fail(rmid, XAER_INVAL, "TMJOIN with TMRESUME");
+  if (flags & (TMJOIN | TMRESUME)) {
+    if (!Mine(rc, xid) || rc->state == BranchState::kPrepared) {
+      return Fail(rmid, XAER_NOTA, "no such open branch on this handle");
+    }
+    if (rc->state == BranchState::kRollbackOnly) return Fail(rmid, rc->rb_code, "the branch is rollback-only");
+    if (flags & TMJOIN) {
+      if (rc->state != BranchState::kIdle) return Fail(rmid, XAER_PROTO, "TMJOIN needs an ended (idle) branch");
+    } else if (rc->state != BranchState::kSuspended) {
+      return Fail(rmid, XAER_PROTO, "TMRESUME needs a suspended branch");
+    }
+    rc->state = BranchState::kActive;
+    return XA_OK;
+  }
+  if (rc->state != BranchState::kNone) {
+    if (rm::XidEqual(rc->xid, *xid)) return Fail(rmid, XAER_DUPID, "the branch already exists");
+    if (rc->state == BranchState::kActive || rc->state == BranchState::kSuspended) {
+      return Fail(rmid, XAER_PROTO, "this thread is associated with branch " +
+                                        rm::XidToString(rc->xid) + "; end it first");
+    }
+    return Fail(rmid, XAER_RMERR, "a handle holds one branch at a time: finish branch " +
+                                      rm::XidToString(rc->xid) + " first");
+  }
+  int exists = ReadRecord(rc, *xid, nullptr);
+  if (exists < 0) return Fail(rmid, XAER_RMERR, "cannot read the sidecar: " + Err(rc->side));
+  if (exists == 1) return Fail(rmid, XAER_DUPID, "a prepared branch with this XID exists");
+  if (!sqlite3_get_autocommit(rc->db)) {
+    return Fail(rmid, XAER_OUTSIDE,
+                "the handle is inside a transaction the TM did not start: commit or roll it back");
+  }
+  if (!RefreshSchema(rc)) return Fail(rmid, XAER_RMERR, "cannot read the schema: " + Err(rc->db));
+  {
+    Internal in(rc);
+    int brc = ExecSql(rc->db, "BEGIN IMMEDIATE");
+    if (brc != SQLITE_OK) {
+      return Fail(rmid, XAER_RMERR, "cannot begin the branch on " + rc->opts.path + ": " + Err(rc->db) +
+                                        ((brc & 0xff) == SQLITE_BUSY
+                                             ? " (another writer held the database longer than busy_timeout_ms)"
+                                             : ""));
+    }
+  }
+  if (sqlite3session_create(rc->db, "main", &rc->session) != SQLITE_OK) {
+    ForgetBranch(rc);
+    return Fail(rmid, XAER_RMERR, "cannot create a session object");
+  }
+  sqlite3session_table_filter(rc->session, TableFilter, rc);
+  sqlite3session_attach(rc->session, nullptr);
+  for (const auto& [name, t] : rc->tables) {
+    if (t.nullable_pk) rc->null_key_rows[name] = NullKeyRows(rc, name);
+  }
+  rc->state = BranchState::kActive;
+  rc->xid = *xid;
+  rc->rb_code = XA_RBROLLBACK;
+  ExpireStatements(rc);
+  return XA_OK;
+}
+
+int SqEnd(XID* xid, int rmid, long flags) {
+  RmConn* rc;
+  if (int r = Enter(rmid, flags, TMSUCCESS | TMFAIL | TMSUSPEND | TMMIGRATE, &rc); r != XA_OK) return r;
+  if (!rm::XidValid(xid)) return Fail(rmid, XAER_INVAL, "invalid XID");
+  const long kind = flags & (TMSUCCESS | TMFAIL | TMSUSPEND);
+  if (kind != TMSUCCESS && kind != TMFAIL && kind != TMSUSPEND) {
+    return Fail(rmid, XAER_INVAL, "xa_end needs exactly one of TMSUCCESS, TMFAIL, TMSUSPEND");
+  }
+  if (flags & TMMIGRATE) return Fail(rmid, XAER_INVAL, "association migration is not supported");
+  if (!Mine(rc, xid)) return Fail(rmid, XAER_NOTA, "no such branch on this handle");
+  if (rc->state != BranchState::kActive && rc->state != BranchState::kSuspended) {
+    return Fail(rmid, XAER_PROTO, "the branch is not associated with this thread");
+  }
+  if (kind == TMSUSPEND) {
+    if (rc->state == BranchState::kSuspended) return Fail(rmid, XAER_PROTO, "the branch is already suspended");
+    rc->state = BranchState::kSuspended;
+    return XA_OK;
+  }
+  if (kind == TMFAIL) return MarkRollbackOnly(rc, XA_RBROLLBACK, "the branch was ended with TMFAIL");
+  if (sqlite3_get_autocommit(rc->db)) {
+    // SQLite rolled the transaction back by itself (disk full, I/O error).
+    return MarkRollbackOnly(rc, XA_RBOTHER, "SQLite rolled the branch's transaction back (an error "
+                                            "such as a full disk ends a transaction)");
+  }
+  rc->state = BranchState::kIdle;
+  return XA_OK;
+}
+
+// Checks shared by prepare and one-phase commit: 0 or the XA_RB* vote.
+int CheckCommittable(RmConn* rc) {
+  if (sqlite3_get_autocommit(rc->db)) {
+    return MarkRollbackOnly(rc, XA_RBOTHER, "SQLite rolled the branch's transaction back");
+  }
+  int cur = 0, hi = 0;
+  sqlite3_db_status(rc->db, SQLITE_DBSTATUS_DEFERRED_FKS, &cur, &hi, 0);
+  if (cur > 0) {
+    return MarkRollbackOnly(rc, XA_RBINTEGRITY,
+                            std::to_string(cur) + " deferred foreign key violation(s) are pending");
+  }
+  for (const std::string& table : rc->touched) {
+    auto base = rc->null_key_rows.find(table);
+    if (base != rc->null_key_rows.end() && NullKeyRows(rc, table) != base->second) {
+      return MarkRollbackOnly(rc, XA_RBINTEGRITY,
+                              "table " + table + ": a row with a NULL primary key value was written; "
+                              "a changeset cannot carry it (make the key columns NOT NULL)");
+    }
+  }
+  return 0;
+}
+
+int SqPrepare(XID* xid, int rmid, long flags) {
+  RmConn* rc;
+  if (int r = Enter(rmid, flags, 0, &rc); r != XA_OK) return r;
+  if (!rm::XidValid(xid)) return Fail(rmid, XAER_INVAL, "invalid XID");
+  if (!Mine(rc, xid)) {
+    if (ReadRecord(rc, *xid, nullptr) == 1) return Fail(rmid, XAER_PROTO, "the branch is already prepared");
+    return Fail(rmid, XAER_NOTA, "no such branch on this handle");
+  }
+  switch (rc->state) {
+    case BranchState::kActive:
+    case BranchState::kSuspended:
+      return Fail(rmid, XAER_PROTO, "the branch must be ended (xa_end) before it is prepared");
+    case BranchState::kPrepared:
+      return Fail(rmid, XAER_PROTO, "the branch is already prepared");
+    case BranchState::kRollbackOnly: {
+      int code = rc->rb_code;
+      ForgetBranch(rc);
+      return Fail(rmid, code, "the branch is rollback-only and was rolled back");
+    }
+    default:
+      break;
+  }
+  if (int vote = CheckCommittable(rc); vote != 0) {
+    ForgetBranch(rc);
+    return vote;
+  }
+  Internal in(rc);
+  if (sqlite3session_isempty(rc->session)) {
+    // Read-only: nothing to make durable; the lock goes now.
+    int c = ExecSql(rc->db, "COMMIT");
+    if (c != SQLITE_OK) {
+      ForgetBranch(rc);
+      return Fail(rmid, XA_RBOTHER, "read-only branch failed to commit: " + Err(rc->db));
+    }
+    ForgetBranch(rc);
+    return XA_RDONLY;
+  }
+  // The commit marker, inside the branch: it commits exactly when the work does.
+  char token[16];
+  sqlite3_randomness(sizeof token, token);
+  rc->token.assign(token, sizeof token);
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  {
+    Stmt m(rc->db, "INSERT INTO main.xatm_marker (token, prepared_at) VALUES (?1, ?2)");
+    if (!m.ok() || m.Bind(1, rc->token).Bind(2, now).Step() != SQLITE_DONE) {
+      std::string e = Err(rc->db);
+      ForgetBranch(rc);
+      return Fail(rmid, XA_RBOTHER, "cannot write the commit marker: " + e);
+    }
+  }
+  int n = 0;
+  void* p = nullptr;
+  if (sqlite3session_changeset(rc->session, &n, &p) != SQLITE_OK) {
+    sqlite3_free(p);
+    ForgetBranch(rc);
+    return Fail(rmid, XA_RBOTHER, "cannot take the branch's changeset");
+  }
+  std::string changeset(static_cast<char*>(p), static_cast<size_t>(n));
+  sqlite3_free(p);
+  std::string digests, why;
+  if (!PreImageDigests(rc, changeset, &digests, &why)) {
+    ForgetBranch(rc);
+    return Fail(rmid, XA_RBOTHER, "cannot prepare: " + why);
+  }
+  const uint64_t fp = SchemaFingerprint(rc->db);
+  {
+    Stmt ins(rc->side, "INSERT INTO prepared (format_id, gtrid, bqual, token, db_id, schema_fp, changeset, "
+                       "digests, prepared_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+    if (!ins.ok() || ins.Bind(1, static_cast<int64_t>(xid->formatID))
+                             .Bind(2, rm::Gtrid(*xid))
+                             .Bind(3, rm::Bqual(*xid))
+                             .Bind(4, rc->token)
+                             .Bind(5, rc->db_id)
+                             .Bind(6, static_cast<int64_t>(fp))
+                             .Bind(7, changeset)
+                             .Bind(8, digests)
+                             .Bind(9, now)
+                             .Step() != SQLITE_DONE) {
+      std::string e = Err(rc->side);
+      ForgetBranch(rc);
+      return Fail(rmid, XA_RBOTHER, "cannot write the prepared record to " + SidecarPath(rc->opts.path) +
+                                        ": " + e + "; the branch was rolled back");
+    }
+  }
+  // If we crash now, the branch is prepared: its record is durable in the
+  // sidecar, and only a decision ends it.
+  XATM_CRASH_POINT("sqlite.prepare.after_sidecar_write");
+  EndSession(rc);
+  rc->state = BranchState::kPrepared;
+  ExpireStatements(rc);
+  return XA_OK;
+}
+
+void AfterCommit(RmConn* rc) {
+  if (++rc->commits % kGcEvery == 0) CollectMarkers(rc);
+}
+
+int CommitPrepared(RmConn* rc) {
+  const XID xid = rc->xid;
+  Internal in(rc);
+  int c = ExecSql(rc->db, "COMMIT");
+  if (c == SQLITE_OK) {
+    // If we crash now, the marker says the branch committed; the record left
+    // in the sidecar is only deleted by the next xa_commit.
+    XATM_CRASH_POINT("sqlite.commit.after_main_commit");
+    rc->state = BranchState::kNone;
+    std::memset(&rc->xid, 0, sizeof rc->xid);
+    ExpireStatements(rc);
+    DeleteRecordUnforced(rc, xid);
+    AfterCommit(rc);
+    return XA_OK;
+  }
+  if ((c & 0xff) == SQLITE_BUSY && !sqlite3_get_autocommit(rc->db)) {
+    return Fail(rc->rmid, XA_RETRY, "COMMIT is blocked by readers of " + rc->opts.path +
+                                        " (rollback-journal mode); the branch stays prepared: retry");
+  }
+  // The transaction is gone (or cannot commit): the sidecar record is the
+  // branch now. Replay it.
+  std::string e = Err(rc->db);
+  ForgetBranch(rc);
+  int r = Replay(rc, xid);
+  if (r == XA_OK) return XA_OK;
+  if (r == XA_HEURHAZ) return r;
+  return Fail(rc->rmid, XAER_RMFAIL, "COMMIT failed (" + e + ") and the replay of the prepared "
+                                         "changeset did not succeed yet: " + LastError(rc->rmid) +
+                                         "; the branch stays prepared, retry the commit");
+}
+
+int OnePhase(RmConn* rc) {
+  if (int vote = CheckCommittable(rc); vote != 0) {
+    ForgetBranch(rc);
+    return vote;
+  }
+  Internal in(rc);
+  int c = ExecSql(rc->db, "COMMIT");
+  if (c == SQLITE_OK) {
+    ForgetBranch(rc);
+    AfterCommit(rc);
+    return XA_OK;
+  }
+  if ((c & 0xff) == SQLITE_BUSY && !sqlite3_get_autocommit(rc->db)) {
+    return Fail(rc->rmid, XA_RETRY, "COMMIT is blocked by readers: retry");
+  }
+  std::string e = Err(rc->db);
+  ForgetBranch(rc);
+  return Fail(rc->rmid, RollbackCodeOf(c), "one-phase commit rolled back: " + e);
+}
+
+int SqCommit(XID* xid, int rmid, long flags) {
+  RmConn* rc;
+  if (int r = Enter(rmid, flags, TMONEPHASE | TMNOWAIT, &rc); r != XA_OK) return r;
+  if (!rm::XidValid(xid)) return Fail(rmid, XAER_INVAL, "invalid XID");
+  const bool one = flags & TMONEPHASE;
+  if (Mine(rc, xid)) {
+    switch (rc->state) {
+      case BranchState::kActive:
+      case BranchState::kSuspended:
+        return Fail(rmid, XAER_PROTO, "the branch must be ended (xa_end) before it is committed");
+      case BranchState::kIdle:
+        if (!one) return Fail(rmid, XAER_PROTO, "the branch is not prepared: prepare it or use TMONEPHASE");
+        return OnePhase(rc);
+      case BranchState::kRollbackOnly: {
+        if (!one) return Fail(rmid, XAER_PROTO, "the branch is not prepared");
+        int code = rc->rb_code;
+        ForgetBranch(rc);
+        return Fail(rmid, code, "the branch is rollback-only and was rolled back");
+      }
+      case BranchState::kPrepared:
+        if (one) return Fail(rmid, XAER_PROTO, "the branch is prepared: commit it without TMONEPHASE");
+        return CommitPrepared(rc);
+      case BranchState::kNone:
+        break;
+    }
+  }
+  if (one) {
+    if (ReadRecord(rc, *xid, nullptr) == 1) return Fail(rmid, XAER_PROTO, "the branch is prepared: commit it without TMONEPHASE");
+    return Fail(rmid, XAER_NOTA, "no such branch on this handle");
+  }
+  return Replay(rc, *xid);
+}
+
+int SqRollback(XID* xid, int rmid, long flags) {
+  RmConn* rc;
+  if (int r = Enter(rmid, flags, 0, &rc); r != XA_OK) return r;
+  if (!rm::XidValid(xid)) return Fail(rmid, XAER_INVAL, "invalid XID");
+  if (Mine(rc, xid)) {
+    if (rc->state == BranchState::kActive || rc->state == BranchState::kSuspended) {
+      return Fail(rmid, XAER_PROTO, "the branch is associated with this thread: xa_end it first");
+    }
+    const bool prepared = rc->state == BranchState::kPrepared;
+    const XID x = rc->xid;
+    ForgetBranch(rc);
+    if (prepared) DeleteRecordUnforced(rc, x);
+    return XA_OK;
+  }
+  int found = ReadRecord(rc, *xid, nullptr);
+  if (found < 0) return Fail(rmid, XAER_RMERR, "cannot read the sidecar: " + Err(rc->side));
+  if (found == 0) return Fail(rmid, XAER_NOTA, "no prepared branch with this XID");
+  DeleteRecordUnforced(rc, *xid);
+  return XA_OK;
+}
+
+int SqRecover(XID* xids, long count, int rmid, long flags) {
+  RmConn* rc;
+  if (int r = Enter(rmid, flags, TMSTARTRSCAN | TMENDRSCAN, &rc); r != XA_OK) return r;
+  if (count < 0 || (xids == nullptr && count > 0)) return Fail(rmid, XAER_INVAL, "bad xids/count");
+  if (flags & TMSTARTRSCAN) {
+    Stmt st(rc->side, "SELECT format_id, gtrid, bqual FROM prepared ORDER BY prepared_at, rowid");
+    if (!st.ok()) return Fail(rmid, XAER_RMERR, "cannot read the sidecar: " + Err(rc->side));
+    rc->scan.clear();
+    int s;
+    while ((s = st.Step()) == SQLITE_ROW) {
+      XID x;
+      if (rm::MakeXid(static_cast<long>(st.Int(0)), st.Blob(1), st.Blob(2), &x)) rc->scan.push_back(x);
+    }
+    if (s != SQLITE_DONE) return Fail(rmid, XAER_RMERR, "cannot read the sidecar: " + Err(rc->side));
+    rc->scan_pos = 0;
+    rc->scanning = true;
+  } else if (!rc->scanning) {
+    return Fail(rmid, XAER_PROTO, "no recovery scan is open: start one with TMSTARTRSCAN");
+  }
+  long n = 0;
+  while (n < count && rc->scan_pos < rc->scan.size()) xids[n++] = rc->scan[rc->scan_pos++];
+  if (flags & TMENDRSCAN) {
+    rc->scanning = false;
+    rc->scan.clear();
+  }
+  return static_cast<int>(n);
+}
+
+int SqForget(XID* xid, int rmid, long flags) {
+  RmConn* rc;
+  if (int r = Enter(rmid, flags, 0, &rc); r != XA_OK) return r;
+  if (!rm::XidValid(xid)) return Fail(rmid, XAER_INVAL, "invalid XID");
+  if (Mine(rc, xid)) return Fail(rmid, XAER_PROTO, "the branch is not heuristically completed");
+  Record r;
+  int found = ReadRecord(rc, *xid, &r);
+  if (found < 0) return Fail(rmid, XAER_RMERR, "cannot read the sidecar: " + Err(rc->side));
+  if (found == 0) return Fail(rmid, XAER_NOTA, "no such branch");
+  if (r.hazard.empty()) return Fail(rmid, XAER_PROTO, "the branch is prepared, not heuristically completed");
+  DeleteRecordUnforced(rc, *xid);
+  return XA_OK;
+}
+
+int SqComplete(int*, int*, int rmid, long flags) {
+  if (flags & TMASYNC) return Fail(rmid, XAER_ASYNC, "asynchronous XA calls are not supported");
+  return Fail(rmid, XAER_PROTO, "no asynchronous operation is outstanding");
+}
+
+}  // namespace
+
+std::string LastError(int rmid) {
+  auto it = tls_errors.find(rmid);
+  return it == tls_errors.end() ? std::string() : it->second;
+}
+
+std::string SidecarPath(const std::string& path) { return path + "-xatm"; }
+
+}  // namespace xatm::sqlite
+
+extern "C" {
+
+struct xa_switch_t xatm_sqlite_switch = {
+    "xatm_sqlite",
+    TMNOMIGRATE,
+    0,
+    xatm::sqlite::SqOpen,
+    xatm::sqlite::SqClose,
+    xatm::sqlite::SqStart,
+    xatm::sqlite::SqEnd,
+    xatm::sqlite::SqRollback,
+    xatm::sqlite::SqPrepare,
+    xatm::sqlite::SqCommit,
+    xatm::sqlite::SqRecover,
+    xatm::sqlite::SqForget,
+    xatm::sqlite::SqComplete,
+};
+
+sqlite3* xatm_sqlite_db(int rmid) {
+  xatm::sqlite::RmConn* rc = xatm::sqlite::Find(rmid);
+  return rc ? rc->db : nullptr;
+}
+
+const char* xatm_sqlite_errmsg(int rmid) {
+  auto it = xatm::sqlite::tls_errors.find(rmid);
+  return it == xatm::sqlite::tls_errors.end() ? "" : it->second.c_str();
+}
+
+}  // extern "C"

@@ -4,6 +4,8 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,6 +55,53 @@ class Stmt {
 
  private:
   sqlite3_stmt* st_ = nullptr;
+};
+
+// Prepared statements kept for reuse, by SQL text. Get() hands one out
+// reset, with its bindings cleared; the Use guard resets it again when done,
+// so that no read transaction outlives the use.
+class StmtCache {
+ public:
+  class Use {
+   public:
+    explicit Use(Stmt* s) : s_(s) {}
+    ~Use() {
+      if (s_) s_->Reset();
+    }
+    Use(const Use&) = delete;
+    Use& operator=(const Use&) = delete;
+    Stmt* operator->() const { return s_; }
+    Stmt& operator*() const { return *s_; }
+    bool ok() const { return s_ != nullptr && s_->ok(); }
+
+   private:
+    Stmt* s_;
+  };
+  Use Get(sqlite3* db, const std::string& sql) { return Use(GetRaw(db, sql)); }
+  // As Get, without the guard: the caller resets the statement after use.
+  Stmt* GetRaw(sqlite3* db, const std::string& sql) {
+    auto it = stmts_.find(sql);
+    if (it == stmts_.end()) it = stmts_.emplace(sql, std::make_unique<Stmt>(db, sql)).first;
+    if (!it->second->ok()) {  // retry a failed prepare next time
+      Stmt* failed = it->second.release();
+      stmts_.erase(it);
+      failed_.reset(failed);
+      return failed;
+    }
+    it->second->Reset();
+    return it->second.get();
+  }
+  void Clear() { stmts_.clear(); }
+  bool Owns(sqlite3_stmt* st) const {
+    for (const auto& [sql, s] : stmts_) {
+      if (s->get() == st) return true;
+    }
+    return false;
+  }
+
+ private:
+  std::map<std::string, std::unique_ptr<Stmt>> stmts_;
+  std::unique_ptr<Stmt> failed_;
 };
 
 // Runs sql (one or more statements, no results); SQLITE_OK or the error code.

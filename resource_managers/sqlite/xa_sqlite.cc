@@ -11,11 +11,12 @@
 //  2. xa_end      the association ends (TMFAIL rolls back at once).
 //  3. xa_prepare  no deferred foreign-key violation may be pending and no row
 //                 with a NULL key may have been written; an empty session
-//                 commits and votes XA_RDONLY. Otherwise a commit marker
-//                 (a random token) is inserted inside the branch, the
-//                 changeset is taken with a digest of every touched row's
-//                 full pre-image and a schema fingerprint, and all of it is
-//                 written to the sidecar database (FILE-xatm) with one sync.
+//                 commits and votes XA_RDONLY. Otherwise the changeset is
+//                 taken, a commit marker (a random token) is inserted inside
+//                 the branch's transaction, and changeset, token, a digest of
+//                 every touched row's full pre-image and a schema fingerprint
+//                 are written to the sidecar database (FILE-xatm) with one
+//                 sync.
 //                 The main transaction stays open: its write lock protects the
 //                 prepared data until phase two.
 //       If we crash now: SQLite's journal rolls the main transaction back;
@@ -35,7 +36,8 @@
 //                 changed in any column since prepare -> XA_HEURHAZ naming the
 //                 table and key, the record kept; else the changeset is
 //                 applied with triggers and foreign keys off (their effects
-//                 are in it), aborting on any conflict, and committed.
+//                 are in it), aborting on any conflict, and committed
+//                 together with the marker.
 //       If we crash during a replay: its transaction rolls back, the record
 //       remains, the next xa_commit replays again.
 //
@@ -50,6 +52,7 @@
 #include <ctime>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -63,7 +66,9 @@
 namespace xatm::sqlite {
 namespace {
 
-constexpr int kGcEvery = 1024;  // commits between marker garbage collections
+constexpr int kGcEvery = 1024;         // commits between marker garbage collections
+constexpr int kCheckpointEvery = 128;  // commits between sidecar checkpoints
+constexpr size_t kMaxDone = 64;        // committed records whose delete may wait
 
 enum class BranchState {
   kNone,          // S0: no branch on this connection
@@ -84,7 +89,8 @@ struct RmConn {
   int rmid = 0;
   Options opts;
   sqlite3* db = nullptr;    // the application's handle (xatm_sqlite_db)
-  sqlite3* side = nullptr;  // the sidecar
+  sqlite3* side = nullptr;  // the sidecar (synchronous=FULL: one sync per prepare)
+  sqlite3* side_lazy = nullptr;  // the sidecar again, synchronous=OFF: unforced deletes
   sqlite3* aux = nullptr;   // replays while db is inside a branch
   std::string db_id;        // identity of the main database file
 
@@ -95,10 +101,17 @@ struct RmConn {
   std::set<std::string> touched;                  // tables with changes in the branch
   std::map<std::string, uint64_t> null_key_rows;  // digest of NULL-key rows at xa_start
   std::string token;                              // marker of the prepared branch
+  sqlite3_int64 changes_at_prepare = 0;           // sqlite3_total_changes64 after prepare
+  // Committed branches whose sidecar records are still to be deleted: the
+  // deletes ride along with the next prepare's sidecar write (or a flush).
+  // Until then their markers say they committed.
+  std::vector<XID> done;
 
   bool internal = false;  // the RM runs its own statements: the authorizer allows them
   int schema_version = -1;
+  uint64_t schema_fp = 0;
   std::map<std::string, TableInfo> tables;
+  StmtCache main_stmts, side_stmts, lazy_stmts;
 
   bool scanning = false;
   std::vector<XID> scan;
@@ -107,7 +120,11 @@ struct RmConn {
 
   ~RmConn() {
     if (session) sqlite3session_delete(session);
+    main_stmts.Clear();
+    side_stmts.Clear();
+    lazy_stmts.Clear();
     if (aux) sqlite3_close_v2(aux);
+    if (side_lazy) sqlite3_close_v2(side_lazy);
     if (side) sqlite3_close_v2(side);
     if (db) sqlite3_close_v2(db);
   }
@@ -144,15 +161,20 @@ std::string Err(sqlite3* db) { return sqlite3_errmsg(db); }
 
 bool RefreshSchema(RmConn* rc) {
   Internal in(rc);
-  Stmt v(rc->db, "PRAGMA main.schema_version");
-  if (!v.ok() || v.Step() != SQLITE_ROW) return false;
-  int version = static_cast<int>(v.Int(0));
+  int version;
+  {
+    StmtCache::Use v = rc->main_stmts.Get(rc->db, "PRAGMA main.schema_version");
+    if (!v.ok() || v->Step() != SQLITE_ROW) return false;
+    version = static_cast<int>(v->Int(0));
+  }
   if (version == rc->schema_version) return true;
   std::vector<std::pair<std::string, TableInfo>> tables;
   if (!ReadTables(rc->db, &tables)) return false;
   rc->tables.clear();
   for (auto& [name, info] : tables) rc->tables[name] = std::move(info);
+  rc->main_stmts.Clear();
   rc->schema_version = version;
+  rc->schema_fp = SchemaFingerprint(rc->db);
   return true;
 }
 
@@ -232,9 +254,45 @@ int Authorize(void* ctx, int action, const char* a1, const char* a2, const char*
   }
 }
 
-// (Re)installs the authorizer, which also expires every prepared statement
-// of the handle, so that each is checked again under the branch's rules.
-void ExpireStatements(RmConn* rc) { sqlite3_set_authorizer(rc->db, Authorize, rc); }
+// The authorizer judges a statement when it is prepared; statements the
+// application keeps prepared are judged again when a branch starts and when
+// it is prepared (RejudgeStatements). Three more checks stand behind it:
+//  - the commit hook turns any COMMIT the application runs inside a branch
+//    into a rollback of the branch (which then votes no, or is replayed from
+//    its sidecar record if it was prepared);
+//  - xa_prepare checks that the schema is unchanged, that every table the
+//    session saw written is one it can carry, and that no other database
+//    (temp, attached) was written;
+//  - the commit of a prepared branch checks that nothing was written on the
+//    handle since prepare; if something was, the transaction is rolled back
+//    and the prepared changeset replayed instead.
+int CommitHook(void* ctx) {
+  auto* rc = static_cast<RmConn*>(ctx);
+  if (rc->internal || rc->state == BranchState::kNone || rc->state == BranchState::kRollbackOnly) {
+    return 0;
+  }
+  tls_errors[rc->rmid] = "COMMIT inside a global transaction was refused: the branch's "
+                         "transaction was rolled back (leave COMMIT to the TM)";
+  return 1;
+}
+
+void InstallGuards(RmConn* rc) {
+  sqlite3_set_authorizer(rc->db, Authorize, rc);
+  sqlite3_commit_hook(rc->db, CommitHook, rc);
+}
+
+// Makes the application's prepared statements be judged again under the
+// rules of the new state: (re)installing the authorizer expires every
+// statement of the handle. Skipped when the application holds none, as when
+// it runs its SQL with sqlite3_exec or finalizes its statements.
+void RejudgeStatements(RmConn* rc) {
+  for (sqlite3_stmt* st = sqlite3_next_stmt(rc->db, nullptr); st; st = sqlite3_next_stmt(rc->db, st)) {
+    if (!rc->main_stmts.Owns(st)) {
+      sqlite3_set_authorizer(rc->db, Authorize, rc);
+      return;
+    }
+  }
+}
 
 int TableFilter(void* ctx, const char* table) {
   static_cast<RmConn*>(ctx)->touched.insert(table);
@@ -279,20 +337,25 @@ struct Record {
 
 // 1 found, 0 not found, -1 error.
 int ReadRecord(RmConn* rc, const XID& x, Record* r) {
-  Stmt st(rc->side, "SELECT token, db_id, schema_fp, changeset, digests, coalesce(hazard, '') "
-                    "FROM prepared WHERE format_id = ?1 AND gtrid = ?2 AND bqual = ?3");
+  StmtCache::Use st = r ? rc->side_stmts.Get(rc->side,
+                                           "SELECT token, db_id, schema_fp, changeset, digests, "
+                                           "coalesce(hazard, '') FROM prepared "
+                                           "WHERE format_id = ?1 AND gtrid = ?2 AND bqual = ?3")
+                       : rc->side_stmts.Get(rc->side,
+                                           "SELECT 1 FROM prepared "
+                                           "WHERE format_id = ?1 AND gtrid = ?2 AND bqual = ?3");
   if (!st.ok()) return -1;
-  st.Bind(1, static_cast<int64_t>(x.formatID)).Bind(2, rm::Gtrid(x)).Bind(3, rm::Bqual(x));
-  int s = st.Step();
+  st->Bind(1, static_cast<int64_t>(x.formatID)).Bind(2, rm::Gtrid(x)).Bind(3, rm::Bqual(x));
+  int s = st->Step();
   if (s == SQLITE_DONE) return 0;
   if (s != SQLITE_ROW) return -1;
   if (r) {
-    r->token = st.Blob(0);
-    r->db_id = st.Blob(1);
-    r->schema_fp = static_cast<uint64_t>(st.Int(2));
-    r->changeset = st.Blob(3);
-    r->digests = st.Blob(4);
-    r->hazard = st.Text(5);
+    r->token = st->Blob(0);
+    r->db_id = st->Blob(1);
+    r->schema_fp = static_cast<uint64_t>(st->Int(2));
+    r->changeset = st->Blob(3);
+    r->digests = st->Blob(4);
+    r->hazard = st->Text(5);
   }
   return 1;
 }
@@ -300,13 +363,35 @@ int ReadRecord(RmConn* rc, const XID& x, Record* r) {
 // Deletes a record without waiting for the disk: a delete lost in a crash
 // leaves a record whose marker (or absence of work) says what to do.
 void DeleteRecordUnforced(RmConn* rc, const XID& x) {
-  ExecSql(rc->side, "PRAGMA synchronous = OFF");
-  Stmt st(rc->side, "DELETE FROM prepared WHERE format_id = ?1 AND gtrid = ?2 AND bqual = ?3");
+  StmtCache::Use st = rc->lazy_stmts.Get(
+      rc->side_lazy, "DELETE FROM prepared WHERE format_id = ?1 AND gtrid = ?2 AND bqual = ?3");
   if (st.ok()) {
-    st.Bind(1, static_cast<int64_t>(x.formatID)).Bind(2, rm::Gtrid(x)).Bind(3, rm::Bqual(x));
-    st.Step();
+    st->Bind(1, static_cast<int64_t>(x.formatID)).Bind(2, rm::Gtrid(x)).Bind(3, rm::Bqual(x));
+    st->Step();
   }
-  ExecSql(rc->side, "PRAGMA synchronous = FULL");
+}
+
+// Whether the main database holds the marker `token`: the branch committed.
+// -1 on error. REQUIRES: db not inside a transaction of another thread's.
+int MarkerExists(RmConn* rc, sqlite3* db, const std::string& token) {
+  Internal in(rc);
+  Stmt m(db, "SELECT 1 FROM main.xatm_marker WHERE token = ?1");
+  if (!m.ok()) return -1;
+  m.Bind(1, token);
+  int s = m.Step();
+  return s == SQLITE_ROW ? 1 : s == SQLITE_DONE ? 0 : -1;
+}
+
+// Deletes the records of committed branches now, unforced.
+void FlushDone(RmConn* rc) {
+  if (rc->done.empty()) return;
+  ExecSql(rc->side_lazy, "BEGIN IMMEDIATE");
+  for (const XID& x : rc->done) DeleteRecordUnforced(rc, x);
+  if (ExecSql(rc->side_lazy, "COMMIT") == SQLITE_OK) {
+    rc->done.clear();
+  } else {
+    ExecSql(rc->side_lazy, "ROLLBACK");
+  }
 }
 
 void SetHazard(RmConn* rc, const XID& x, const std::string& why) {
@@ -327,6 +412,7 @@ bool SidecarBarrier(RmConn* rc) {
 // Deletes the commit markers whose sidecar records are gone for good.
 // Best effort: skipped if the write lock is not free.
 void CollectMarkers(RmConn* rc) {
+  FlushDone(rc);
   Internal in(rc);
   sqlite3_busy_timeout(rc->db, 0);
   bool locked = ExecSql(rc->db, "BEGIN IMMEDIATE") == SQLITE_OK;
@@ -361,13 +447,24 @@ void CollectMarkers(RmConn* rc) {
   ExecSql(rc->side, "PRAGMA wal_checkpoint(PASSIVE)");
 }
 
+int InsertMarker(sqlite3* db, StmtCache* cache, const std::string& token, int64_t at) {
+  const char* sql = "INSERT INTO main.xatm_marker (token, prepared_at) VALUES (?1, ?2)";
+  std::unique_ptr<Stmt> own;
+  Stmt* st = cache ? cache->GetRaw(db, sql) : (own = std::make_unique<Stmt>(db, sql)).get();
+  if (!st->ok()) return SQLITE_ERROR;
+  int rc = st->Bind(1, token).Bind(2, at).Step();
+  st->Reset();
+  return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 // --------------------------------------------------------------------------
 // Changeset digests
 
 // Reads the row of `table` whose key is given by value(i) for key columns;
 // calls on_row with the statement positioned on it. 1 found, 0 absent, -1 error.
 template <typename KeyValue, typename OnRow>
-int ReadRow(sqlite3* db, const std::string& table, const TableInfo& t, KeyValue value, OnRow on_row) {
+int ReadRow(sqlite3* db, StmtCache* cache, const std::string& table, const TableInfo& t,
+            KeyValue value, OnRow on_row) {
   std::string sql = "SELECT ";
   for (size_t i = 0; i < t.columns.size(); ++i) sql += (i ? ", " : "") + Ident(t.columns[i]);
   sql += " FROM main." + Ident(table) + " WHERE ";
@@ -377,16 +474,27 @@ int ReadRow(sqlite3* db, const std::string& table, const TableInfo& t, KeyValue 
     sql += (n ? " AND " : "") + Ident(t.columns[i]) + " = ?" + std::to_string(n + 1);
     ++n;
   }
-  Stmt st(db, sql);
-  if (!st.ok()) return -1;
+  std::unique_ptr<Stmt> own;
+  Stmt* st;
+  if (cache) {
+    st = cache->GetRaw(db, sql);
+  } else {
+    own = std::make_unique<Stmt>(db, sql);
+    st = own.get();
+  }
+  if (!st->ok()) return -1;
+  struct ResetAfter {
+    Stmt* s;
+    ~ResetAfter() { s->Reset(); }
+  } reset_after{st};
   n = 0;
   for (size_t i = 0; i < t.columns.size(); ++i) {
-    if (t.pk[i]) st.BindValue(++n, value(static_cast<int>(i)));
+    if (t.pk[i]) st->BindValue(++n, value(static_cast<int>(i)));
   }
-  int s = st.Step();
+  int s = st->Step();
   if (s == SQLITE_DONE) return 0;
   if (s != SQLITE_ROW) return -1;
-  on_row(st.get());
+  on_row(st->get());
   return 1;
 }
 
@@ -438,7 +546,7 @@ bool PreImageDigests(RmConn* rc, const std::string& changeset, std::string* out,
       // the columns the branch changed.
       const TableInfo& t = rc->tables[tab];
       Digest d;
-      int found = ReadRow(rc->db, tab, t,
+      int found = ReadRow(rc->db, &rc->main_stmts, tab, t,
                           [&](int i) { sqlite3_value* v; sqlite3changeset_old(it, i, &v); return v; },
                           [&](sqlite3_stmt* st) {
                             for (int i = 0; i < ncol; ++i) {
@@ -496,14 +604,14 @@ std::string VerifyPreImages(RmConn* rc, sqlite3* db, const Record& r) {
     if ((k + 1) * 8 <= r.digests.size()) std::memcpy(&want, r.digests.data() + k * 8, 8);
     ++k;
     if (op == SQLITE_INSERT) {
-      int found = ReadRow(db, tab, t->second,
+      int found = ReadRow(db, nullptr, tab, t->second,
                           [&](int i) { sqlite3_value* v; sqlite3changeset_new(it, i, &v); return v; },
                           [](sqlite3_stmt*) {});
       if (found != 0) problem = std::string("a row with key ") + KeyText(it, ncol, op, pk) + " now exists in " + tab;
       continue;
     }
     Digest d;
-    int found = ReadRow(db, tab, t->second,
+    int found = ReadRow(db, nullptr, tab, t->second,
                         [&](int i) { sqlite3_value* v; sqlite3changeset_old(it, i, &v); return v; },
                         [&](sqlite3_stmt* st) {
                           for (int i = 0; i < ncol; ++i) d.AddColumn(st, i);
@@ -546,7 +654,6 @@ void ForgetBranch(RmConn* rc) {
   rc->state = BranchState::kNone;
   std::memset(&rc->xid, 0, sizeof rc->xid);
   rc->token.clear();
-  ExpireStatements(rc);
 }
 
 int MarkRollbackOnly(RmConn* rc, int code, std::string why) {
@@ -557,7 +664,6 @@ int MarkRollbackOnly(RmConn* rc, int code, std::string why) {
   EndSession(rc);
   rc->state = BranchState::kRollbackOnly;
   rc->rb_code = code;
-  ExpireStatements(rc);
   return Fail(rc->rmid, code, std::move(why));
 }
 
@@ -690,6 +796,9 @@ int Replay(RmConn* rc, const XID& xid) {
     if (!ctx.conflict.empty()) return give_up(XA_HEURHAZ, ctx.conflict + "; nothing was applied");
     return give_up(XAER_RMFAIL, "applying the prepared changeset failed: " + Err(db));
   }
+  if (InsertMarker(db, nullptr, r.token, static_cast<int64_t>(std::time(nullptr))) != SQLITE_OK) {
+    return give_up(XAER_RMFAIL, "cannot write the commit marker: " + Err(db));
+  }
   if (ExecSql(db, "COMMIT") != SQLITE_OK) {
     std::string e = Err(db);
     if (!sqlite3_get_autocommit(db)) ExecSql(db, "ROLLBACK");
@@ -765,7 +874,7 @@ int SqOpen(char* info, int rmid, long flags) {
     Internal in(rc.get());
     if (ExecSql(rc->db, "BEGIN IMMEDIATE;"
                         "CREATE TABLE IF NOT EXISTS main.xatm_meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);"
-                        "CREATE TABLE IF NOT EXISTS main.xatm_marker (token BLOB PRIMARY KEY, prepared_at INTEGER NOT NULL);"
+                        "CREATE TABLE IF NOT EXISTS main.xatm_marker (token BLOB PRIMARY KEY NOT NULL, prepared_at INTEGER NOT NULL);"
                         "INSERT OR IGNORE INTO main.xatm_meta VALUES ('db_id', randomblob(16));"
                         "COMMIT") != SQLITE_OK) {
       std::string e = Err(rc->db);
@@ -794,8 +903,13 @@ int SqOpen(char* info, int rmid, long flags) {
                             "; CREATE TABLE IF NOT EXISTS barrier (id INTEGER PRIMARY KEY, at INTEGER)") != SQLITE_OK) {
     return Fail(rmid, XAER_RMERR, "cannot set up the sidecar " + side + ": " + Err(rc->side));
   }
+  if (sqlite3_open_v2(side.c_str(), &rc->side_lazy, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK ||
+      ExecSql(rc->side_lazy, "PRAGMA synchronous = OFF") != SQLITE_OK) {
+    return Fail(rmid, XAER_RMERR, "cannot open the sidecar " + side + ": " + Err(rc->side_lazy));
+  }
+  sqlite3_busy_timeout(rc->side_lazy, rc->opts.busy_timeout_ms);
   if (!RefreshSchema(rc.get())) return Fail(rmid, XAER_RMERR, "cannot read the schema of " + path);
-  ExpireStatements(rc.get());
+  InstallGuards(rc.get());
   CollectMarkers(rc.get());
   RmConn* raw = rc.get();
   tls_conns[rmid] = std::move(rc);
@@ -814,6 +928,7 @@ int SqClose(char*, int rmid, long flags) {
   }
   // A prepared branch outlives the handle: its transaction rolls back with the
   // connection, and its sidecar record is committed later by replay.
+  FlushDone(rc);
   tls_conns.erase(rmid);
   return XA_OK;
 }
@@ -845,9 +960,16 @@ int SqStart(XID* xid, int rmid, long flags) {
     return Fail(rmid, XAER_RMERR, "a handle holds one branch at a time: finish branch " +
                                       rm::XidToString(rc->xid) + " first");
   }
-  int exists = ReadRecord(rc, *xid, nullptr);
+  Record old;
+  int exists = ReadRecord(rc, *xid, &old);
   if (exists < 0) return Fail(rmid, XAER_RMERR, "cannot read the sidecar: " + Err(rc->side));
-  if (exists == 1) return Fail(rmid, XAER_DUPID, "a prepared branch with this XID exists");
+  if (exists == 1) {
+    if (MarkerExists(rc, rc->db, old.token) != 1) {
+      return Fail(rmid, XAER_DUPID, "a prepared branch with this XID exists");
+    }
+    // A committed branch whose record was not deleted yet: the XID is free.
+    DeleteRecordUnforced(rc, *xid);
+  }
   if (!sqlite3_get_autocommit(rc->db)) {
     return Fail(rmid, XAER_OUTSIDE,
                 "the handle is inside a transaction the TM did not start: commit or roll it back");
@@ -870,12 +992,12 @@ int SqStart(XID* xid, int rmid, long flags) {
   sqlite3session_table_filter(rc->session, TableFilter, rc);
   sqlite3session_attach(rc->session, nullptr);
   for (const auto& [name, t] : rc->tables) {
-    if (t.nullable_pk) rc->null_key_rows[name] = NullKeyRows(rc, name);
+    if (t.nullable_pk && name.rfind("xatm_", 0) != 0) rc->null_key_rows[name] = NullKeyRows(rc, name);
   }
   rc->state = BranchState::kActive;
   rc->xid = *xid;
   rc->rb_code = XA_RBROLLBACK;
-  ExpireStatements(rc);
+  RejudgeStatements(rc);
   return XA_OK;
 }
 
@@ -917,6 +1039,27 @@ int CheckCommittable(RmConn* rc) {
   if (cur > 0) {
     return MarkRollbackOnly(rc, XA_RBINTEGRITY,
                             std::to_string(cur) + " deferred foreign key violation(s) are pending");
+  }
+  {
+    Internal in(rc);
+    StmtCache::Use v = rc->main_stmts.Get(rc->db, "PRAGMA main.schema_version");
+    if (!v.ok() || v->Step() != SQLITE_ROW || static_cast<int>(v->Int(0)) != rc->schema_version) {
+      return MarkRollbackOnly(rc, XA_RBOTHER, "the schema changed inside the branch (DDL); a changeset "
+                                              "cannot carry it");
+    }
+  }
+  for (const std::string& table : rc->touched) {
+    auto t = rc->tables.find(table);
+    if (t != rc->tables.end() && !t->second.has_pk) {
+      return MarkRollbackOnly(rc, XA_RBOTHER, "table " + table + ", which has no PRIMARY KEY, was "
+                                              "written: its changes cannot be captured");
+    }
+    for (const auto& [vname, vt] : rc->tables) {
+      if (vt.is_virtual && table.size() > vname.size() && table.compare(0, vname.size() + 1, vname + "_") == 0) {
+        return MarkRollbackOnly(rc, XA_RBOTHER, "virtual table " + vname + " was written (through " +
+                                                    table + "): its changes cannot be replayed");
+      }
+    }
   }
   for (const std::string& table : rc->touched) {
     auto base = rc->null_key_rows.find(table);
@@ -966,19 +1109,6 @@ int SqPrepare(XID* xid, int rmid, long flags) {
     ForgetBranch(rc);
     return XA_RDONLY;
   }
-  // The commit marker, inside the branch: it commits exactly when the work does.
-  char token[16];
-  sqlite3_randomness(sizeof token, token);
-  rc->token.assign(token, sizeof token);
-  const int64_t now = static_cast<int64_t>(std::time(nullptr));
-  {
-    Stmt m(rc->db, "INSERT INTO main.xatm_marker (token, prepared_at) VALUES (?1, ?2)");
-    if (!m.ok() || m.Bind(1, rc->token).Bind(2, now).Step() != SQLITE_DONE) {
-      std::string e = Err(rc->db);
-      ForgetBranch(rc);
-      return Fail(rmid, XA_RBOTHER, "cannot write the commit marker: " + e);
-    }
-  }
   int n = 0;
   void* p = nullptr;
   if (sqlite3session_changeset(rc->session, &n, &p) != SQLITE_OK) {
@@ -988,16 +1118,42 @@ int SqPrepare(XID* xid, int rmid, long flags) {
   }
   std::string changeset(static_cast<char*>(p), static_cast<size_t>(n));
   sqlite3_free(p);
+  // The commit marker, inside the branch's transaction (but not in its
+  // changeset: a replay writes it itself): it commits exactly when the work
+  // does.
+  sqlite3session_enable(rc->session, 0);
+  char token[16];
+  sqlite3_randomness(sizeof token, token);
+  rc->token.assign(token, sizeof token);
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  if (InsertMarker(rc->db, &rc->main_stmts, rc->token, now) != SQLITE_OK) {
+    std::string e = Err(rc->db);
+    ForgetBranch(rc);
+    return Fail(rmid, XA_RBOTHER, "cannot write the commit marker: " + e);
+  }
   std::string digests, why;
   if (!PreImageDigests(rc, changeset, &digests, &why)) {
     ForgetBranch(rc);
     return Fail(rmid, XA_RBOTHER, "cannot prepare: " + why);
   }
-  const uint64_t fp = SchemaFingerprint(rc->db);
+  // DDL is refused in branches: the schema is still the one read at xa_start.
+  const uint64_t fp = rc->schema_fp;
+  const bool batch = !rc->done.empty();
+  if (batch && ExecSql(rc->side, "BEGIN IMMEDIATE") == SQLITE_OK) {
+    for (const XID& d : rc->done) {
+      StmtCache::Use del = rc->side_stmts.Get(
+          rc->side, "DELETE FROM prepared WHERE format_id = ?1 AND gtrid = ?2 AND bqual = ?3");
+      if (del.ok()) {
+        del->Bind(1, static_cast<int64_t>(d.formatID)).Bind(2, rm::Gtrid(d)).Bind(3, rm::Bqual(d));
+        del->Step();
+      }
+    }
+  }
   {
-    Stmt ins(rc->side, "INSERT INTO prepared (format_id, gtrid, bqual, token, db_id, schema_fp, changeset, "
-                       "digests, prepared_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
-    if (!ins.ok() || ins.Bind(1, static_cast<int64_t>(xid->formatID))
+    StmtCache::Use ins = rc->side_stmts.Get(
+        rc->side, "INSERT INTO prepared (format_id, gtrid, bqual, token, db_id, schema_fp, changeset, "
+                  "digests, prepared_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+    if (!ins.ok() || ins->Bind(1, static_cast<int64_t>(xid->formatID))
                              .Bind(2, rm::Gtrid(*xid))
                              .Bind(3, rm::Bqual(*xid))
                              .Bind(4, rc->token)
@@ -1008,27 +1164,53 @@ int SqPrepare(XID* xid, int rmid, long flags) {
                              .Bind(9, now)
                              .Step() != SQLITE_DONE) {
       std::string e = Err(rc->side);
+      if (!sqlite3_get_autocommit(rc->side)) ExecSql(rc->side, "ROLLBACK");
       ForgetBranch(rc);
       return Fail(rmid, XA_RBOTHER, "cannot write the prepared record to " + SidecarPath(rc->opts.path) +
                                         ": " + e + "; the branch was rolled back");
     }
+  }
+  if (!sqlite3_get_autocommit(rc->side)) {
+    if (ExecSql(rc->side, "COMMIT") != SQLITE_OK) {
+      std::string e = Err(rc->side);
+      ExecSql(rc->side, "ROLLBACK");
+      ForgetBranch(rc);
+      return Fail(rmid, XA_RBOTHER, "cannot write the prepared record to " +
+                                        SidecarPath(rc->opts.path) + ": " + e + "; the branch was rolled back");
+    }
+    rc->done.clear();
   }
   // If we crash now, the branch is prepared: its record is durable in the
   // sidecar, and only a decision ends it.
   XATM_CRASH_POINT("sqlite.prepare.after_sidecar_write");
   EndSession(rc);
   rc->state = BranchState::kPrepared;
-  ExpireStatements(rc);
+  rc->changes_at_prepare = sqlite3_total_changes64(rc->db);
+  RejudgeStatements(rc);
   return XA_OK;
 }
 
 void AfterCommit(RmConn* rc) {
-  if (++rc->commits % kGcEvery == 0) CollectMarkers(rc);
+  ++rc->commits;
+  if (rc->commits % kGcEvery == 0) {
+    CollectMarkers(rc);
+  } else if (rc->commits % kCheckpointEvery == 0) {
+    // On the synchronous connection: the checkpoint syncs the file before the
+    // WAL is reused.
+    ExecSql(rc->side, "PRAGMA wal_checkpoint(PASSIVE)");
+  }
 }
 
 int CommitPrepared(RmConn* rc) {
   const XID xid = rc->xid;
   Internal in(rc);
+  if (sqlite3_total_changes64(rc->db) != rc->changes_at_prepare) {
+    // Something was written on the handle after prepare (by a statement
+    // prepared before it): commit exactly what was prepared, from the sidecar.
+    ForgetBranch(rc);
+    int r = Replay(rc, xid);
+    return r == XA_OK || r == XA_HEURHAZ ? r : Fail(rc->rmid, XAER_RMFAIL, LastError(rc->rmid));
+  }
   int c = ExecSql(rc->db, "COMMIT");
   if (c == SQLITE_OK) {
     // If we crash now, the marker says the branch committed; the record left
@@ -1036,8 +1218,8 @@ int CommitPrepared(RmConn* rc) {
     XATM_CRASH_POINT("sqlite.commit.after_main_commit");
     rc->state = BranchState::kNone;
     std::memset(&rc->xid, 0, sizeof rc->xid);
-    ExpireStatements(rc);
-    DeleteRecordUnforced(rc, xid);
+    rc->done.push_back(xid);
+    if (rc->done.size() >= kMaxDone) FlushDone(rc);
     AfterCommit(rc);
     return XA_OK;
   }
@@ -1103,6 +1285,9 @@ int SqCommit(XID* xid, int rmid, long flags) {
         break;
     }
   }
+  for (const XID& d : rc->done) {
+    if (rm::XidEqual(d, *xid)) return Fail(rmid, XAER_NOTA, "the branch is already committed");
+  }
   if (one) {
     if (ReadRecord(rc, *xid, nullptr) == 1) return Fail(rmid, XAER_PROTO, "the branch is prepared: commit it without TMONEPHASE");
     return Fail(rmid, XAER_NOTA, "no such branch on this handle");
@@ -1124,10 +1309,13 @@ int SqRollback(XID* xid, int rmid, long flags) {
     if (prepared) DeleteRecordUnforced(rc, x);
     return XA_OK;
   }
-  int found = ReadRecord(rc, *xid, nullptr);
+  Record r;
+  int found = ReadRecord(rc, *xid, &r);
   if (found < 0) return Fail(rmid, XAER_RMERR, "cannot read the sidecar: " + Err(rc->side));
   if (found == 0) return Fail(rmid, XAER_NOTA, "no prepared branch with this XID");
+  const bool committed = MarkerExists(rc, rc->db, r.token) == 1;
   DeleteRecordUnforced(rc, *xid);
+  if (committed) return Fail(rmid, XA_HEURCOM, "the branch had already committed");
   return XA_OK;
 }
 
@@ -1136,15 +1324,23 @@ int SqRecover(XID* xids, long count, int rmid, long flags) {
   if (int r = Enter(rmid, flags, TMSTARTRSCAN | TMENDRSCAN, &rc); r != XA_OK) return r;
   if (count < 0 || (xids == nullptr && count > 0)) return Fail(rmid, XAER_INVAL, "bad xids/count");
   if (flags & TMSTARTRSCAN) {
-    Stmt st(rc->side, "SELECT format_id, gtrid, bqual FROM prepared ORDER BY prepared_at, rowid");
-    if (!st.ok()) return Fail(rmid, XAER_RMERR, "cannot read the sidecar: " + Err(rc->side));
     rc->scan.clear();
-    int s;
-    while ((s = st.Step()) == SQLITE_ROW) {
-      XID x;
-      if (rm::MakeXid(static_cast<long>(st.Int(0)), st.Blob(1), st.Blob(2), &x)) rc->scan.push_back(x);
+    std::vector<XID> committed;
+    {
+      Stmt st(rc->side, "SELECT format_id, gtrid, bqual, token FROM prepared ORDER BY prepared_at, rowid");
+      if (!st.ok()) return Fail(rmid, XAER_RMERR, "cannot read the sidecar: " + Err(rc->side));
+      int s;
+      while ((s = st.Step()) == SQLITE_ROW) {
+        XID x;
+        if (!rm::MakeXid(static_cast<long>(st.Int(0)), st.Blob(1), st.Blob(2), &x)) continue;
+        // Committed, only its record is left: not in doubt. (The handle's own
+        // prepared branch sees its uncommitted marker: it is in doubt.)
+        if (!Mine(rc, &x) && MarkerExists(rc, rc->db, st.Blob(3)) == 1) committed.push_back(x);
+        else rc->scan.push_back(x);
+      }
+      if (s != SQLITE_DONE) return Fail(rmid, XAER_RMERR, "cannot read the sidecar: " + Err(rc->side));
     }
-    if (s != SQLITE_DONE) return Fail(rmid, XAER_RMERR, "cannot read the sidecar: " + Err(rc->side));
+    for (const XID& x : committed) DeleteRecordUnforced(rc, x);
     rc->scan_pos = 0;
     rc->scanning = true;
   } else if (!rc->scanning) {
@@ -1164,6 +1360,9 @@ int SqForget(XID* xid, int rmid, long flags) {
   if (int r = Enter(rmid, flags, 0, &rc); r != XA_OK) return r;
   if (!rm::XidValid(xid)) return Fail(rmid, XAER_INVAL, "invalid XID");
   if (Mine(rc, xid)) return Fail(rmid, XAER_PROTO, "the branch is not heuristically completed");
+  for (const XID& d : rc->done) {
+    if (rm::XidEqual(d, *xid)) return Fail(rmid, XAER_NOTA, "the branch committed; nothing to forget");
+  }
   Record r;
   int found = ReadRecord(rc, *xid, &r);
   if (found < 0) return Fail(rmid, XAER_RMERR, "cannot read the sidecar: " + Err(rc->side));

@@ -148,11 +148,33 @@ TEST(SqliteCrash, KilledBetweenMainCommitAndSidecarDeleteCommitsOnlyOnce) {
               return rc != 0 ? rc : (SqCommit(x, 9) == XA_OK ? 0 : 14);
             }));
   EXPECT_EQ(want, DumpFile(db));  // committed
+  // Its record is still in the sidecar, but the marker says it committed: a
+  // recovery commit finishes it without applying anything again, and it is
+  // not reported in doubt.
+  EXPECT_EQ("1", Plain(sqlite::SidecarPath(db)).One("SELECT count(*) FROM prepared"));
   ASSERT_EQ(XA_OK, SqOpen(1, "path=" + db));
-  ASSERT_EQ(1u, SqRecoverAll(1).size());  // but its record is still there
   ASSERT_EQ(XA_OK, SqCommit(x, 1)) << xatm_sqlite_errmsg(1);
-  EXPECT_EQ(want, DumpFile(db));  // the marker said: already committed
+  EXPECT_EQ(want, DumpFile(db));
   EXPECT_TRUE(SqRecoverAll(1).empty());
+  EXPECT_EQ(XAER_NOTA, SqCommit(x, 1));
+  SqClose(1);
+}
+
+TEST(SqliteCrash, CommittedBranchLeftInTheSidecarIsNotReportedInDoubt) {
+  TempDir d;
+  const std::string db = d / "main.db";
+  MakeDb(db);
+  const std::string want = Expected(d);
+  XID x = SqXid("crash-after-commit-2");
+  ASSERT_EQ(SIGKILL, InChild("sqlite.commit.after_main_commit", [&] {
+              int rc = PrepareBranch(db, 9, x);
+              return rc != 0 ? rc : (SqCommit(x, 9) == XA_OK ? 0 : 14);
+            }));
+  ASSERT_EQ(XA_OK, SqOpen(1, "path=" + db));
+  EXPECT_TRUE(SqRecoverAll(1).empty());
+  EXPECT_EQ("0", Plain(sqlite::SidecarPath(db)).One("SELECT count(*) FROM prepared"));
+  EXPECT_EQ(XAER_NOTA, SqCommit(x, 1));  // done, as after a lost commit reply
+  EXPECT_EQ(want, DumpFile(db));
   SqClose(1);
 }
 

@@ -143,6 +143,15 @@ RmConn* Find(int rmid) {
   return it == tls_conns.end() ? nullptr : it->second.get();
 }
 
+// Runs one statement kept in cache (BEGIN, COMMIT: prepared once, not at
+// every transaction). SQLITE_OK or the error code.
+int Run(StmtCache& cache, sqlite3* db, const std::string& sql) {
+  StmtCache::Use st = cache.Get(db, sql);
+  if (!st.ok()) return sqlite3_errcode(db);
+  int r = st->Step();
+  return r == SQLITE_DONE || r == SQLITE_ROW ? SQLITE_OK : sqlite3_extended_errcode(db);
+}
+
 // Runs the RM's own statements past the authorizer.
 class Internal {
  public:
@@ -977,7 +986,7 @@ int SqStart(XID* xid, int rmid, long flags) {
   if (!RefreshSchema(rc)) return Fail(rmid, XAER_RMERR, "cannot read the schema: " + Err(rc->db));
   {
     Internal in(rc);
-    int brc = ExecSql(rc->db, "BEGIN IMMEDIATE");
+    int brc = Run(rc->main_stmts, rc->db, "BEGIN IMMEDIATE");
     if (brc != SQLITE_OK) {
       return Fail(rmid, XAER_RMERR, "cannot begin the branch on " + rc->opts.path + ": " + Err(rc->db) +
                                         ((brc & 0xff) == SQLITE_BUSY
@@ -1101,7 +1110,7 @@ int SqPrepare(XID* xid, int rmid, long flags) {
   Internal in(rc);
   if (sqlite3session_isempty(rc->session)) {
     // Read-only: nothing to make durable; the lock goes now.
-    int c = ExecSql(rc->db, "COMMIT");
+    int c = Run(rc->main_stmts, rc->db, "COMMIT");
     if (c != SQLITE_OK) {
       ForgetBranch(rc);
       return Fail(rmid, XA_RBOTHER, "read-only branch failed to commit: " + Err(rc->db));
@@ -1139,7 +1148,7 @@ int SqPrepare(XID* xid, int rmid, long flags) {
   // DDL is refused in branches: the schema is still the one read at xa_start.
   const uint64_t fp = rc->schema_fp;
   const bool batch = !rc->done.empty();
-  if (batch && ExecSql(rc->side, "BEGIN IMMEDIATE") == SQLITE_OK) {
+  if (batch && Run(rc->side_stmts, rc->side, "BEGIN IMMEDIATE") == SQLITE_OK) {
     for (const XID& d : rc->done) {
       StmtCache::Use del = rc->side_stmts.Get(
           rc->side, "DELETE FROM prepared WHERE format_id = ?1 AND gtrid = ?2 AND bqual = ?3");
@@ -1171,7 +1180,7 @@ int SqPrepare(XID* xid, int rmid, long flags) {
     }
   }
   if (!sqlite3_get_autocommit(rc->side)) {
-    if (ExecSql(rc->side, "COMMIT") != SQLITE_OK) {
+    if (Run(rc->side_stmts, rc->side, "COMMIT") != SQLITE_OK) {
       std::string e = Err(rc->side);
       ExecSql(rc->side, "ROLLBACK");
       ForgetBranch(rc);
@@ -1211,7 +1220,7 @@ int CommitPrepared(RmConn* rc) {
     int r = Replay(rc, xid);
     return r == XA_OK || r == XA_HEURHAZ ? r : Fail(rc->rmid, XAER_RMFAIL, LastError(rc->rmid));
   }
-  int c = ExecSql(rc->db, "COMMIT");
+  int c = Run(rc->main_stmts, rc->db, "COMMIT");
   if (c == SQLITE_OK) {
     // If we crash now, the marker says the branch committed; the record left
     // in the sidecar is only deleted by the next xa_commit.
@@ -1245,7 +1254,7 @@ int OnePhase(RmConn* rc) {
     return vote;
   }
   Internal in(rc);
-  int c = ExecSql(rc->db, "COMMIT");
+  int c = Run(rc->main_stmts, rc->db, "COMMIT");
   if (c == SQLITE_OK) {
     ForgetBranch(rc);
     AfterCommit(rc);

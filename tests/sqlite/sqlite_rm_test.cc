@@ -199,6 +199,46 @@ TEST_F(SqliteRmTest, WhatAChangesetCannotCarryIsRefusedAtTheStatement) {
   EXPECT_EQ(SQLITE_OK, Run(1, "INSERT INTO nopk VALUES (1, 2)"));
 }
 
+TEST_F(SqliteRmTest, StatementsPreparedBeforeTheBranchAreJudgedAgain) {
+  Plain setup(path_);
+  ASSERT_EQ(SQLITE_OK, setup.Run("CREATE TABLE nopk2 (a, b)"));
+  sqlite3* h = xatm_sqlite_db(1);
+  sqlite3_stmt* ins = nullptr;
+  sqlite3_stmt* commit = nullptr;
+  ASSERT_EQ(SQLITE_OK, sqlite3_prepare_v2(h, "INSERT INTO nopk2 VALUES (1, 2)", -1, &ins, nullptr));
+  ASSERT_EQ(SQLITE_OK, sqlite3_prepare_v2(h, "COMMIT", -1, &commit, nullptr));
+  XID x = SqXid("stale");
+  ASSERT_EQ(XA_OK, SqStart(x, 1));
+  EXPECT_EQ(SQLITE_AUTH, sqlite3_step(ins));  // judged again under the branch's rules
+  ASSERT_EQ(SQLITE_OK, Run(1, "UPDATE acct SET v = 0 WHERE id = 1"));
+  EXPECT_EQ(SQLITE_AUTH, sqlite3_step(commit));  // COMMIT inside the branch is refused
+  sqlite3_finalize(ins);
+  sqlite3_finalize(commit);
+  EXPECT_EQ("100", V(1));  // nothing committed behind the TM's back
+  ASSERT_EQ(XA_OK, SqEnd(x, 1));
+  ASSERT_EQ(XA_OK, SqPrepare(x, 1));
+  ASSERT_EQ(XA_OK, SqCommit(x, 1)) << xatm_sqlite_errmsg(1);
+  EXPECT_EQ("0", V(1));
+  EXPECT_EQ("0", Plain(path_).One("SELECT count(*) FROM nopk2"));
+}
+
+TEST_F(SqliteRmTest, CommitHookTurnsAStaleCommitIntoARollbackVote) {
+  sqlite3* h = xatm_sqlite_db(1);
+  XID x = SqXid("stale-commit");
+  ASSERT_EQ(XA_OK, SqStart(x, 1));
+  ASSERT_EQ(SQLITE_OK, Run(1, "UPDATE acct SET v = 0 WHERE id = 2"));
+  // Bypass the authorizer as a statement judged earlier would: the commit
+  // hook still refuses to let the branch commit outside the protocol.
+  sqlite3_set_authorizer(h, nullptr, nullptr);
+  EXPECT_NE(SQLITE_OK, Run(1, "COMMIT"));
+  EXPECT_EQ("100", V(2));
+  int rc = SqEnd(x, 1);
+  EXPECT_GE(rc, XA_RBBASE);
+  EXPECT_LE(rc, XA_RBEND);
+  SqClose(1);  // reinstalls the guards on the next open
+  ASSERT_EQ(XA_OK, SqOpen(1, Info()));
+}
+
 TEST_F(SqliteRmTest, WritesToTempTablesAreRefused) {
   ASSERT_EQ(SQLITE_OK, Run(1, "CREATE TEMP TABLE scratch (id INTEGER PRIMARY KEY)"));
   XID x = SqXid("temp");

@@ -1,6 +1,8 @@
 // Internal interface of the SQLite resource manager, for the TM and tests.
 #pragma once
 
+#include <sqlite3.h>
+
 #include <string>
 
 namespace xatm::sqlite {
@@ -12,5 +14,12 @@ std::string LastError(int rmid);
 
 // The sidecar file that holds prepared branches of database `path`.
 std::string SidecarPath(const std::string& path);
+
+// Rolls back, from any thread, the unprepared branch open on handle db (the
+// TM's transaction timeout): its write lock is released at once, and the
+// owning thread's next xa_end reports XA_RBTIMEOUT. Statements the
+// application runs on the handle until then cannot commit. False if db has no
+// unprepared branch.
+bool AbortBranchOf(sqlite3* db);
 
 }  // namespace xatm::sqlite

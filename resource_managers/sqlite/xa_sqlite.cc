@@ -51,6 +51,7 @@
 #include <cstring>
 #include <ctime>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <set>
@@ -108,6 +109,7 @@ struct RmConn {
   std::vector<XID> done;
 
   bool internal = false;  // the RM runs its own statements: the authorizer allows them
+  std::atomic<bool> aborted{false};  // rolled back from another thread (AbortBranchOf)
   int schema_version = -1;
   uint64_t schema_fp = 0;
   std::map<std::string, TableInfo> tables;
@@ -132,6 +134,10 @@ struct RmConn {
 
 thread_local std::map<int, std::unique_ptr<RmConn>> tls_conns;
 thread_local std::map<int, std::string> tls_errors;
+
+// Every open handle of the process, for AbortBranchOf.
+std::mutex g_handles_mu;
+std::map<sqlite3*, RmConn*> g_handles;
 
 int Fail(int rmid, int code, std::string msg) {
   tls_errors[rmid] = std::move(msg);
@@ -871,7 +877,8 @@ int SqOpen(char* info, int rmid, long flags) {
   std::string why;
   if (!ParseInfo(info, &rc->opts, &why)) return Fail(rmid, XAER_INVAL, why);
   const std::string& path = rc->opts.path;
-  if (sqlite3_open_v2(path.c_str(), &rc->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
+  if (sqlite3_open_v2(path.c_str(), &rc->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                      nullptr) != SQLITE_OK) {
     return Fail(rmid, XAER_RMERR, "cannot open SQLite database " + path + ": " + Err(rc->db));
   }
   sqlite3_extended_result_codes(rc->db, 1);
@@ -920,10 +927,12 @@ int SqOpen(char* info, int rmid, long flags) {
   if (!RefreshSchema(rc.get())) return Fail(rmid, XAER_RMERR, "cannot read the schema of " + path);
   InstallGuards(rc.get());
   CollectMarkers(rc.get());
-  RmConn* raw = rc.get();
+  {
+    std::lock_guard<std::mutex> l(g_handles_mu);
+    g_handles[rc->db] = rc.get();
+  }
   tls_conns[rmid] = std::move(rc);
   tls_errors[rmid] = notice;
-  (void)raw;
   return XA_OK;
 }
 
@@ -938,6 +947,10 @@ int SqClose(char*, int rmid, long flags) {
   // A prepared branch outlives the handle: its transaction rolls back with the
   // connection, and its sidecar record is committed later by replay.
   FlushDone(rc);
+  {
+    std::lock_guard<std::mutex> l(g_handles_mu);
+    g_handles.erase(rc->db);
+  }
   tls_conns.erase(rmid);
   return XA_OK;
 }
@@ -1006,6 +1019,7 @@ int SqStart(XID* xid, int rmid, long flags) {
   rc->state = BranchState::kActive;
   rc->xid = *xid;
   rc->rb_code = XA_RBROLLBACK;
+  rc->aborted = false;
   RejudgeStatements(rc);
   return XA_OK;
 }
@@ -1029,6 +1043,9 @@ int SqEnd(XID* xid, int rmid, long flags) {
     return XA_OK;
   }
   if (kind == TMFAIL) return MarkRollbackOnly(rc, XA_RBROLLBACK, "the branch was ended with TMFAIL");
+  if (rc->aborted) {
+    return MarkRollbackOnly(rc, XA_RBTIMEOUT, "the branch outlived its timeout and was rolled back");
+  }
   if (sqlite3_get_autocommit(rc->db)) {
     // SQLite rolled the transaction back by itself (disk full, I/O error).
     return MarkRollbackOnly(rc, XA_RBOTHER, "SQLite rolled the branch's transaction back (an error "
@@ -1040,6 +1057,9 @@ int SqEnd(XID* xid, int rmid, long flags) {
 
 // Checks shared by prepare and one-phase commit: 0 or the XA_RB* vote.
 int CheckCommittable(RmConn* rc) {
+  if (rc->aborted) {
+    return MarkRollbackOnly(rc, XA_RBTIMEOUT, "the branch outlived its timeout and was rolled back");
+  }
   if (sqlite3_get_autocommit(rc->db)) {
     return MarkRollbackOnly(rc, XA_RBOTHER, "SQLite rolled the branch's transaction back");
   }
@@ -1394,6 +1414,27 @@ std::string LastError(int rmid) {
 }
 
 std::string SidecarPath(const std::string& path) { return path + "-xatm"; }
+
+bool AbortBranchOf(sqlite3* db) {
+  std::lock_guard<std::mutex> l(g_handles_mu);
+  auto it = g_handles.find(db);
+  if (it == g_handles.end()) return false;
+  RmConn* rc = it->second;
+  sqlite3_mutex* m = sqlite3_db_mutex(db);
+  sqlite3_mutex_enter(m);
+  bool done = false;
+  if (rc->state == BranchState::kActive || rc->state == BranchState::kSuspended ||
+      rc->state == BranchState::kIdle) {
+    rc->aborted = true;
+    bool was = rc->internal;
+    rc->internal = true;
+    if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    rc->internal = was;
+    done = true;
+  }
+  sqlite3_mutex_leave(m);
+  return done;
+}
 
 }  // namespace xatm::sqlite
 

@@ -49,11 +49,11 @@ double Percentile(std::vector<double>& v, double p) {
   return v[k];
 }
 
-xatm::log::CommitRecord Decision(int t, uint64_t i) {
-  xatm::log::CommitRecord c;
+xtm::log::CommitRecord Decision(int t, uint64_t i) {
+  xtm::log::CommitRecord c;
   c.format_id = 0x78617463;
   c.gtrid = "bench-" + std::to_string(t) + "-" + std::to_string(i);
-  c.time_ms = xatm::log::NowMs();
+  c.time_ms = xtm::log::NowMs();
   c.branches = {{"bank", "b1"}, {"ledger", "b2"}};
   return c;
 }
@@ -64,7 +64,7 @@ Result RawFdatasync(const std::string& dir, double seconds) {
   std::string path = dir + "/raw.dat";
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
   if (fd < 0) std::exit(1);
-  std::string rec = xatm::log::Frame(xatm::log::RecordType::kCommit, xatm::log::Encode(Decision(0, 0)));
+  std::string rec = xtm::log::Frame(xtm::log::RecordType::kCommit, xtm::log::Encode(Decision(0, 0)));
   std::vector<double> lat;
   const auto start = Clock::now();
   const auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
@@ -90,13 +90,13 @@ Result Committers(const std::string& dir, int threads, double seconds) {
   std::string logdir = dir + "/log-" + std::to_string(threads);
   std::filesystem::remove_all(logdir);
   std::filesystem::create_directories(logdir);
-  std::unique_ptr<xatm::log::DecisionLog> log;
-  xatm::Status s = xatm::log::DecisionLog::Open({.dir = logdir, .sync = g_sync}, &log);
+  std::unique_ptr<xtm::log::DecisionLog> log;
+  xtm::Status s = xtm::log::DecisionLog::Open({.dir = logdir, .sync = g_sync}, &log);
   if (!s.ok()) {
     std::fprintf(stderr, "%s\n", s.ToString().c_str());
     std::exit(1);
   }
-  xatm::log::LogStats before = log->Stats();
+  xtm::log::LogStats before = log->Stats();
   const double cpu0 = CpuSeconds();
   std::vector<std::vector<double>> lat(static_cast<size_t>(threads));
   std::atomic<uint64_t> total{0};
@@ -108,10 +108,10 @@ Result Committers(const std::string& dir, int threads, double seconds) {
       uint64_t i = 0;
       for (auto now = Clock::now(); now < end; ++i) {
         auto t0 = now;
-        xatm::log::CommitRecord c = Decision(t, i);
+        xtm::log::CommitRecord c = Decision(t, i);
         if (!log->Append(c).ok()) std::exit(1);
         // The transaction ends at once, as a real one would after phase two.
-        if (!log->Append(xatm::log::EndRecord{c.gtrid}).ok()) std::exit(1);
+        if (!log->Append(xtm::log::EndRecord{c.gtrid}).ok()) std::exit(1);
         now = Clock::now();
         lat[static_cast<size_t>(t)].push_back(std::chrono::duration<double, std::micro>(now - t0).count());
       }
@@ -121,7 +121,7 @@ Result Committers(const std::string& dir, int threads, double seconds) {
   for (auto& th : ts) th.join();
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
   const double cpu = CpuSeconds() - cpu0;
-  xatm::log::LogStats after = log->Stats();
+  xtm::log::LogStats after = log->Stats();
   log.reset();
   std::filesystem::remove_all(logdir);
   std::vector<double> all;

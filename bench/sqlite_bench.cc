@@ -107,7 +107,7 @@ int main(int argc, char** argv) {
     return [&, rows](uint64_t i) {
       XID x;
       std::string g = "bench-" + std::to_string(serial++);
-      xatm::rm::MakeXid(0x78617463, g, "b", &x);
+      xtm::rm::MakeXid(0x78617463, g, "b", &x);
       Must(xatm_sqlite_switch.xa_start_entry(&x, 1, TMNOFLAGS) == XA_OK, "xa_start");
       Must(sqlite3_exec(h, Work(rows, i).c_str(), nullptr, nullptr, nullptr) == SQLITE_OK, "update");
       Must(xatm_sqlite_switch.xa_end_entry(&x, 1, TMSUCCESS) == XA_OK, "xa_end");

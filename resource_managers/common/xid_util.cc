@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-namespace xatm::rm {
+namespace xtm::rm {
 
 bool XidValid(const XID* x) {
   return x != nullptr && x->formatID != -1 && x->gtrid_length >= 1 &&
@@ -120,4 +120,4 @@ bool Base64Decode(std::string_view in, std::string* out) {
   return true;
 }
 
-}  // namespace xatm::rm
+}  // namespace xtm::rm

@@ -6,7 +6,7 @@
 
 #include "xatm/xa.h"
 
-namespace xatm::rm {
+namespace xtm::rm {
 
 // A well-formed, non-null XID: formatID != -1, gtrid 1..64 bytes, bqual
 // 0..64 bytes.
@@ -26,4 +26,4 @@ bool Base64Decode(std::string_view in, std::string* out);
 
 std::string Hex(std::string_view bytes);
 
-}  // namespace xatm::rm
+}  // namespace xtm::rm

@@ -4,7 +4,7 @@
 
 #include "common/xid_util.h"
 
-namespace xatm::pgsql {
+namespace xtm::pgsql {
 
 std::string XidToGid(const XID& xid) {
   return std::to_string(xid.formatID) + "_" + rm::Base64Encode(rm::Gtrid(xid)) + "_" +
@@ -29,4 +29,4 @@ bool GidToXid(std::string_view gid, XID* xid) {
   return rm::MakeXid(format, gtrid, bqual, xid);
 }
 
-}  // namespace xatm::pgsql
+}  // namespace xtm::pgsql

@@ -10,10 +10,10 @@
 
 #include "xatm/xa.h"
 
-namespace xatm::pgsql {
+namespace xtm::pgsql {
 
 std::string XidToGid(const XID& xid);
 // false for a gid in another form (another TM's, or typed by hand).
 bool GidToXid(std::string_view gid, XID* xid);
 
-}  // namespace xatm::pgsql
+}  // namespace xtm::pgsql

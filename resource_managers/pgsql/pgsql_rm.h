@@ -3,7 +3,7 @@
 
 #include <string>
 
-namespace xatm::pgsql {
+namespace xtm::pgsql {
 
 // The message of the last failed switch call on this thread for rmid, with
 // libpq's text where it had one ("" if none). Never contains a password.
@@ -17,4 +17,4 @@ std::string RedactConninfo(const std::string& conninfo);
 // before it answers XAER_RMFAIL. Default 10 s.
 void SetResolveTimeoutMs(int ms);
 
-}  // namespace xatm::pgsql
+}  // namespace xtm::pgsql

@@ -44,7 +44,7 @@
 #include "pgsql/pgsql_rm.h"
 #include "xatm/rm_pgsql.h"
 
-namespace xatm::pgsql {
+namespace xtm::pgsql {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -749,7 +749,7 @@ std::string RedactConninfo(const std::string& conninfo) {
 
 void SetResolveTimeoutMs(int ms) { g_resolve_timeout_ms = ms; }
 
-}  // namespace xatm::pgsql
+}  // namespace xtm::pgsql
 
 extern "C" {
 
@@ -757,25 +757,25 @@ struct xa_switch_t xatm_pgsql_switch = {
     "xatm_pgsql",
     TMNOMIGRATE,
     0,
-    xatm::pgsql::PgOpen,
-    xatm::pgsql::PgClose,
-    xatm::pgsql::PgStart,
-    xatm::pgsql::PgEnd,
-    xatm::pgsql::PgRollback,
-    xatm::pgsql::PgPrepare,
-    xatm::pgsql::PgCommit,
-    xatm::pgsql::PgRecover,
-    xatm::pgsql::PgForget,
-    xatm::pgsql::PgComplete,
+    xtm::pgsql::PgOpen,
+    xtm::pgsql::PgClose,
+    xtm::pgsql::PgStart,
+    xtm::pgsql::PgEnd,
+    xtm::pgsql::PgRollback,
+    xtm::pgsql::PgPrepare,
+    xtm::pgsql::PgCommit,
+    xtm::pgsql::PgRecover,
+    xtm::pgsql::PgForget,
+    xtm::pgsql::PgComplete,
 };
 
 const char* xatm_pgsql_errmsg(int rmid) {
-  auto it = xatm::pgsql::tls_errors.find(rmid);
-  return it == xatm::pgsql::tls_errors.end() ? "" : it->second.c_str();
+  auto it = xtm::pgsql::tls_errors.find(rmid);
+  return it == xtm::pgsql::tls_errors.end() ? "" : it->second.c_str();
 }
 
 PGconn* xatm_pgsql_conn(int rmid) {
-  xatm::pgsql::RmConn* rc = xatm::pgsql::Find(rmid);
+  xtm::pgsql::RmConn* rc = xtm::pgsql::Find(rmid);
   return rc ? rc->pg : nullptr;
 }
 

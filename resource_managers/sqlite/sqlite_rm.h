@@ -5,7 +5,7 @@
 
 #include <string>
 
-namespace xatm::sqlite {
+namespace xtm::sqlite {
 
 // The message of the last failed switch call on this thread for rmid ("" if
 // none). After a successful xa_open it may hold a notice (e.g. that the
@@ -22,4 +22,4 @@ std::string SidecarPath(const std::string& path);
 // unprepared branch.
 bool AbortBranchOf(sqlite3* db);
 
-}  // namespace xatm::sqlite
+}  // namespace xtm::sqlite

@@ -4,7 +4,7 @@
 #include <cctype>
 #include <cstring>
 
-namespace xatm::sqlite {
+namespace xtm::sqlite {
 
 Stmt::Stmt(sqlite3* db, const std::string& sql) {
   if (sqlite3_prepare_v2(db, sql.c_str(), static_cast<int>(sql.size()), &st_, nullptr) != SQLITE_OK) {
@@ -140,4 +140,4 @@ bool ReadTables(sqlite3* db, std::vector<std::pair<std::string, TableInfo>>* out
   return true;
 }
 
-}  // namespace xatm::sqlite
+}  // namespace xtm::sqlite

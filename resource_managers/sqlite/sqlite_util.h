@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-namespace xatm::sqlite {
+namespace xtm::sqlite {
 
 // A prepared statement, finalized on destruction.
 class Stmt {
@@ -139,4 +139,4 @@ struct TableInfo {
 // Reads the schema of the main database. false on error.
 bool ReadTables(sqlite3* db, std::vector<std::pair<std::string, TableInfo>>* out);
 
-}  // namespace xatm::sqlite
+}  // namespace xtm::sqlite

@@ -64,7 +64,7 @@
 #include "util/crash_point.h"
 #include "xatm/rm_sqlite.h"
 
-namespace xatm::sqlite {
+namespace xtm::sqlite {
 namespace {
 
 constexpr int kGcEvery = 1024;         // commits between marker garbage collections
@@ -85,6 +85,11 @@ struct Options {
   std::string path;
   int busy_timeout_ms = 5000;
 };
+
+struct RmConn;
+// Every open handle of the process, for AbortBranchOf.
+std::mutex g_handles_mu;
+std::map<sqlite3*, RmConn*> g_handles;
 
 struct RmConn {
   int rmid = 0;
@@ -121,6 +126,10 @@ struct RmConn {
   uint64_t commits = 0;
 
   ~RmConn() {
+    if (db) {
+      std::lock_guard<std::mutex> l(g_handles_mu);
+      g_handles.erase(db);
+    }
     if (session) sqlite3session_delete(session);
     main_stmts.Clear();
     side_stmts.Clear();
@@ -134,10 +143,6 @@ struct RmConn {
 
 thread_local std::map<int, std::unique_ptr<RmConn>> tls_conns;
 thread_local std::map<int, std::string> tls_errors;
-
-// Every open handle of the process, for AbortBranchOf.
-std::mutex g_handles_mu;
-std::map<sqlite3*, RmConn*> g_handles;
 
 int Fail(int rmid, int code, std::string msg) {
   tls_errors[rmid] = std::move(msg);
@@ -947,10 +952,6 @@ int SqClose(char*, int rmid, long flags) {
   // A prepared branch outlives the handle: its transaction rolls back with the
   // connection, and its sidecar record is committed later by replay.
   FlushDone(rc);
-  {
-    std::lock_guard<std::mutex> l(g_handles_mu);
-    g_handles.erase(rc->db);
-  }
   tls_conns.erase(rmid);
   return XA_OK;
 }
@@ -1436,7 +1437,7 @@ bool AbortBranchOf(sqlite3* db) {
   return done;
 }
 
-}  // namespace xatm::sqlite
+}  // namespace xtm::sqlite
 
 extern "C" {
 
@@ -1444,26 +1445,26 @@ struct xa_switch_t xatm_sqlite_switch = {
     "xatm_sqlite",
     TMNOMIGRATE,
     0,
-    xatm::sqlite::SqOpen,
-    xatm::sqlite::SqClose,
-    xatm::sqlite::SqStart,
-    xatm::sqlite::SqEnd,
-    xatm::sqlite::SqRollback,
-    xatm::sqlite::SqPrepare,
-    xatm::sqlite::SqCommit,
-    xatm::sqlite::SqRecover,
-    xatm::sqlite::SqForget,
-    xatm::sqlite::SqComplete,
+    xtm::sqlite::SqOpen,
+    xtm::sqlite::SqClose,
+    xtm::sqlite::SqStart,
+    xtm::sqlite::SqEnd,
+    xtm::sqlite::SqRollback,
+    xtm::sqlite::SqPrepare,
+    xtm::sqlite::SqCommit,
+    xtm::sqlite::SqRecover,
+    xtm::sqlite::SqForget,
+    xtm::sqlite::SqComplete,
 };
 
 sqlite3* xatm_sqlite_db(int rmid) {
-  xatm::sqlite::RmConn* rc = xatm::sqlite::Find(rmid);
+  xtm::sqlite::RmConn* rc = xtm::sqlite::Find(rmid);
   return rc ? rc->db : nullptr;
 }
 
 const char* xatm_sqlite_errmsg(int rmid) {
-  auto it = xatm::sqlite::tls_errors.find(rmid);
-  return it == xatm::sqlite::tls_errors.end() ? "" : it->second.c_str();
+  auto it = xtm::sqlite::tls_errors.find(rmid);
+  return it == xtm::sqlite::tls_errors.end() ? "" : it->second.c_str();
 }
 
 }  // extern "C"

@@ -7,7 +7,7 @@
 
 #include "support/pg_cluster.h"
 
-namespace xatm::test {
+namespace xtm::test {
 namespace {
 
 // Runs a command, capturing stdout; returns its exit status.
@@ -30,4 +30,4 @@ TEST(Examples, PgsqlSwitchPreparesRecoversAndCommits) {
 }
 
 }  // namespace
-}  // namespace xatm::test
+}  // namespace xtm::test

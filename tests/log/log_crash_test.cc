@@ -13,7 +13,7 @@
 #include "log/log_test_util.h"
 #include "support/temp_dir.h"
 
-namespace xatm::test {
+namespace xtm::test {
 namespace {
 
 [[noreturn]] void ChildAppends(const std::string& dir, int ack_fd, int round) {
@@ -80,4 +80,4 @@ TEST(DecisionLogCrash, EveryAcknowledgedCommitSurvivesSigkill) {
 }
 
 }  // namespace
-}  // namespace xatm::test
+}  // namespace xtm::test

@@ -5,7 +5,7 @@
 #include "log/log_test_util.h"
 #include "support/temp_dir.h"
 
-namespace xatm::test {
+namespace xtm::test {
 namespace {
 
 TEST(DecisionLogGroupCommit, SixtyFourConcurrentCommittersLoseNothing) {
@@ -75,4 +75,4 @@ TEST(DecisionLogGroupCommit, ConcurrentCommittersAcrossSegmentRollsLoseNothing) 
 }
 
 }  // namespace
-}  // namespace xatm::test
+}  // namespace xtm::test

@@ -9,7 +9,7 @@
 #include "util/coding.h"
 #include "util/crc32c.h"
 
-namespace xatm::test {
+namespace xtm::test {
 namespace {
 
 using log::DecisionLog;
@@ -238,4 +238,4 @@ TEST(DecisionLog, ScanLogListsEveryRecordInOrder) {
 }
 
 }  // namespace
-}  // namespace xatm::test
+}  // namespace xtm::test

@@ -3,7 +3,7 @@
 #include "log/log_test_util.h"
 #include "support/temp_dir.h"
 
-namespace xatm::test {
+namespace xtm::test {
 namespace {
 
 TEST(DecisionLogSegments, LogStaysBoundedOverAMillionDecisions) {
@@ -54,4 +54,4 @@ TEST(DecisionLogSegments, LeftoverTempSegmentFromACrashedRollIsRemoved) {
 }
 
 }  // namespace
-}  // namespace xatm::test
+}  // namespace xtm::test

@@ -8,7 +8,7 @@
 
 #include "log/decision_log.h"
 
-namespace xatm::test {
+namespace xtm::test {
 
 inline log::CommitRecord MakeCommit(const std::string& gtrid, int branches = 2) {
   log::CommitRecord c;
@@ -30,4 +30,4 @@ inline std::unique_ptr<log::DecisionLog> OpenLogOrDie(const std::string& dir,
   return l;
 }
 
-}  // namespace xatm::test
+}  // namespace xtm::test

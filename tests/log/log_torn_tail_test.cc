@@ -5,7 +5,7 @@
 #include "log/log_test_util.h"
 #include "support/temp_dir.h"
 
-namespace xatm::test {
+namespace xtm::test {
 namespace {
 
 using log::DecisionLog;
@@ -164,4 +164,4 @@ TEST(DecisionLogTornTail, TornRecordInAnOlderSegmentIsCorruption) {
 }
 
 }  // namespace
-}  // namespace xatm::test
+}  // namespace xtm::test

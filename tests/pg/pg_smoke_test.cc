@@ -3,7 +3,7 @@
 
 #include "support/pg_cluster.h"
 
-namespace xatm::test {
+namespace xtm::test {
 namespace {
 
 TEST(PrivateCluster, AcceptsPrepareTransaction) {
@@ -26,4 +26,4 @@ TEST(PrivateCluster, AcceptsPrepareTransaction) {
 }
 
 }  // namespace
-}  // namespace xatm::test
+}  // namespace xtm::test

@@ -19,7 +19,7 @@
 #include "support/pg_cluster.h"
 #include "xatm/rm_pgsql.h"
 
-namespace xatm::test {
+namespace xtm::test {
 namespace {
 
 xa_switch_t& sw = xatm_pgsql_switch;
@@ -631,4 +631,4 @@ TEST_F(PgRmTest, ConnectionLostInsideABranchMakesItRollbackOnly) {
 }
 
 }  // namespace
-}  // namespace xatm::test
+}  // namespace xtm::test

@@ -12,7 +12,7 @@
 #include "sqlite/sqlite_test_util.h"
 #include "support/temp_dir.h"
 
-namespace xatm::test {
+namespace xtm::test {
 namespace {
 
 #ifdef XATM_FAULT_INJECTION
@@ -286,4 +286,4 @@ TEST(SqliteCrash, NeedsTheFaultInjectionBuild) {
 #endif
 
 }  // namespace
-}  // namespace xatm::test
+}  // namespace xtm::test

@@ -13,7 +13,7 @@
 #include "sqlite/sqlite_test_util.h"
 #include "support/temp_dir.h"
 
-namespace xatm::test {
+namespace xtm::test {
 namespace {
 
 class SqliteRmTest : public ::testing::Test {
@@ -587,4 +587,4 @@ TEST_F(SqliteDiskFull, FullDiskAtCommitFallsBackToReplayUntilItSucceeds) {
 }
 
 }  // namespace
-}  // namespace xatm::test
+}  // namespace xtm::test

@@ -11,7 +11,7 @@
 #include "sqlite/sqlite_rm.h"
 #include "xatm/rm_sqlite.h"
 
-namespace xatm::test {
+namespace xtm::test {
 
 inline xa_switch_t& ssw() { return xatm_sqlite_switch; }
 
@@ -113,4 +113,4 @@ inline std::string DumpFile(const std::string& path) {
   return Dump(p.db());
 }
 
-}  // namespace xatm::test
+}  // namespace xtm::test

@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <mutex>
 
-namespace xatm::test {
+namespace xtm::test {
 namespace {
 
 struct SharedCluster {
@@ -177,4 +177,4 @@ ScratchDb::~ScratchDb() {
   PQfinish(c);
 }
 
-}  // namespace xatm::test
+}  // namespace xtm::test

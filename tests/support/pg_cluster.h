@@ -13,7 +13,7 @@
 
 #include <string>
 
-namespace xatm::test {
+namespace xtm::test {
 
 struct PgServer {
   std::string conninfo;  // superuser "postgres", database "postgres"
@@ -74,4 +74,4 @@ class OwnCluster {
 // Runs a shell command line; returns its exit status.
 int Shell(const std::string& cmd);
 
-}  // namespace xatm::test
+}  // namespace xtm::test

@@ -7,7 +7,7 @@
 #include <fstream>
 #include <sstream>
 
-namespace xatm::test {
+namespace xtm::test {
 
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");
@@ -50,4 +50,4 @@ uint64_t DirBytes(const std::string& dir) {
   return total;
 }
 
-}  // namespace xatm::test
+}  // namespace xtm::test

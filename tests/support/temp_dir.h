@@ -3,7 +3,7 @@
 
 #include <string>
 
-namespace xatm::test {
+namespace xtm::test {
 
 class TempDir {
  public:
@@ -24,4 +24,4 @@ void WriteFileOrDie(const std::string& path, const std::string& contents);
 // Total bytes of the regular files directly in dir.
 uint64_t DirBytes(const std::string& dir);
 
-}  // namespace xatm::test
+}  // namespace xtm::test

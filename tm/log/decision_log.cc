@@ -14,7 +14,7 @@
 #include "util/coding.h"
 #include "util/file_util.h"
 
-namespace xatm::log {
+namespace xtm::log {
 namespace {
 
 constexpr char kSegmentPrefix[] = "segment-";
@@ -566,4 +566,4 @@ Status ScanLog(const std::string& dir, LogScan* out) {
   return Status::OK();
 }
 
-}  // namespace xatm::log
+}  // namespace xtm::log

@@ -29,7 +29,7 @@
 #include "log/records.h"
 #include "util/status.h"
 
-namespace xatm::log {
+namespace xtm::log {
 
 struct LogOptions {
   std::string dir;          // must exist; never created here (see Open)
@@ -182,4 +182,4 @@ struct LogScan {
 };
 Status ScanLog(const std::string& dir, LogScan* out);
 
-}  // namespace xatm::log
+}  // namespace xtm::log

@@ -7,7 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
-namespace xatm::log {
+namespace xtm::log {
 
 LockFile::~LockFile() { Release(); }
 
@@ -57,4 +57,4 @@ Status LockFile::Acquire(const std::string& dir, bool exclusive) {
   return Status::OK();
 }
 
-}  // namespace xatm::log
+}  // namespace xtm::log

@@ -5,7 +5,7 @@
 
 #include "util/status.h"
 
-namespace xatm::log {
+namespace xtm::log {
 
 class LockFile {
  public:
@@ -24,4 +24,4 @@ class LockFile {
   int fd_ = -1;
 };
 
-}  // namespace xatm::log
+}  // namespace xtm::log

@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace xatm::log {
+namespace xtm::log {
 
 // Every segment file opens with this header (kSegmentHeaderSize bytes):
 //   magic[8] "xatmlog\n" | version u32 | flags u32 | segment number u64 |
@@ -34,4 +34,4 @@ enum class RecordType : uint8_t {
 inline bool IsKnownType(uint8_t t) { return t >= 1 && t <= 5; }
 const char* RecordTypeName(RecordType t);
 
-}  // namespace xatm::log
+}  // namespace xtm::log

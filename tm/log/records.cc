@@ -5,7 +5,7 @@
 #include "util/coding.h"
 #include "util/crc32c.h"
 
-namespace xatm::log {
+namespace xtm::log {
 namespace {
 
 constexpr uint32_t kMaxField = 4096;  // rm names, gtrids, reasons: all far shorter
@@ -147,4 +147,4 @@ std::string Frame(RecordType type, std::string_view payload) {
   return f;
 }
 
-}  // namespace xatm::log
+}  // namespace xtm::log

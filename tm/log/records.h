@@ -9,7 +9,7 @@
 #include "log/log_format.h"
 #include "util/status.h"
 
-namespace xatm::log {
+namespace xtm::log {
 
 // NODE: written (forced) each time a TM opens the log for writing. The first
 // one creates the node id; each later one carries the next incarnation.
@@ -90,4 +90,4 @@ std::string Frame(RecordType type, std::string_view payload);
 // Milliseconds since the epoch, for the time fields.
 uint64_t NowMs();
 
-}  // namespace xatm::log
+}  // namespace xtm::log

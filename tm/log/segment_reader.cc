@@ -5,7 +5,7 @@
 #include "util/coding.h"
 #include "util/crc32c.h"
 
-namespace xatm::log {
+namespace xtm::log {
 namespace {
 
 enum class FrameCheck { kGood, kBad };
@@ -81,4 +81,4 @@ Status ScanSegment(const std::string& path, std::string_view b, SegmentScan* out
   return Status::OK();
 }
 
-}  // namespace xatm::log
+}  // namespace xtm::log

@@ -9,7 +9,7 @@
 #include "log/log_format.h"
 #include "util/status.h"
 
-namespace xatm::log {
+namespace xtm::log {
 
 struct SegmentRecord {
   uint64_t offset = 0;  // of the frame, from the start of the file
@@ -34,4 +34,4 @@ Status ScanSegment(const std::string& path, std::string_view bytes, SegmentScan*
 // The header of a new segment.
 std::string SegmentHeader(uint64_t number);
 
-}  // namespace xatm::log
+}  // namespace xtm::log

@@ -20,9 +20,9 @@ std::string Hex(const std::string& s) {
 }
 
 int Run(const std::string& dir) {
-  using namespace xatm::log;
+  using namespace xtm::log;
   std::unique_ptr<DecisionLog> log;
-  xatm::Status s = DecisionLog::Open({.dir = dir, .node_name = "demo"}, &log);
+  xtm::Status s = DecisionLog::Open({.dir = dir, .node_name = "demo"}, &log);
   if (!s.ok()) {
     std::fprintf(stderr, "xatm-log-smoke: %s\n", s.ToString().c_str());
     return 1;

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-namespace xatm {
+namespace xtm {
 
 inline void PutFixed32(std::string* dst, uint32_t v) {
   char b[4];
@@ -80,4 +80,4 @@ class Decoder {
   bool ok_ = true;
 };
 
-}  // namespace xatm
+}  // namespace xtm

@@ -10,7 +10,7 @@
 #include <cstring>
 #include <string>
 
-namespace xatm {
+namespace xtm {
 namespace {
 
 // The environment is read at every point, so that a forked child that sets
@@ -56,6 +56,6 @@ void CrashPoint(const char* name) {
   ::pause();
 }
 
-}  // namespace xatm
+}  // namespace xtm
 
 #endif  // XATM_FAULT_INJECTION

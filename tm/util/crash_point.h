@@ -7,10 +7,10 @@
 #pragma once
 
 #ifdef XATM_FAULT_INJECTION
-namespace xatm {
+namespace xtm {
 void CrashPoint(const char* name);
-}  // namespace xatm
-#define XATM_CRASH_POINT(name) ::xatm::CrashPoint(name)
+}  // namespace xtm
+#define XATM_CRASH_POINT(name) ::xtm::CrashPoint(name)
 #else
 #define XATM_CRASH_POINT(name) ((void)0)
 #endif

@@ -6,7 +6,7 @@
 #include <nmmintrin.h>
 #endif
 
-namespace xatm::crc32c {
+namespace xtm::crc32c {
 namespace {
 
 // Slicing-by-8 tables for the reflected polynomial 0x82f63b78.
@@ -72,4 +72,4 @@ uint32_t Extend(uint32_t init_crc, const void* data, size_t n) {
   return ExtendPortable(crc, p, n) ^ 0xffffffffu;
 }
 
-}  // namespace xatm::crc32c
+}  // namespace xtm::crc32c

@@ -4,7 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace xatm::crc32c {
+namespace xtm::crc32c {
 
 // The CRC32C of data[0..n), continuing from init_crc (the CRC of earlier data).
 uint32_t Extend(uint32_t init_crc, const void* data, size_t n);
@@ -19,4 +19,4 @@ inline uint32_t Unmask(uint32_t masked) {
   return ((rot >> 17) | (rot << 15));
 }
 
-}  // namespace xatm::crc32c
+}  // namespace xtm::crc32c

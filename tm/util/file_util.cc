@@ -6,7 +6,7 @@
 
 #include <cerrno>
 
-namespace xatm::file {
+namespace xtm::file {
 
 Status WriteAll(int fd, std::string_view data, const std::string& path) {
   while (!data.empty()) {
@@ -100,4 +100,4 @@ Status ReplaceFile(const std::string& dir, const std::string& name, std::string_
   return SyncDir(dir);
 }
 
-}  // namespace xatm::file
+}  // namespace xtm::file

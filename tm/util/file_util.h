@@ -8,7 +8,7 @@
 
 #include "util/status.h"
 
-namespace xatm::file {
+namespace xtm::file {
 
 // Writes all of data at the current offset, retrying short writes and EINTR.
 Status WriteAll(int fd, std::string_view data, const std::string& path);
@@ -25,4 +25,4 @@ Status ListDir(const std::string& dir, std::vector<std::string>* names);
 // Writes path atomically: temp file, fsync, rename, fsync of the directory.
 Status ReplaceFile(const std::string& dir, const std::string& name, std::string_view contents);
 
-}  // namespace xatm::file
+}  // namespace xtm::file

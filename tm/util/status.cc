@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-namespace xatm {
+namespace xtm {
 
 Status Status::FromErrno(std::string_view what, int err) {
   std::string msg(what);
@@ -26,4 +26,4 @@ std::string Status::ToString() const {
   return std::string(name) + ": " + msg_;
 }
 
-}  // namespace xatm
+}  // namespace xtm

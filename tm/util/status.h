@@ -7,7 +7,7 @@
 #include <string_view>
 #include <utility>
 
-namespace xatm {
+namespace xtm {
 
 class [[nodiscard]] Status {
  public:
@@ -58,4 +58,4 @@ class [[nodiscard]] Status {
   std::string msg_;
 };
 
-}  // namespace xatm
+}  // namespace xtm

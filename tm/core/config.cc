@@ -1,0 +1,215 @@
+#include "core/config.h"
+
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+namespace po = boost::program_options;
+
+namespace xtm::tm {
+namespace {
+
+Status Bad(const std::string& where, const std::string& what) {
+  return Status::InvalidArgument(where + ": " + what);
+}
+
+bool ParseInt(const std::string& v, int lo, int hi, int* out) {
+  try {
+    size_t n = 0;
+    long x = std::stol(v, &n);
+    if (n != v.size() || x < lo || x > hi) return false;
+    *out = static_cast<int>(x);
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+bool ValidName(const std::string& n) {
+  if (n.empty() || n.size() > 63) return false;
+  for (char c : n) {
+    if (!(isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) return false;
+  }
+  return true;
+}
+
+std::string Trim(const std::string& s) {
+  size_t a = s.find_first_not_of(" \t\r"), b = s.find_last_not_of(" \t\r");
+  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
+}
+
+}  // namespace
+
+const char* RmTypeName(RmSpec::Type t) {
+  switch (t) {
+    case RmSpec::Type::kPostgres: return "postgresql";
+    case RmSpec::Type::kSqlite: return "sqlite";
+    case RmSpec::Type::kSwitch: return "xa_switch";
+  }
+  return "?";
+}
+
+Status SetTmKey(TmConfig* cfg, const std::string& key, const std::string& value) {
+  const std::string where = cfg->source + ": [tm] " + key;
+  if (key == "log_dir") {
+    cfg->log_dir = value;
+  } else if (key == "node_name") {
+    if (!value.empty() && !ValidName(value)) return Bad(where, "use letters, digits, '_' and '-' (at most 63)");
+    cfg->node_name = value;
+  } else if (key == "timeout_s") {
+    if (!ParseInt(value, 1, 86400, &cfg->timeout_s)) return Bad(where, "must be seconds from 1 to 86400, not \"" + value + "\"");
+  } else if (key == "commit_retry_s") {
+    if (!ParseInt(value, 0, 86400, &cfg->commit_retry_s)) return Bad(where, "must be seconds from 0 to 86400, not \"" + value + "\"");
+  } else if (key == "log_level") {
+    static const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
+    bool ok = false;
+    for (const char* l : kLevels) ok = ok || value == l;
+    if (!ok) return Bad(where, "must be one of trace, debug, info, warn, error, off");
+    cfg->log_level = value;
+  } else if (key == "log_file") {
+    cfg->log_file = value;
+  } else {
+    return Bad(cfg->source + ": [tm]", "unknown key \"" + key +
+                                           "\" (known: log_dir, node_name, timeout_s, commit_retry_s, "
+                                           "log_level, log_file)");
+  }
+  return Status::OK();
+}
+
+Status AddRm(TmConfig* cfg, RmSpec rm) {
+  if (!ValidName(rm.name)) {
+    return Bad(cfg->source, "resource manager name \"" + rm.name +
+                                "\": use letters, digits, '_' and '-' (at most 63)");
+  }
+  for (const RmSpec& r : cfg->rms) {
+    if (r.name == rm.name) return Bad(cfg->source, "resource manager \"" + rm.name + "\" is defined twice");
+  }
+  if (rm.type == RmSpec::Type::kSwitch && rm.sw == nullptr) {
+    return Bad(cfg->source, "resource manager \"" + rm.name + "\": the xa_switch_t is NULL");
+  }
+  cfg->rms.push_back(std::move(rm));
+  return Status::OK();
+}
+
+Status ValidateConfig(const TmConfig& cfg) {
+  if (cfg.log_dir.empty()) {
+    return Bad(cfg.source, "[tm] log_dir is required: the directory of the decision log");
+  }
+  for (const RmSpec& r : cfg.rms) {
+    const std::string where = cfg.source + ": [rm." + r.name + "]";
+    if (r.type == RmSpec::Type::kPostgres && r.conninfo.empty()) return Bad(where, "conninfo is required for type = postgresql");
+    if (r.type == RmSpec::Type::kSqlite && r.path.empty()) return Bad(where, "path is required for type = sqlite");
+  }
+  return Status::OK();
+}
+
+Status LoadConfig(const std::string& path, TmConfig* out) {
+  *out = TmConfig();
+  out->source = path;
+  std::ifstream in(path);
+  if (!in) return Status::InvalidArgument("cannot read the configuration file " + path);
+  std::stringstream text;
+  text << in.rdbuf();
+
+  // A first pass for what Boost does not report: where each key and section
+  // is (for messages) and sections given twice.
+  std::map<std::string, int> key_line;
+  std::map<std::string, int> section_line;
+  {
+    std::istringstream lines(text.str());
+    std::string line, section;
+    for (int n = 1; std::getline(lines, line); ++n) {
+      std::string t = Trim(line);
+      if (t.empty() || t[0] == '#' || t[0] == ';') continue;
+      if (t.front() == '[') {
+        if (t.back() != ']') return Bad(path + ":" + std::to_string(n), "malformed section header \"" + t + "\"");
+        section = Trim(t.substr(1, t.size() - 2));
+        auto [it, fresh] = section_line.emplace(section, n);
+        if (!fresh) {
+          return Bad(path + ":" + std::to_string(n), "section [" + section + "] appears twice (first at line " +
+                                                         std::to_string(it->second) + ")");
+        }
+        if (section != "tm" && section.rfind("rm.", 0) != 0) {
+          return Bad(path + ":" + std::to_string(n), "unknown section [" + section + "] (known: [tm], [rm.NAME])");
+        }
+        continue;
+      }
+      size_t eq = t.find('=');
+      if (eq == std::string::npos) return Bad(path + ":" + std::to_string(n), "expected key = value, got \"" + t + "\"");
+      if (section.empty()) return Bad(path + ":" + std::to_string(n), "key outside any section: put it under [tm] or [rm.NAME]");
+      std::string key = section + "." + Trim(t.substr(0, eq));
+      if (!key_line.emplace(key, n).second) {
+        return Bad(path + ":" + std::to_string(n), "key " + Trim(t.substr(0, eq)) + " is given twice in [" + section + "]");
+      }
+    }
+  }
+  if (!section_line.count("tm")) return Bad(path, "the [tm] section is missing (it needs at least log_dir)");
+
+  po::parsed_options parsed(nullptr);
+  try {
+    std::istringstream s(text.str());
+    po::options_description none;
+    parsed = po::parse_config_file(s, none, /*allow_unregistered=*/true);
+  } catch (const std::exception& e) {
+    return Bad(path, e.what());
+  }
+  std::map<std::string, std::map<std::string, std::string>> rm_keys;  // name -> key -> value
+  std::vector<std::string> rm_order;
+  for (const auto& [section, line] : section_line) {
+    if (section.rfind("rm.", 0) == 0) rm_keys[section.substr(3)];
+  }
+  for (const po::option& o : parsed.options) {
+    const std::string& k = o.string_key;
+    const std::string v = o.value.empty() ? "" : o.value.front();
+    const std::string where = path + ":" + std::to_string(key_line.count(k) ? key_line[k] : 0);
+    if (k.rfind("tm.", 0) == 0) {
+      Status st = SetTmKey(out, k.substr(3), v);
+      if (!st.ok()) return Status::InvalidArgument(where + ": " + st.message());
+      continue;
+    }
+    if (k.rfind("rm.", 0) == 0) {
+      size_t dot = k.rfind('.');
+      if (dot <= 3) return Bad(where, "malformed key " + k);
+      rm_keys[k.substr(3, dot - 3)][k.substr(dot + 1)] = v;
+    }
+  }
+  for (const auto& [section, line] : section_line) {
+    if (section.rfind("rm.", 0) != 0) continue;
+    const std::string name = section.substr(3);
+    auto& keys = rm_keys[name];
+    const std::string where = path + ":" + std::to_string(line) + ": [" + section + "]";
+    RmSpec rm;
+    rm.name = name;
+    auto type = keys.find("type");
+    if (type == keys.end()) return Bad(where, "type is required (postgresql or sqlite)");
+    if (type->second == "postgresql" || type->second == "postgres") {
+      rm.type = RmSpec::Type::kPostgres;
+    } else if (type->second == "sqlite") {
+      rm.type = RmSpec::Type::kSqlite;
+    } else {
+      return Bad(where, "type must be postgresql or sqlite, not \"" + type->second + "\"");
+    }
+    for (const auto& [key, value] : keys) {
+      const std::string kwhere = path + ":" + std::to_string(key_line[section + "." + key]) + ": [" + section + "] " + key;
+      if (key == "type") continue;
+      if (rm.type == RmSpec::Type::kPostgres && key == "conninfo") {
+        rm.conninfo = value;
+      } else if (rm.type == RmSpec::Type::kSqlite && key == "path") {
+        rm.path = value;
+      } else if (rm.type == RmSpec::Type::kSqlite && key == "busy_timeout_ms") {
+        if (!ParseInt(value, 0, 3600000, &rm.busy_timeout_ms)) return Bad(kwhere, "must be milliseconds, not \"" + value + "\"");
+      } else {
+        return Bad(kwhere, std::string("unknown key for type = ") + RmTypeName(rm.type) + " (known: " +
+                               (rm.type == RmSpec::Type::kPostgres ? "type, conninfo" : "type, path, busy_timeout_ms") + ")");
+      }
+    }
+    Status st = AddRm(out, std::move(rm));
+    if (!st.ok()) return st;
+  }
+  return ValidateConfig(*out);
+}
+
+}  // namespace xtm::tm

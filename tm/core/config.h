@@ -1,0 +1,63 @@
+// The TM's configuration: an INI file (Boost.Program_options config-file
+// syntax) or the same built in code.
+//
+//   [tm]
+//   log_dir = /var/lib/xatm          (required) the decision log's directory
+//   node_name = billing-1            (default: the host name) shown in logs and tools
+//   timeout_s = 60                   a transaction open longer is rolled back
+//   commit_retry_s = 30              how long phase two retries before leaving a branch to recovery
+//   log_level = info                 trace|debug|info|warn|error|off
+//   log_file = /var/log/xatm.log     (default: stderr)
+//
+//   [rm.bank]
+//   type = postgresql
+//   conninfo = host=/run/postgresql dbname=bank
+//
+//   [rm.ledger]
+//   type = sqlite
+//   path = /var/lib/app/ledger.db
+//   busy_timeout_ms = 5000
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "util/status.h"
+#include "xatm/xa.h"
+
+namespace xtm::tm {
+
+struct RmSpec {
+  enum class Type { kPostgres, kSqlite, kSwitch };
+  std::string name;
+  Type type = Type::kPostgres;
+  std::string conninfo;  // kPostgres
+  std::string path;      // kSqlite
+  int busy_timeout_ms = -1;
+  xa_switch_t* sw = nullptr;  // kSwitch
+  std::string xa_info;        // kSwitch
+};
+
+struct TmConfig {
+  std::string source = "(configuration built in code)";
+  std::string log_dir;
+  std::string node_name;
+  int timeout_s = 60;
+  int commit_retry_s = 30;
+  std::string log_level = "info";
+  std::string log_file;
+  std::vector<RmSpec> rms;
+};
+
+// Reads an INI file. Errors name the file, the line and the key.
+Status LoadConfig(const std::string& path, TmConfig* out);
+// Sets one [tm] key.
+Status SetTmKey(TmConfig* cfg, const std::string& key, const std::string& value);
+// Adds an RM; refuses a duplicate or malformed name.
+Status AddRm(TmConfig* cfg, RmSpec rm);
+// Checks what LoadConfig and the setters cannot check one key at a time.
+Status ValidateConfig(const TmConfig& cfg);
+
+const char* RmTypeName(RmSpec::Type t);
+
+}  // namespace xtm::tm

@@ -1,0 +1,947 @@
+#include "core/transaction_manager.h"
+
+#include <libpq-fe.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/xid_util.h"
+#include "core/gtrid.h"
+#include "pgsql/pgsql_rm.h"
+#include "sqlite/sqlite_rm.h"
+#include "util/crash_point.h"
+#include "xatm/rm_pgsql.h"
+#include "xatm/rm_sqlite.h"
+
+namespace xtm::tm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// rmids are unique in the process, so that several TMs never share one.
+std::atomic<int> g_next_rmid{1000};
+std::atomic<int> g_logger_serial{0};
+
+// The RMs opened on this thread. When the thread ends, xatm's own RMs close
+// their connections themselves (their per-thread state is thread_local too);
+// third-party switches get an xa_close.
+struct ThreadRms {
+  std::map<int, xa_switch_t*> open;
+  ~ThreadRms() {
+    for (auto& [rmid, sw] : open) {
+      if (sw != &xatm_pgsql_switch && sw != &xatm_sqlite_switch) {
+        sw->xa_close_entry(const_cast<char*>(""), rmid, TMNOFLAGS);
+      }
+    }
+  }
+};
+thread_local ThreadRms tls_rms;
+
+bool IsRollbackCode(int rc) { return rc >= XA_RBBASE && rc <= XA_RBEND; }
+
+const char* XaName(int rc) {
+  switch (rc) {
+    case XA_OK: return "XA_OK";
+    case XA_RDONLY: return "XA_RDONLY";
+    case XA_RETRY: return "XA_RETRY";
+    case XA_HEURMIX: return "XA_HEURMIX";
+    case XA_HEURRB: return "XA_HEURRB";
+    case XA_HEURCOM: return "XA_HEURCOM";
+    case XA_HEURHAZ: return "XA_HEURHAZ";
+    case XAER_ASYNC: return "XAER_ASYNC";
+    case XAER_RMERR: return "XAER_RMERR";
+    case XAER_NOTA: return "XAER_NOTA";
+    case XAER_INVAL: return "XAER_INVAL";
+    case XAER_PROTO: return "XAER_PROTO";
+    case XAER_RMFAIL: return "XAER_RMFAIL";
+    case XAER_DUPID: return "XAER_DUPID";
+    case XAER_OUTSIDE: return "XAER_OUTSIDE";
+    default: return IsRollbackCode(rc) ? "XA_RB*" : "?";
+  }
+}
+
+std::string Describe(int rc, const std::string& rm_message) {
+  std::string s = XaName(rc);
+  if (IsRollbackCode(rc)) s = "XA_RB (" + std::to_string(rc) + ")";
+  if (!rm_message.empty()) s += ": " + rm_message;
+  return s;
+}
+
+// The PostgreSQL conninfo with this TM's session tag, so that recovery can
+// find (and end) the sessions of a dead incarnation.
+std::string TagConninfo(const std::string& conninfo, const std::string& tag) {
+  if (conninfo.rfind("postgresql://", 0) == 0 || conninfo.rfind("postgres://", 0) == 0) {
+    return conninfo + (conninfo.find('?') == std::string::npos ? "?" : "&") + "application_name=" + tag;
+  }
+  return conninfo + " application_name=" + tag;
+}
+
+std::string SessionTag(const std::string& node_id, uint32_t incarnation) {
+  return "xatm/" + ToHex(node_id) + "/" + std::to_string(incarnation);
+}
+
+std::shared_ptr<spdlog::logger> MakeLogger(const TmConfig& cfg, std::string* error) {
+  std::shared_ptr<spdlog::sinks::sink> sink;
+  try {
+    if (cfg.log_file.empty()) {
+      sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+    } else {
+      sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(cfg.log_file);
+    }
+  } catch (const std::exception& e) {
+    *error = cfg.source + ": [tm] log_file: " + e.what();
+    return nullptr;
+  }
+  auto l = std::make_shared<spdlog::logger>("xatm-" + std::to_string(++g_logger_serial), sink);
+  l->set_pattern("%Y-%m-%d %H:%M:%S.%e xatm[%P] %l: %v");
+  l->set_level(spdlog::level::from_str(cfg.log_level));
+  l->flush_on(spdlog::level::info);
+  return l;
+}
+
+std::string HostName() {
+  char buf[256] = {0};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "xatm";
+  std::string h = buf;
+  for (char& c : h) {
+    if (!(isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_')) c = '-';
+  }
+  return h.substr(0, 63);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Opening and closing
+
+Status TransactionManager::Open(const TmConfig& cfg_in, std::unique_ptr<TransactionManager>* out) {
+  out->reset();
+  Status s = ValidateConfig(cfg_in);
+  if (!s.ok()) return s;
+  TmConfig cfg = cfg_in;
+  if (cfg.node_name.empty()) cfg.node_name = HostName();
+  std::unique_ptr<TransactionManager> tm(new TransactionManager(cfg));
+  std::string err;
+  tm->logger_ = MakeLogger(cfg, &err);
+  if (!tm->logger_) return Status::InvalidArgument(err);
+  s = log::DecisionLog::Open({.dir = cfg.log_dir, .node_name = cfg.node_name}, &tm->log_);
+  if (!s.ok()) return s;
+  for (const std::string& w : tm->log_->warnings()) tm->logger_->warn("decision log: {}", w);
+  tm->node_id_ = tm->log_->node().node_id;
+  tm->incarnation_ = tm->log_->node().incarnation;
+  s = tm->OpenRms();
+  if (!s.ok()) return s;
+  tm->logger_->info("opened: node {} ({}), incarnation {}, log {}, {} resource manager(s)", ToHex(tm->node_id_),
+                    cfg.node_name, tm->incarnation_, cfg.log_dir, tm->rms_.size());
+  tm->reaper_ = std::thread([t = tm.get()] { t->ReaperLoop(); });
+  RecoveryReport report;
+  s = tm->Recover(/*dry_run=*/false, &report);
+  if (!s.ok()) return s;
+  *out = std::move(tm);
+  return Status::OK();
+}
+
+Status TransactionManager::OpenRms() {
+  const std::string tag = SessionTag(node_id_, incarnation_);
+  for (const RmSpec& spec : cfg_.rms) {
+    auto rm = std::make_unique<Rm>();
+    rm->spec = spec;
+    rm->rmid = g_next_rmid++;
+    switch (spec.type) {
+      case RmSpec::Type::kPostgres:
+        rm->sw = &xatm_pgsql_switch;
+        rm->plain_info = spec.conninfo;
+        rm->xa_info = TagConninfo(spec.conninfo, tag);
+        break;
+      case RmSpec::Type::kSqlite:
+        rm->sw = &xatm_sqlite_switch;
+        rm->xa_info = "path=" + spec.path;
+        if (spec.busy_timeout_ms >= 0) rm->xa_info += " busy_timeout_ms=" + std::to_string(spec.busy_timeout_ms);
+        break;
+      case RmSpec::Type::kSwitch:
+        rm->sw = spec.sw;
+        rm->xa_info = spec.xa_info;
+        break;
+    }
+    std::string msg;
+    if (EnsureOpen(rm.get(), &msg) != XA_OK) {
+      return Status::InvalidArgument("resource manager \"" + spec.name + "\" (" + RmTypeName(spec.type) +
+                                     ") cannot be opened: " + msg);
+    }
+    rms_.push_back(std::move(rm));
+  }
+  return Status::OK();
+}
+
+TransactionManager::~TransactionManager() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stopping_ = true;
+  }
+  reaper_cv_.notify_all();
+  if (reaper_.joinable()) reaper_.join();
+  for (auto& rm : rms_) {
+    auto it = tls_rms.open.find(rm->rmid);
+    if (it != tls_rms.open.end()) {
+      rm->sw->xa_close_entry(const_cast<char*>(rm->xa_info.c_str()), rm->rmid, TMNOFLAGS);
+      tls_rms.open.erase(it);
+    }
+  }
+}
+
+Outcome TransactionManager::Close(std::string* message) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stopping_ = true;
+  }
+  reaper_cv_.notify_all();
+  if (reaper_.joinable()) reaper_.join();
+  bool pending;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    pending = !pending_.empty();
+  }
+  Outcome o = Outcome::kOk;
+  if (pending) {
+    RecoveryReport r;
+    Status s = Recover(false, &r);
+    std::lock_guard<std::mutex> l(mu_);
+    if (!s.ok() || !pending_.empty()) {
+      o = Outcome::kPending;
+      *message = std::to_string(pending_.size()) +
+                 " committed transaction(s) still have branches to finish; recovery at the next open "
+                 "finishes them";
+    }
+  }
+  logger_->info("closed");
+  return o;
+}
+
+Rm* TransactionManager::FindRm(const std::string& name) {
+  for (auto& rm : rms_) {
+    if (rm->spec.name == name) return rm.get();
+  }
+  return nullptr;
+}
+
+std::string TransactionManager::RmError(const Rm* rm) const {
+  switch (rm->spec.type) {
+    case RmSpec::Type::kPostgres: return pgsql::LastError(rm->rmid);
+    case RmSpec::Type::kSqlite: return sqlite::LastError(rm->rmid);
+    case RmSpec::Type::kSwitch: return "";
+  }
+  return "";
+}
+
+int TransactionManager::EnsureOpen(Rm* rm, std::string* message) {
+  if (tls_rms.open.count(rm->rmid)) return XA_OK;
+  int rc = rm->sw->xa_open_entry(const_cast<char*>(rm->xa_info.c_str()), rm->rmid, TMNOFLAGS);
+  if (rc != XA_OK) {
+    *message = Describe(rc, RmError(rm));
+    return rc;
+  }
+  tls_rms.open[rm->rmid] = rm->sw;
+  return XA_OK;
+}
+
+int TransactionManager::Reopen(Rm* rm, std::string* message) {
+  if (tls_rms.open.erase(rm->rmid)) {
+    rm->sw->xa_close_entry(const_cast<char*>(rm->xa_info.c_str()), rm->rmid, TMNOFLAGS);
+  }
+  return EnsureOpen(rm, message);
+}
+
+// ---------------------------------------------------------------------------
+// Transactions
+
+Status TransactionManager::Begin(std::unique_ptr<Transaction>* out) {
+  const uint64_t seq = ++sequence_;
+  out->reset(new Transaction(this, MakeGtrid(node_id_, incarnation_, seq)));
+  Register(out->get());
+  return Status::OK();
+}
+
+Transaction::Transaction(TransactionManager* tm, std::string gtrid)
+    : tm_(tm), gtrid_(std::move(gtrid)),
+      deadline_(Clock::now() + std::chrono::seconds(tm->cfg_.timeout_s)) {}
+
+Transaction::~Transaction() {
+  tm_->Unregister(this);
+  if (!finished()) {
+    std::string m;
+    Rollback(&m);
+  }
+}
+
+void TransactionManager::Register(Transaction* tx) {
+  std::lock_guard<std::mutex> l(mu_);
+  active_.insert(tx);
+}
+
+void TransactionManager::Unregister(Transaction* tx) {
+  std::lock_guard<std::mutex> l(mu_);
+  active_.erase(tx);
+}
+
+Outcome Transaction::CheckThread(std::string* message) const {
+  if (owner_ != std::thread::id() && owner_ != std::this_thread::get_id()) {
+    *message = "the branches of this transaction live on the thread that joined them: finish it on that thread";
+    return Outcome::kInvalid;
+  }
+  return Outcome::kOk;
+}
+
+Status Transaction::Join(const std::string& name, RmSpec::Type want, void** native) {
+  std::lock_guard<std::mutex> l(mu_);
+  *native = nullptr;
+  if (timed_out_) {
+    return Status::Busy("the transaction outlived its timeout (" + std::to_string(tm_->cfg_.timeout_s) +
+                        " s) and was rolled back");
+  }
+  if (state_ != State::kActive) {
+    return Status::InvalidArgument("the transaction is already prepared or finished: no branch can join");
+  }
+  std::string m;
+  if (CheckThread(&m) != Outcome::kOk) return Status::InvalidArgument(m);
+  Rm* rm = tm_->FindRm(name);
+  if (rm == nullptr) {
+    std::string names;
+    for (const auto& r : tm_->rms_) names += (names.empty() ? "" : ", ") + r->spec.name;
+    return Status::NotFound("no resource manager named \"" + name + "\" (configured: " +
+                            (names.empty() ? "none" : names) + ")");
+  }
+  if (rm->spec.type != want) {
+    return Status::InvalidArgument("resource manager \"" + name + "\" is of type " + RmTypeName(rm->spec.type) +
+                                   ": use the function for that type");
+  }
+  for (const Branch& b : branches_) {
+    if (b.rm == rm) {
+      *native = b.native;
+      return Status::OK();
+    }
+  }
+  if (branches_.size() >= 0xffff) return Status::InvalidArgument("too many branches");
+  if (tm_->EnsureOpen(rm, &m) != XA_OK) {
+    return Status::IOError("resource manager \"" + name + "\" is unreachable: " + m);
+  }
+  Branch b;
+  b.rm = rm;
+  b.xid = MakeXid(gtrid_, MakeBqual(static_cast<uint16_t>(branches_.size())));
+  int rc = rm->sw->xa_start_entry(&b.xid, rm->rmid, TMNOFLAGS);
+  if (rc == XAER_RMFAIL && tm_->Reopen(rm, &m) == XA_OK) {
+    rc = rm->sw->xa_start_entry(&b.xid, rm->rmid, TMNOFLAGS);
+  }
+  if (rc != XA_OK) {
+    return Status::IOError("cannot start the branch on \"" + name + "\": " + Describe(rc, tm_->RmError(rm)));
+  }
+  if (rm->spec.type == RmSpec::Type::kPostgres) b.native = xatm_pgsql_conn(rm->rmid);
+  if (rm->spec.type == RmSpec::Type::kSqlite) b.native = xatm_sqlite_db(rm->rmid);
+  owner_ = std::this_thread::get_id();
+  branches_.push_back(b);
+  *native = b.native;
+  return Status::OK();
+}
+
+void Transaction::RollbackAll(std::string* message) {
+  for (Branch& b : branches_) {
+    if (b.st == Branch::St::kDone) continue;
+    Rm* rm = b.rm;
+    if (b.st == Branch::St::kActive) {
+      rm->sw->xa_end_entry(&b.xid, rm->rmid, TMFAIL);  // an XA_RB* here is the expected answer
+    }
+    int rc = rm->sw->xa_rollback_entry(&b.xid, rm->rmid, TMNOFLAGS);
+    std::string m;
+    if (rc == XAER_RMFAIL && tm_->Reopen(rm, &m) == XA_OK) {
+      rc = rm->sw->xa_rollback_entry(&b.xid, rm->rmid, TMNOFLAGS);
+    }
+    if (rc != XA_OK && rc != XAER_NOTA && !IsRollbackCode(rc)) {
+      // A prepared branch left behind is rolled back by recovery (presumed
+      // abort); an unprepared one went with its session.
+      std::string what = "rollback of branch on \"" + rm->spec.name + "\": " + Describe(rc, tm_->RmError(rm));
+      tm_->logger().warn("{} {}", ToHex(gtrid_), what);
+      if (message->empty()) *message = what + " (recovery rolls it back)";
+    }
+    b.st = Branch::St::kDone;
+  }
+  state_ = State::kRolledBack;
+}
+
+Outcome Transaction::PhaseOne(bool explicit_prepare, std::string* message) {
+  tm_->Unregister(this);  // no timeout once the protocol runs
+  std::string why;
+  // xa_end on every branch.
+  for (Branch& b : branches_) {
+    if (b.st != Branch::St::kActive) continue;
+    int rc = b.rm->sw->xa_end_entry(&b.xid, b.rm->rmid, TMSUCCESS);
+    if (rc == XA_OK) {
+      b.st = Branch::St::kEnded;
+      continue;
+    }
+    why = "branch on \"" + b.rm->spec.name + "\" ended with " + Describe(rc, tm_->RmError(b.rm));
+    if (IsRollbackCode(rc)) b.st = Branch::St::kDone;  // the RM rolled it back
+    break;
+  }
+  if (why.empty() && !explicit_prepare && branches_.size() == 1) {
+    // One branch: commit it in one phase, nothing to log.
+    Branch& b = branches_[0];
+    int rc;
+    for (int attempt = 0;; ++attempt) {
+      rc = b.rm->sw->xa_commit_entry(&b.xid, b.rm->rmid, TMONEPHASE);
+      if (rc != XA_RETRY || attempt >= 100) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (rc == XA_OK) {
+      b.st = Branch::St::kDone;
+      state_ = State::kCommitted;
+      one_phase_done_ = true;
+      tm_->logger().info("{} committed in one phase on {}", ToHex(gtrid_), b.rm->spec.name);
+      return Outcome::kOk;
+    }
+    if (IsRollbackCode(rc)) {
+      b.st = Branch::St::kDone;
+      state_ = State::kRolledBack;
+      *message = "rolled back: the branch on \"" + b.rm->spec.name + "\" failed to commit: " +
+                 Describe(rc, tm_->RmError(b.rm));
+      tm_->logger().info("{} rolled back: {}", ToHex(gtrid_), *message);
+      return Outcome::kRolledBack;
+    }
+    // The RM could not tell whether its one-phase commit happened.
+    b.st = Branch::St::kDone;
+    state_ = State::kCommitted;
+    *message = "the outcome of the one-phase commit on \"" + b.rm->spec.name + "\" is unknown: " +
+               Describe(rc, tm_->RmError(b.rm));
+    tm_->logger().error("{} {}", ToHex(gtrid_), *message);
+    return Outcome::kUnknown;
+  }
+  // xa_prepare on every branch (a vote).
+  for (Branch& b : branches_) {
+    if (!why.empty()) break;
+    if (b.st != Branch::St::kEnded) continue;
+    XATM_CRASH_POINT("tm.prepare.before_branch");
+    int rc = b.rm->sw->xa_prepare_entry(&b.xid, b.rm->rmid, TMNOFLAGS);
+    if (rc == XA_OK) {
+      b.st = Branch::St::kPrepared;
+    } else if (rc == XA_RDONLY) {
+      b.st = Branch::St::kDone;
+    } else {
+      why = "branch on \"" + b.rm->spec.name + "\" voted " + Describe(rc, tm_->RmError(b.rm));
+      if (IsRollbackCode(rc)) b.st = Branch::St::kDone;
+    }
+  }
+  if (!why.empty()) {
+    RollbackAll(message);
+    *message = "rolled back: " + why + (message->empty() ? "" : "; " + *message);
+    tm_->logger().info("{} {}", ToHex(gtrid_), *message);
+    return Outcome::kRolledBack;
+  }
+  XATM_CRASH_POINT("tm.prepare.after_all");
+  state_ = State::kPrepared;
+  return Outcome::kOk;
+}
+
+Outcome Transaction::PhaseTwo(std::string* message) {
+  std::vector<Branch*> writers;
+  for (Branch& b : branches_) {
+    if (b.st == Branch::St::kPrepared) writers.push_back(&b);
+  }
+  state_ = State::kCommitted;
+  if (writers.empty()) return Outcome::kOk;  // every branch was read-only
+  const std::string hex = ToHex(gtrid_);
+  auto log_decision = [&]() -> Outcome {
+    log::CommitRecord rec;
+    rec.format_id = static_cast<int32_t>(kFormatId);
+    rec.gtrid = gtrid_;
+    rec.time_ms = log::NowMs();
+    for (Branch* b : writers) rec.branches.push_back({b->rm->spec.name, std::string(rm::Bqual(b->xid))});
+    Status s = tm_->log_->Append(rec);
+    if (s.IsUnknownOutcome()) {
+      *message = "the decision log failed while recording the commit: " + s.message();
+      tm_->logger().error("{} {}", hex, *message);
+      return Outcome::kUnknown;
+    }
+    if (!s.ok()) return Outcome::kLogError;
+    // If we crash now, the commit is decided: recovery finishes phase two.
+    XATM_CRASH_POINT("tm.commit.after_decision");
+    tm_->logger().info("{} decided commit ({} prepared branches)", hex, writers.size());
+    return Outcome::kOk;
+  };
+  bool logged = false;
+  if (writers.size() >= 2) {
+    Outcome o = log_decision();
+    if (o == Outcome::kUnknown) return o;  // branches stay prepared: reopening settles it
+    if (o == Outcome::kLogError) {
+      std::string rb;
+      RollbackAll(&rb);
+      *message = "rolled back: the decision log could not record the commit";
+      tm_->logger().error("{} {}", hex, *message);
+      return Outcome::kRolledBack;
+    }
+    logged = true;
+  }
+  {
+    std::lock_guard<std::mutex> l(tm_->mu_);
+    tm_->in_flight_.insert(gtrid_);
+  }
+  const auto deadline = Clock::now() + std::chrono::seconds(tm_->cfg_.commit_retry_s);
+  Outcome worst = Outcome::kOk;
+  std::vector<Branch*> left;
+  for (Branch* b : writers) {
+    std::string m;
+    XATM_CRASH_POINT("tm.commit.before_branch");
+    int rc = tm_->FinishBranch(b->rm, b->xid, /*commit=*/true, deadline, &m);
+    if (rc == XA_OK || rc == XA_HEURCOM) {
+      if (rc == XA_HEURCOM) b->rm->sw->xa_forget_entry(&b->xid, b->rm->rmid, TMNOFLAGS);
+      b->st = Branch::St::kDone;
+      continue;
+    }
+    if (rc == XA_HEURMIX || rc == XA_HEURHAZ || rc == XA_HEURRB || rc == XAER_NOTA) {
+      // XAER_NOTA at the first attempt: the prepared branch vanished; nobody
+      // can say how it ended.
+      int code = rc == XAER_NOTA ? XA_HEURHAZ : rc;
+      tm_->LogHeuristic(gtrid_, b->rm, b->xid, code, "xatm", m);
+      Outcome o = code == XA_HEURMIX ? Outcome::kHeurMix : code == XA_HEURRB ? Outcome::kHeurRb : Outcome::kHeurHaz;
+      if (worst == Outcome::kOk || o == Outcome::kHeurMix) worst = o;
+      *message += (message->empty() ? "" : "; ") + ("branch on \"" + b->rm->spec.name + "\": " + Describe(code, m));
+      b->st = Branch::St::kDone;
+      continue;
+    }
+    left.push_back(b);
+    *message += (message->empty() ? "" : "; ") + ("branch on \"" + b->rm->spec.name + "\" not committed yet: " + m);
+  }
+  if (!left.empty()) {
+    if (!logged) {
+      // A single prepared branch that cannot be reached: record the decision
+      // now, so that recovery commits it instead of presuming abort.
+      Outcome o = log_decision();
+      if (o != Outcome::kOk) return Outcome::kUnknown;
+      logged = true;
+    }
+    std::lock_guard<std::mutex> l(tm_->mu_);
+    tm_->in_flight_.erase(gtrid_);
+    tm_->pending_.insert(gtrid_);
+    tm_->logger().warn("{} committed, {} branch(es) left to recovery: {}", hex, left.size(), *message);
+    return worst == Outcome::kOk ? Outcome::kPending : worst;
+  }
+  if (logged) {
+    XATM_CRASH_POINT("tm.commit.before_end");
+    Status s = tm_->log_->Append(log::EndRecord{gtrid_});
+    (void)s;  // a lost END is redone by recovery
+  }
+  {
+    std::lock_guard<std::mutex> l(tm_->mu_);
+    tm_->in_flight_.erase(gtrid_);
+  }
+  tm_->logger().info("{} committed ({} branches)", hex, writers.size());
+  return worst;
+}
+
+Outcome Transaction::Prepare(std::string* message) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (Outcome o = CheckThread(message); o != Outcome::kOk) return o;
+  if (state_ != State::kActive) {
+    *message = "xatm_prepare: the transaction is already prepared or finished";
+    return Outcome::kInvalid;
+  }
+  if (timed_out_) {
+    RollbackAll(message);
+    *message = "rolled back: the transaction outlived its timeout";
+    return Outcome::kTimedOut;
+  }
+  return PhaseOne(/*explicit_prepare=*/true, message);
+}
+
+Outcome Transaction::Commit(std::string* message) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (Outcome o = CheckThread(message); o != Outcome::kOk) return o;
+  if (state_ == State::kCommitted || state_ == State::kRolledBack) {
+    *message = "xatm_commit: the transaction is already finished";
+    return Outcome::kInvalid;
+  }
+  if (timed_out_) {
+    RollbackAll(message);
+    *message = "rolled back: the transaction outlived its timeout of " + std::to_string(tm_->cfg_.timeout_s) + " s";
+    return Outcome::kTimedOut;
+  }
+  if (state_ == State::kActive) {
+    Outcome o = PhaseOne(/*explicit_prepare=*/false, message);
+    if (o != Outcome::kOk || one_phase_done_) return o;
+  }
+  return PhaseTwo(message);
+}
+
+Outcome Transaction::Rollback(std::string* message) {
+  std::lock_guard<std::mutex> l(mu_);
+  tm_->Unregister(this);
+  if (state_ == State::kRolledBack) return Outcome::kOk;
+  if (state_ == State::kCommitted) {
+    *message = "xatm_rollback: the transaction is already committed";
+    return Outcome::kInvalid;
+  }
+  if (Outcome o = CheckThread(message); o != Outcome::kOk) return o;
+  RollbackAll(message);
+  tm_->logger().debug("{} rolled back by the application", ToHex(gtrid_));
+  return message->empty() ? Outcome::kOk : Outcome::kRmError;
+}
+
+// REQUIRES: mu_ held (by the reaper).
+void Transaction::AbortForTimeout() {
+  timed_out_ = true;
+  for (Branch& b : branches_) {
+    if (b.st != Branch::St::kActive && b.st != Branch::St::kEnded) continue;
+    if (b.rm->spec.type == RmSpec::Type::kSqlite && b.native) {
+      sqlite::AbortBranchOf(static_cast<sqlite3*>(b.native));
+    } else if (b.rm->spec.type == RmSpec::Type::kPostgres && b.native) {
+      // End the branch's session: PostgreSQL rolls its transaction back and
+      // frees its row locks; the owner's next call finds the connection gone.
+      int pid = PQbackendPID(static_cast<PGconn*>(b.native));
+      PGconn* c = PQconnectdb(b.rm->plain_info.c_str());
+      if (PQstatus(c) == CONNECTION_OK && pid > 0) {
+        PQclear(PQexec(c, ("SELECT pg_terminate_backend(" + std::to_string(pid) + ")").c_str()));
+      }
+      PQfinish(c);
+    }
+  }
+  tm_->logger().warn("{} rolled back: open longer than timeout_s = {}", ToHex(gtrid_), tm_->cfg_.timeout_s);
+}
+
+void TransactionManager::ReaperLoop() {
+  std::unique_lock<std::mutex> l(mu_);
+  while (!stopping_) {
+    reaper_cv_.wait_for(l, std::chrono::milliseconds(200));
+    const auto now = Clock::now();
+    for (auto it = active_.begin(); it != active_.end();) {
+      Transaction* tx = *it;
+      if (tx->deadline_ > now) {
+        ++it;
+        continue;
+      }
+      // The owner may be inside a call; then try again at the next tick.
+      std::unique_lock<std::mutex> txl(tx->mu_, std::try_to_lock);
+      if (!txl.owns_lock()) {
+        ++it;
+        continue;
+      }
+      if (tx->state_ == Transaction::State::kActive && !tx->timed_out_) tx->AbortForTimeout();
+      it = active_.erase(it);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Phase two and recovery
+
+int TransactionManager::FinishBranch(Rm* rm, const XID& xid_in, bool commit, Clock::time_point deadline,
+                                     std::string* message) {
+  XID xid = xid_in;
+  bool attempted = false;
+  auto backoff = std::chrono::milliseconds(10);
+  for (;;) {
+    std::string m;
+    int rc = EnsureOpen(rm, &m);
+    if (rc == XA_OK) {
+      rc = commit ? rm->sw->xa_commit_entry(&xid, rm->rmid, TMNOFLAGS)
+                  : rm->sw->xa_rollback_entry(&xid, rm->rmid, TMNOFLAGS);
+      m = RmError(rm);
+    }
+    if (rc == XA_OK) return XA_OK;
+    if (rc == XAER_NOTA && attempted) return XA_OK;  // an earlier attempt did it
+    *message = Describe(rc, m);
+    if (rc == XAER_NOTA || rc == XA_HEURCOM || rc == XA_HEURRB || rc == XA_HEURMIX || rc == XA_HEURHAZ) return rc;
+    if (!commit && IsRollbackCode(rc)) return XA_OK;
+    if (rc != XAER_RMFAIL && rc != XA_RETRY) return rc;
+    if (Clock::now() >= deadline) return rc;
+    if (rc == XAER_RMFAIL) {
+      attempted = true;
+      std::string rm_msg;
+      Reopen(rm, &rm_msg);
+    }
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+  }
+}
+
+void TransactionManager::LogHeuristic(const std::string& gtrid, const Rm* rm, const XID& xid, int code,
+                                      const std::string& who, const std::string& why) {
+  log::HeuristicRecord h;
+  h.format_id = static_cast<int32_t>(xid.formatID);
+  h.gtrid = gtrid;
+  h.rm = rm ? rm->spec.name : "";
+  h.bqual = std::string(rm::Bqual(xid));
+  h.outcome = code == XA_HEURCOM   ? log::HeuristicOutcome::kCommitted
+              : code == XA_HEURRB  ? log::HeuristicOutcome::kRolledBack
+              : code == XA_HEURMIX ? log::HeuristicOutcome::kMixed
+                                   : log::HeuristicOutcome::kHazard;
+  h.who = who;
+  h.why = why;
+  h.time_ms = log::NowMs();
+  Status s = log_->Append(h);
+  logger_->error("{} heuristic outcome on {}: {} ({}){}", ToHex(gtrid), h.rm, log::HeuristicOutcomeName(h.outcome),
+                 why, s.ok() ? "" : "; not recorded: " + s.message());
+}
+
+void TransactionManager::FenceDeadSessions(Rm* rm, RecoveryReport* report) {
+  PGconn* c = PQconnectdb(rm->plain_info.c_str());
+  if (PQstatus(c) != CONNECTION_OK) {
+    PQfinish(c);
+    return;  // the scan will report the RM unreachable
+  }
+  const std::string prefix = "xatm/" + ToHex(node_id_) + "/";
+  const std::string current = SessionTag(node_id_, incarnation_);
+  const std::string where = "application_name LIKE '" + prefix + "%' AND application_name <> '" + current +
+                            "' AND pid <> pg_backend_pid()";
+  PGresult* r = PQexec(c, ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE " + where).c_str());
+  int killed = PQresultStatus(r) == PGRES_TUPLES_OK ? std::atoi(PQgetvalue(r, 0, 0)) : 0;
+  PQclear(r);
+  if (killed > 0) {
+    report->actions.push_back("ended " + std::to_string(killed) + " session(s) of earlier incarnations on " +
+                              rm->spec.name);
+    logger_->info("recovery: ending {} session(s) of earlier incarnations on {}", killed, rm->spec.name);
+  }
+  // Wait until they are gone: one may still be finishing a PREPARE.
+  for (int i = 0; i < 1000; ++i) {
+    r = PQexec(c, ("SELECT count(*) FROM pg_stat_activity WHERE " + where).c_str());
+    bool none = PQresultStatus(r) != PGRES_TUPLES_OK || std::atoi(PQgetvalue(r, 0, 0)) == 0;
+    PQclear(r);
+    if (none) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  PQfinish(c);
+}
+
+namespace {
+
+// Every XID rm reports prepared. False if the scan failed.
+bool ScanRm(TransactionManager* tm, Rm* rm, std::vector<XID>* out, std::string* message) {
+  out->clear();
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    int rc = tm->EnsureOpen(rm, message);
+    if (rc != XA_OK) return false;
+    std::vector<XID> batch(64);
+    long flags = TMSTARTRSCAN;
+    bool ok = true;
+    out->clear();
+    for (;;) {
+      int n = rm->sw->xa_recover_entry(batch.data(), static_cast<long>(batch.size()), rm->rmid, flags);
+      if (n < 0) {
+        *message = Describe(n, tm->RmError(rm));
+        ok = false;
+        if (n == XAER_RMFAIL) tm->Reopen(rm, message);
+        break;
+      }
+      out->insert(out->end(), batch.begin(), batch.begin() + n);
+      if (n < static_cast<int>(batch.size())) break;
+      flags = TMNOFLAGS;
+    }
+    rm->sw->xa_recover_entry(batch.data(), 0, rm->rmid, TMENDRSCAN);
+    if (ok) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
+  *report = RecoveryReport();
+  const log::LogState st = log_->State();
+  std::set<std::string> skip;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    skip = in_flight_;
+  }
+  struct Found {
+    Rm* rm;
+    XID xid;
+    bool resolved = false;
+  };
+  std::map<std::string, std::vector<Found>> ours;
+  std::set<const Rm*> reachable;
+  for (auto& rm : rms_) {
+    if (rm->spec.type == RmSpec::Type::kPostgres && !dry_run) FenceDeadSessions(rm.get(), report);
+    std::vector<XID> xids;
+    std::string m;
+    if (!ScanRm(this, rm.get(), &xids, &m)) {
+      report->unreachable.push_back(rm->spec.name + ": " + m);
+      logger_->warn("recovery: {} unreachable: {}", rm->spec.name, m);
+      continue;
+    }
+    reachable.insert(rm.get());
+    for (const XID& x : xids) {
+      GtridParts p;
+      if (x.formatID != kFormatId || !ParseGtrid(rm::Gtrid(x), &p) || p.node_id != node_id_) continue;
+      ours[std::string(rm::Gtrid(x))].push_back({rm.get(), x});
+    }
+  }
+  const auto deadline = Clock::now() + std::chrono::seconds(cfg_.commit_retry_s);
+  for (auto& [gtrid, found] : ours) {
+    if (skip.count(gtrid)) continue;
+    const bool decided = st.open_commits.count(gtrid) > 0;
+    GtridParts p;
+    ParseGtrid(gtrid, &p);
+    if (!decided && p.incarnation >= incarnation_) continue;  // a live transaction of ours
+    for (Found& f : found) {
+      const std::string what = std::string(decided ? "commit " : "roll back ") + ToHex(gtrid) + " on " +
+                               f.rm->spec.name + (decided ? " (decided)" : " (no decision: presumed abort)");
+      report->actions.push_back(what);
+      if (dry_run) continue;
+      std::string m;
+      int rc = FinishBranch(f.rm, f.xid, decided, deadline, &m);
+      if (rc == XAER_NOTA) rc = XA_OK;  // finished by someone between scan and now
+      if (rc == XA_OK) {
+        f.resolved = true;
+        ++(decided ? report->committed : report->rolled_back);
+        logger_->info("recovery: {}", what);
+      } else if (rc == XA_HEURCOM || rc == XA_HEURRB || rc == XA_HEURMIX || rc == XA_HEURHAZ) {
+        LogHeuristic(gtrid, f.rm, f.xid, rc, "xatm", m);
+        f.resolved = true;
+      } else {
+        ++report->left;
+        logger_->warn("recovery: could not {}: {}", what, m);
+      }
+    }
+  }
+  // END for decided transactions with nothing left in any RM.
+  for (const auto& [gtrid, commit] : st.open_commits) {
+    if (skip.count(gtrid)) continue;
+    bool done = true;
+    for (const log::BranchRef& b : commit.branches) {
+      Rm* rm = FindRm(b.rm);
+      if (rm == nullptr || !reachable.count(rm)) {
+        done = false;
+        break;
+      }
+    }
+    auto it = ours.find(gtrid);
+    if (done && it != ours.end()) {
+      for (const Found& f : it->second) done = done && f.resolved;
+    }
+    if (!done) continue;
+    report->actions.push_back("end " + ToHex(gtrid) + " (every branch finished)");
+    if (dry_run) continue;
+    if (log_->Append(log::EndRecord{gtrid}).ok()) ++report->ended;
+    std::lock_guard<std::mutex> l(mu_);
+    pending_.erase(gtrid);
+  }
+  if (!dry_run && (report->committed || report->rolled_back || report->left)) {
+    logger_->info("recovery: {} committed, {} rolled back, {} ended, {} left", report->committed,
+                  report->rolled_back, report->ended, report->left);
+  }
+  return Status::OK();
+}
+
+Status TransactionManager::ListInDoubt(std::vector<InDoubt>* out, std::vector<std::string>* unreachable) {
+  out->clear();
+  const log::LogState st = log_->State();
+  const uint64_t now_ms = log::NowMs();
+  std::set<std::string> seen_decided;
+  for (auto& rm : rms_) {
+    std::vector<XID> xids;
+    std::string m;
+    if (!ScanRm(this, rm.get(), &xids, &m)) {
+      if (unreachable) unreachable->push_back(rm->spec.name + ": " + m);
+      continue;
+    }
+    for (const XID& x : xids) {
+      InDoubt d;
+      d.xid = x;
+      d.rm = rm->spec.name;
+      GtridParts p;
+      const std::string gtrid(rm::Gtrid(x));
+      d.ours = x.formatID == kFormatId && ParseGtrid(gtrid, &p) && p.node_id == node_id_;
+      d.live = d.ours && p.incarnation == incarnation_;
+      auto c = st.open_commits.find(gtrid);
+      if (c != st.open_commits.end()) {
+        d.decision = InDoubt::Decision::kCommit;
+        d.age_s = static_cast<int64_t>((now_ms - c->second.time_ms) / 1000);
+        seen_decided.insert(gtrid);
+      }
+      for (const auto& [key, h] : st.heuristics) {
+        if (std::get<0>(key) == gtrid) d.decision = InDoubt::Decision::kHeuristic;
+      }
+      out->push_back(d);
+    }
+  }
+  return Status::OK();
+}
+
+Status TransactionManager::Resolve(const std::string& gtrid, bool commit, const std::string& who,
+                                   const std::string& why, Outcome* outcome) {
+  *outcome = Outcome::kOk;
+  const log::LogState st = log_->State();
+  const bool decided = st.open_commits.count(gtrid) > 0;
+  if (decided && !commit) {
+    *outcome = Outcome::kInvalid;
+    return Status::InvalidArgument("the decision log says " + ToHex(gtrid) +
+                                   " is committed: rolling it back would break atomicity");
+  }
+  // Find its branches.
+  std::vector<std::pair<Rm*, XID>> branches;
+  for (auto& rm : rms_) {
+    std::vector<XID> xids;
+    std::string m;
+    if (!ScanRm(this, rm.get(), &xids, &m)) {
+      *outcome = Outcome::kRmError;
+      return Status::IOError("resource manager " + rm->spec.name + " is unreachable: " + m);
+    }
+    for (const XID& x : xids) {
+      if (rm::Gtrid(x) == gtrid) branches.emplace_back(rm.get(), x);
+    }
+  }
+  if (branches.empty()) {
+    *outcome = Outcome::kNotFound;
+    return Status::NotFound("no prepared branch of " + ToHex(gtrid) + " in any resource manager");
+  }
+  // The audit record first.
+  log::HeuristicRecord h;
+  h.format_id = static_cast<int32_t>(branches[0].second.formatID);
+  h.gtrid = gtrid;
+  h.outcome = commit ? log::HeuristicOutcome::kCommitted : log::HeuristicOutcome::kRolledBack;
+  h.who = who.empty() ? "unknown" : who;
+  h.why = why;
+  h.time_ms = log::NowMs();
+  Status s = log_->Append(h);
+  if (!s.ok()) {
+    *outcome = Outcome::kLogError;
+    return s;
+  }
+  logger_->warn("{} {} by hand by {}: {}", ToHex(gtrid), commit ? "committed" : "rolled back", h.who, why);
+  const auto deadline = Clock::now() + std::chrono::seconds(cfg_.commit_retry_s);
+  std::string failed;
+  for (auto& [rm, x] : branches) {
+    std::string m;
+    int rc = FinishBranch(rm, x, commit, deadline, &m);
+    if (rc != XA_OK && rc != XAER_NOTA) failed += (failed.empty() ? "" : "; ") + rm->spec.name + ": " + m;
+  }
+  if (!failed.empty()) {
+    *outcome = Outcome::kRmError;
+    return Status::IOError("not every branch could be finished: " + failed);
+  }
+  if (decided) {
+    Status e = log_->Append(log::EndRecord{gtrid});
+    (void)e;
+  }
+  return Status::OK();
+}
+
+Status TransactionManager::Forget(const std::string& gtrid) {
+  const log::LogState st = log_->State();
+  bool any = false;
+  for (const auto& [key, h] : st.heuristics) any = any || std::get<0>(key) == gtrid;
+  if (!any) return Status::NotFound("no heuristic outcome is recorded for " + ToHex(gtrid));
+  for (auto& rm : rms_) {
+    std::vector<XID> xids;
+    std::string m;
+    if (!ScanRm(this, rm.get(), &xids, &m)) continue;
+    for (XID& x : xids) {
+      if (rm::Gtrid(x) == gtrid) rm->sw->xa_forget_entry(&x, rm->rmid, TMNOFLAGS);
+    }
+  }
+  Status s = log_->Append(log::ForgetRecord{gtrid, "", ""});
+  if (s.ok()) logger_->info("{} heuristic outcome forgotten", ToHex(gtrid));
+  return s;
+}
+
+}  // namespace xtm::tm

@@ -1,0 +1,241 @@
+// The embedded transaction manager: global transactions over XA switches,
+// with the decision log as the commit point.
+//
+// Lifecycle of a global transaction (Transaction), and what happens if the
+// process dies between two steps:
+//
+//  1. Begin       a new gtrid (node id, incarnation, sequence). Nothing durable.
+//                 Crash: nothing exists anywhere.
+//  2. Join        xa_start of a branch on an RM, on first use of its handle.
+//                 Crash: the RMs roll back unprepared work when the session
+//                 dies (PostgreSQL) or the journal is rolled back (SQLite).
+//  3. Phase one   xa_end and xa_prepare on every branch; read-only branches
+//                 drop out; any other vote than XA_OK rolls every branch back.
+//                 Crash: some branches may be prepared, no decision is logged:
+//                 recovery rolls them back (presumed abort), after making sure
+//                 no backend of the dead process is still preparing.
+//  4. Commit point  with two or more prepared branches, the COMMIT record is
+//                 made durable (group commit). With one, it is committed
+//                 without a record (one-phase, or a single prepared branch).
+//                 Crash before the record is durable: presumed abort, as in 3.
+//                 Crash after: the transaction commits; recovery finishes it.
+//  5. Phase two   xa_commit on every prepared branch, retried through
+//                 reconnects (XAER_RMFAIL: reopen and retry; XAER_NOTA after an
+//                 earlier attempt: it had committed). Heuristic outcomes are
+//                 logged (HEURISTIC) and returned as their own codes.
+//                 Crash: recovery commits the branches of every COMMIT
+//                 without END.
+//  6. END         appended unforced once every branch is finished.
+//                 Crash before END is durable: recovery finds nothing left
+//                 prepared and writes END itself.
+//
+// Recovery rules (at open, on demand, and in xatm_close for what this
+// instance decided):
+//  1. Read the log: COMMITs without END are decided.
+//  2. For each PostgreSQL RM, terminate the sessions of earlier incarnations
+//     of this node (application_name xatm/<node>/<incarnation>) and wait until
+//     they are gone: a dead process's backend may still finish a PREPARE.
+//  3. xa_recover every RM. Branches of other TMs (another formatID or node)
+//     are never touched.
+//  4. A branch of a decided transaction is committed.
+//  5. A branch of this node with no decision, from an earlier incarnation, is
+//     rolled back (presumed abort). Branches of the current incarnation belong
+//     to live transactions and are left alone.
+//  6. A decided transaction none of whose branches is left in any reachable
+//     RM gets its END record.
+//
+// Thread-safety: a TransactionManager is shared by threads. A Transaction
+// belongs to one thread at a time, and its branches live on the connections of
+// the thread that joined them: finish it on that thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/config.h"
+#include "log/decision_log.h"
+#include "util/status.h"
+#include "xatm/xa.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace xtm::tm {
+
+class Transaction;
+
+// The outcome of an operation, for the C API to turn into an XATM_* code.
+enum class Outcome {
+  kOk,
+  kRolledBack,   // nothing committed: a branch voted no or failed before the commit point
+  kTimedOut,     // rolled back by the transaction timeout
+  kPending,      // decided to commit; some branches are left to recovery
+  kHeurMix,
+  kHeurHaz,
+  kHeurRb,
+  kUnknown,      // the decision log failed in a way that may or may not have recorded it
+  kInvalid,      // bad argument or call out of sequence
+  kRmError,      // an RM failed or is unreachable
+  kNotFound,
+  kLogError,
+};
+
+// One resource manager as the TM uses it.
+struct Rm {
+  RmSpec spec;
+  int rmid = 0;
+  xa_switch_t* sw = nullptr;
+  std::string xa_info;    // what xa_open gets (for PostgreSQL: conninfo + session tag)
+  std::string plain_info;  // for PostgreSQL: the conninfo without the tag
+};
+
+// A branch seen during recovery or listing.
+struct InDoubt {
+  XID xid{};
+  std::string rm;
+  enum class Decision { kNone, kCommit, kHeuristic } decision = Decision::kNone;
+  bool ours = false;
+  bool live = false;  // of the current incarnation: a transaction in flight
+  int64_t age_s = -1;
+};
+
+struct RecoveryReport {
+  int committed = 0;
+  int rolled_back = 0;
+  int ended = 0;
+  int left = 0;  // branches that could not be resolved now
+  std::vector<std::string> actions;     // one line each, for people
+  std::vector<std::string> unreachable;  // RMs whose scan failed
+};
+
+class TransactionManager {
+ public:
+  // Opens every RM (on the calling thread), the decision log, and runs
+  // recovery. *out is set on success only.
+  static Status Open(const TmConfig& cfg, std::unique_ptr<TransactionManager>* out);
+  ~TransactionManager();
+
+  Status Begin(std::unique_ptr<Transaction>* out);
+
+  // Runs recovery now. dry_run: report what would be done, change nothing.
+  Status Recover(bool dry_run, RecoveryReport* report);
+  // In-doubt branches across the log and every RM; changes nothing.
+  Status ListInDoubt(std::vector<InDoubt>* out, std::vector<std::string>* unreachable);
+  // A heuristic decision by hand for every branch of gtrid.
+  Status Resolve(const std::string& gtrid, bool commit, const std::string& who, const std::string& why,
+                 Outcome* outcome);
+  Status Forget(const std::string& gtrid);
+  // Finishes what this instance decided and closes the RMs of this thread.
+  // kPending if some branch is left to recovery.
+  Outcome Close(std::string* message);
+
+  const TmConfig& config() const { return cfg_; }
+  const std::string& node_id() const { return node_id_; }
+  uint32_t incarnation() const { return incarnation_; }
+  log::DecisionLog* decision_log() { return log_.get(); }
+  spdlog::logger& logger() { return *logger_; }
+
+  // REQUIRES: name is configured. nullptr otherwise.
+  Rm* FindRm(const std::string& name);
+  // xa_open of rm on the calling thread, once. XA_OK or the RM's code.
+  int EnsureOpen(Rm* rm, std::string* message);
+  // xa_close + xa_open on the calling thread (after XAER_RMFAIL).
+  int Reopen(Rm* rm, std::string* message);
+  std::string RmError(const Rm* rm) const;
+
+ private:
+  friend class Transaction;
+  explicit TransactionManager(const TmConfig& cfg) : cfg_(cfg) {}
+
+  Status OpenRms();
+  void FenceDeadSessions(Rm* rm, RecoveryReport* report);
+  // Commits one branch of a decided transaction, retrying until deadline.
+  // XA_OK when done (committed, or gone after an attempt), else the last code.
+  int FinishBranch(Rm* rm, const XID& xid, bool commit, std::chrono::steady_clock::time_point deadline,
+                   std::string* message);
+  void LogHeuristic(const std::string& gtrid, const Rm* rm, const XID& xid, int xa_code, const std::string& who,
+                    const std::string& why);
+
+  void Register(Transaction* tx);
+  void Unregister(Transaction* tx);
+  void ReaperLoop();
+
+  const TmConfig cfg_;
+  std::shared_ptr<spdlog::logger> logger_;
+  std::unique_ptr<log::DecisionLog> log_;
+  std::string node_id_;
+  uint32_t incarnation_ = 0;
+  std::atomic<uint64_t> sequence_{0};
+  std::vector<std::unique_ptr<Rm>> rms_;
+
+  std::mutex mu_;
+  std::set<Transaction*> active_;        // REQUIRES mu_: transactions that can time out
+  std::set<std::string> in_flight_;      // REQUIRES mu_: gtrids being committed or rolled back
+  std::set<std::string> pending_;        // REQUIRES mu_: decided here, some branch left over
+  bool stopping_ = false;                // REQUIRES mu_
+  std::condition_variable reaper_cv_;
+  std::thread reaper_;
+};
+
+class Transaction {
+ public:
+  ~Transaction();
+  const std::string& gtrid() const { return gtrid_; }
+
+  // The native handle of rm's branch, starting the branch on first use.
+  // PGconn* for postgresql, sqlite3* for sqlite, nullptr for a plain switch.
+  Status Join(const std::string& rm, RmSpec::Type want, void** native);
+  // Phase one. kOk: every branch prepared (or read-only).
+  Outcome Prepare(std::string* message);
+  // Both phases, or phase two after Prepare.
+  Outcome Commit(std::string* message);
+  Outcome Rollback(std::string* message);
+  bool finished() const { return state_ == State::kCommitted || state_ == State::kRolledBack; }
+
+ private:
+  friend class TransactionManager;
+  Transaction(TransactionManager* tm, std::string gtrid);
+
+  enum class State {
+    kActive,      // branches may join; nothing prepared
+    kPrepared,    // phase one done: every remaining branch is prepared
+    kCommitted,   // finished: committed (or pending in the log)
+    kRolledBack,  // finished: rolled back
+  };
+  struct Branch {
+    Rm* rm = nullptr;
+    XID xid{};
+    enum class St { kActive, kEnded, kPrepared, kDone } st = St::kActive;
+    void* native = nullptr;
+  };
+
+  Outcome PhaseOne(bool explicit_prepare, std::string* message);
+  Outcome PhaseTwo(std::string* message);
+  // Rolls every unfinished branch back; message gets what failed.
+  void RollbackAll(std::string* message);
+  Outcome CheckThread(std::string* message) const;
+  // Called by the reaper with mu_ held.
+  void AbortForTimeout();
+
+  TransactionManager* tm_;
+  const std::string gtrid_;
+  std::mutex mu_;  // the owner's calls and the reaper
+  State state_ = State::kActive;
+  bool timed_out_ = false;
+  bool one_phase_done_ = false;
+  std::vector<Branch> branches_;
+  std::thread::id owner_;
+  std::chrono::steady_clock::time_point deadline_;
+};
+
+}  // namespace xtm::tm

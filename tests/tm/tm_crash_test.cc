@@ -1,0 +1,235 @@
+// The TM killed for real: a child process doing transfers is SIGKILLed at
+// random moments and at named crash points; the parent reopens (recovery) and
+// checks that the outcome is atomic and nothing of ours stays prepared.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <random>
+#include <thread>
+
+#include "log/decision_log.h"
+#include "tm/bank.h"
+#include "xatm/xatm.h"
+
+namespace xtm::test {
+namespace {
+
+#ifdef XATM_FAULT_INJECTION
+
+// The child's loop: transfers with ids from `first`, each acknowledged id
+// written to fd after xatm_commit returned XATM_OK. Failures (an RM down) are
+// rolled back and the loop goes on.
+[[noreturn]] void TransferLoop(const std::string& config, long first, int fd, int count) {
+  xatm* tm = nullptr;
+  if (xatm_open(config.c_str(), &tm) != XATM_OK) {
+    std::fprintf(stderr, "child: %s\n", xatm_errmsg(tm));
+    ::_exit(2);
+  }
+  std::mt19937 rng(static_cast<unsigned>(first));
+  for (long id = first; count < 0 || id < first + count; ++id) {
+    xatm_tx* tx = nullptr;
+    if (xatm_start(tm, &tx) != XATM_OK) ::_exit(3);
+    PGconn* pg = xatm_pgconn(tx, "bank");
+    sqlite3* db = pg ? xatm_sqlite(tx, "ledger") : nullptr;
+    int amount = static_cast<int>(rng() % 20) - 10;
+    bool ok = pg && db && TransferStatements(pg, db, id, 1 + static_cast<int>(rng() % kAccounts),
+                                              1 + static_cast<int>(rng() % kAccounts), amount);
+    int rc = ok ? xatm_commit(tx) : xatm_rollback(tx);
+    xatm_tx_free(tx);
+    if (ok && rc == XATM_OK && ::write(fd, &id, sizeof id) != sizeof id) ::_exit(4);
+    if (!ok) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  xatm_close(tm);
+  ::_exit(0);
+}
+
+// Opens the TM (which recovers) and closes it again.
+void RecoverNow(const std::string& config) {
+  xatm* tm = nullptr;
+  ASSERT_EQ(XATM_OK, xatm_open(config.c_str(), &tm)) << xatm_errmsg(tm);
+  ASSERT_EQ(XATM_OK, xatm_close(tm));
+}
+
+void ExpectAtomic(Bank& bank, const std::set<long>& acked) {
+  std::set<long> pg = bank.PgTransfers(), sq = bank.SqliteTransfers();
+  EXPECT_EQ(pg, sq) << "a transfer committed on one side only";
+  for (long id : acked) EXPECT_TRUE(pg.count(id)) << "acknowledged transfer " << id << " was lost";
+  EXPECT_EQ(2L * kAccounts * kOpening, bank.PgSum() + bank.SqliteSum()) << "money was created or destroyed";
+  EXPECT_EQ(0, bank.PgPrepared()) << "a branch of ours stayed prepared in PostgreSQL";
+  EXPECT_EQ(0, bank.SqlitePrepared()) << "a branch of ours stayed prepared in SQLite";
+}
+
+// Runs one transfer in a child that dies at crash point `at`.
+void CrashOneTransfer(const std::string& config, const char* at, long id) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setenv("XATM_CRASH_AT", at, 1);
+    int null_fd = ::open("/dev/null", O_WRONLY);
+    TransferLoop(config, id, null_fd, 1);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "the child did not die at " << at;
+}
+
+class TmCrash : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    bank_ = std::make_unique<Bank>(db_.conninfo(), dir_.path());
+    config_ = bank_->WriteConfigFile();
+  }
+  ScratchDb db_;
+  TempDir dir_;
+  std::unique_ptr<Bank> bank_;
+  std::string config_;
+};
+
+TEST_F(TmCrash, ChildKilledAtRandomMomentsLosesNothingAndLeavesNothingPrepared) {
+  std::set<long> acked;
+  std::mt19937 rng(42);
+  for (int round = 0; round < 8; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    int fds[2];
+    ASSERT_EQ(0, ::pipe(fds));
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(fds[0]);
+      TransferLoop(config_, (round + 1) * 100000L, fds[1], -1);
+    }
+    ::close(fds[1]);
+    const int want = 5 + static_cast<int>(rng() % 25);
+    long id;
+    for (int got = 0; got < want && ::read(fds[0], &id, sizeof id) == sizeof id; ++got) acked.insert(id);
+    // Then somewhere inside the next transactions.
+    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 20000));
+    ::kill(pid, SIGKILL);
+    while (::read(fds[0], &id, sizeof id) == sizeof id) acked.insert(id);
+    ::close(fds[0]);
+    ::waitpid(pid, nullptr, 0);
+    RecoverNow(config_);
+    ExpectAtomic(*bank_, acked);
+  }
+  EXPECT_GT(acked.size(), 40u);
+}
+
+TEST_F(TmCrash, CrashAfterTheCommitRecordCommitsEveryBranchAtRecovery) {
+  CrashOneTransfer(config_, "tm.commit.after_decision", 1);
+  EXPECT_EQ(1, bank_->PgPrepared());
+  EXPECT_EQ(1, bank_->SqlitePrepared());
+  RecoverNow(config_);
+  ExpectAtomic(*bank_, {1});
+}
+
+TEST_F(TmCrash, CrashWithEveryBranchPreparedButNoDecisionRollsBackAtRecovery) {
+  CrashOneTransfer(config_, "tm.prepare.after_all", 2);
+  EXPECT_EQ(1, bank_->PgPrepared());
+  EXPECT_EQ(1, bank_->SqlitePrepared());
+  RecoverNow(config_);
+  ExpectAtomic(*bank_, {});
+  EXPECT_TRUE(bank_->PgTransfers().empty());
+}
+
+TEST_F(TmCrash, CrashWithSomeBranchesPreparedRollsBackAtRecovery) {
+  CrashOneTransfer(config_, "tm.prepare.before_branch:2", 3);
+  EXPECT_EQ(1, bank_->PgPrepared());
+  RecoverNow(config_);
+  ExpectAtomic(*bank_, {});
+}
+
+TEST_F(TmCrash, CrashBeforeEndLeavesNothingToDoButTheEndRecord) {
+  CrashOneTransfer(config_, "tm.commit.before_end", 4);
+  EXPECT_EQ(0, bank_->PgPrepared());
+  EXPECT_EQ(std::set<long>{4}, bank_->PgTransfers());
+  {
+    log::LogScan s;
+    ASSERT_TRUE(log::ScanLog(bank_->log_dir(), &s).ok());
+    int commits = 0, ends = 0;
+    for (const auto& r : s.records) {
+      commits += r.type == log::RecordType::kCommit;
+      ends += r.type == log::RecordType::kEnd;
+    }
+    EXPECT_EQ(1, commits);
+    EXPECT_EQ(0, ends);
+  }
+  RecoverNow(config_);
+  ExpectAtomic(*bank_, {4});
+  std::unique_ptr<log::DecisionLog> l;
+  ASSERT_TRUE(log::DecisionLog::Open({.dir = bank_->log_dir(), .read_only = true}, &l).ok());
+  EXPECT_TRUE(l->State().open_commits.empty());
+}
+
+TEST_F(TmCrash, TwoTmsSharingOnePostgresNeverResolveEachOthersBranches) {
+  // TM A dies with both branches prepared and no decision.
+  CrashOneTransfer(config_, "tm.prepare.after_all", 5);
+  ASSERT_EQ(1, bank_->PgPrepared());
+  // TM B: same databases, its own log. Its recovery must not touch A's branches.
+  TempDir other;
+  std::string cfg_b = config_ + ".b";
+  {
+    std::string text = "[tm]\nlog_dir = " + other.path() + "\nnode_name = other\nlog_level = warn\n\n[rm.bank]\n"
+                       "type = postgresql\nconninfo = " + bank_->pg() + "\n\n[rm.ledger]\ntype = sqlite\npath = " +
+                       bank_->sqlite_path() + "\n";
+    FILE* f = std::fopen(cfg_b.c_str(), "w");
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+  }
+  xatm* b = nullptr;
+  ASSERT_EQ(XATM_OK, xatm_open(cfg_b.c_str(), &b)) << xatm_errmsg(b);
+  ASSERT_EQ(XATM_OK, xatm_recover(b));
+  EXPECT_EQ(1, bank_->PgPrepared());
+  EXPECT_EQ(1, bank_->SqlitePrepared());
+  xatm_indoubt* list = nullptr;
+  size_t n = 0;
+  ASSERT_EQ(XATM_OK, xatm_indoubt_list(b, &list, &n));
+  ASSERT_EQ(2u, n);
+  for (size_t i = 0; i < n; ++i) EXPECT_EQ(0, list[i].ours);
+  xatm_indoubt_free(list);
+  ASSERT_EQ(XATM_OK, xatm_close(b));
+  // A comes back and cleans up after itself.
+  RecoverNow(config_);
+  ExpectAtomic(*bank_, {});
+}
+
+TEST(TmCrashRestart, PostgresRestartedImmediatelyMidRunKeepsEveryTransferAtomic) {
+  OwnCluster cluster;
+  TempDir dir;
+  Bank bank(cluster.conninfo(), dir.path());
+  const std::string config = bank.WriteConfigFile();
+  std::set<long> acked;
+  int fds[2];
+  ASSERT_EQ(0, ::pipe(fds));
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    TransferLoop(config, 1, fds[1], -1);
+  }
+  ::close(fds[1]);
+  long id;
+  for (int got = 0; got < 20 && ::read(fds[0], &id, sizeof id) == sizeof id; ++got) acked.insert(id);
+  cluster.Restart("immediate");
+  // The child goes on through the restart.
+  for (int got = 0; got < 20 && ::read(fds[0], &id, sizeof id) == sizeof id; ++got) acked.insert(id);
+  ::kill(pid, SIGKILL);
+  while (::read(fds[0], &id, sizeof id) == sizeof id) acked.insert(id);
+  ::close(fds[0]);
+  ::waitpid(pid, nullptr, 0);
+  RecoverNow(config);
+  ExpectAtomic(bank, acked);
+  EXPECT_GE(acked.size(), 40u);
+}
+
+#else
+
+TEST(TmCrash, NeedsTheFaultInjectionBuild) {
+  GTEST_SKIP() << "configure with -DXATM_FAULT_INJECTION=ON (scripts/test.sh does) to run the crash tests";
+}
+
+#endif
+
+}  // namespace
+}  // namespace xtm::test

@@ -382,7 +382,9 @@ Outcome Transaction::PhaseOne(bool explicit_prepare, std::string* message) {
       continue;
     }
     why = "branch on \"" + b.rm->spec.name + "\" ended with " + Describe(rc, tm_->RmError(b.rm));
-    if (IsRollbackCode(rc)) b.st = Branch::St::kDone;  // the RM rolled it back
+    // The RM has dissociated the branch and marked it rollback-only; it
+    // forgets it at the xa_rollback that RollbackAll sends.
+    if (IsRollbackCode(rc)) b.st = Branch::St::kEnded;
     break;
   }
   if (why.empty() && !explicit_prepare && branches_.size() == 1) {

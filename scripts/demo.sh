@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job of xatm, end to end on a fresh machine: installs what is
-# missing, builds, starts a private PostgreSQL, and runs the demo against it
-# and a SQLite file. Everything it creates lives under one temporary directory
-# that is removed at the end (keep it with XATM_DEMO_KEEP=1).
+# missing, builds, starts a private PostgreSQL, and runs money transfers and
+# travel bookings as global transactions across that PostgreSQL and a SQLite
+# file, then shows what each database holds. Everything it creates lives in
+# one temporary directory, removed at the end (keep it with XATM_DEMO_KEEP=1).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -18,14 +19,48 @@ cleanup() {
   if [ "${XATM_DEMO_KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
+
 echo "== starting a private PostgreSQL in $work/pg"
 pgenv=$(bash scripts/pg-cluster.sh start "$work/pg")
 eval "$pgenv"
-psql -X -q -At "$XATM_TEST_PG_CONNINFO" -c \
-  "SELECT 'PostgreSQL ' || current_setting('server_version') || ', max_prepared_transactions = ' || current_setting('max_prepared_transactions')"
-
+psql -X -q "$XATM_TEST_PG_CONNINFO" -c "CREATE DATABASE bank"
+bank="host=$XATM_TEST_PG_DIR port=$XATM_TEST_PG_PORT user=postgres dbname=bank"
+psql -X -q "$bank" -f examples/bank_pg.sql
+sqlite3 "$work/ledger.db" < examples/bank_sqlite.sql >/dev/null
 mkdir -p "$work/log"
-echo "== decision log in $work/log"
-./build/tm/tools/xatm-log-smoke "$work/log"
-echo "== reopening: the open decision survives, the incarnation moves on"
-./build/tm/tools/xatm-log-smoke "$work/log" | head -n 2
+cat > "$work/xatm.conf" <<CONF
+[tm]
+log_dir = $work/log
+node_name = demo
+log_level = warn
+
+[rm.bank]
+type = postgresql
+conninfo = $bank
+
+[rm.ledger]
+type = sqlite
+path = $work/ledger.db
+CONF
+echo "== configuration ($work/xatm.conf)"
+sed 's/^/  /' "$work/xatm.conf"
+
+echo "== transfers between PostgreSQL (alice) and SQLite (bob)"
+./build/examples/transfer "$work/xatm.conf"
+
+echo "== a trip is a flight seat (PostgreSQL) and a hotel room (SQLite), or neither"
+./build/examples/travel_booking "$work/xatm.conf"
+
+echo "== what the databases hold now"
+echo "  PostgreSQL:"
+psql -X -q -A -t -F ' | ' "$bank" -c "SELECT 'accounts' AS t, name, balance::text FROM accounts UNION ALL
+  SELECT 'flights', flight, seats_left::text FROM flights UNION ALL
+  SELECT 'tickets', booking, flight FROM tickets ORDER BY 1, 2" | sed 's/^/    /'
+echo "  SQLite:"
+sqlite3 -separator ' | ' "$work/ledger.db" "SELECT 'accounts', name, balance FROM accounts UNION ALL
+  SELECT 'hotels', hotel, rooms_left FROM hotels UNION ALL
+  SELECT 'reservations', booking, hotel FROM reservations ORDER BY 1, 2" | sed 's/^/    /'
+echo "  prepared transactions left in PostgreSQL: $(psql -X -q -A -t "$bank" -c 'SELECT count(*) FROM pg_prepared_xacts')"
+
+echo "== recovery finds nothing in doubt"
+./build/examples/recover "$work/xatm.conf"

@@ -1,11 +1,16 @@
 // The example programs run against a real PostgreSQL and SQLite file and do
 // what the README says they do.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "support/pg_cluster.h"
+#include "support/temp_dir.h"
 
 namespace xtm::test {
 namespace {
@@ -21,12 +26,67 @@ int RunCommand(const std::string& cmd, std::string* out) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-TEST(Examples, PgsqlSwitchPreparesRecoversAndCommits) {
-  ScratchDb db;
-  std::string out;
-  ASSERT_EQ(0, RunCommand(std::string(XATM_EXAMPLES_DIR) + "/pgsql_switch '" + db.conninfo() + "'", &out)) << out;
+std::string Slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+class ExamplesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    PGconn* c = ConnectOrDie(db_.conninfo());
+    Exec(c, Slurp(std::string(XATM_SOURCE_DIR) + "/examples/bank_pg.sql"));
+    PQfinish(c);
+    sqlite3* s = nullptr;
+    sqlite3_open((dir_ / "ledger.db").c_str(), &s);
+    ASSERT_EQ(SQLITE_OK, sqlite3_exec(s, Slurp(std::string(XATM_SOURCE_DIR) + "/examples/bank_sqlite.sql").c_str(),
+                                      nullptr, nullptr, nullptr));
+    sqlite3_close(s);
+    std::filesystem::create_directory(dir_ / "log");
+    std::ofstream conf(dir_ / "xatm.conf");
+    conf << "[tm]\nlog_dir = " << (dir_ / "log") << "\nlog_level = warn\n\n[rm.bank]\ntype = postgresql\nconninfo = "
+         << db_.conninfo() << "\n\n[rm.ledger]\ntype = sqlite\npath = " << (dir_ / "ledger.db") << "\n";
+  }
+  std::string Run(const std::string& program, const std::string& args = "") {
+    std::string out;
+    EXPECT_EQ(0, RunCommand(std::string(XATM_EXAMPLES_DIR) + "/" + program + " " + args, &out)) << out;
+    return out;
+  }
+  ScratchDb db_;
+  TempDir dir_;
+};
+
+TEST_F(ExamplesTest, PgsqlSwitchPreparesRecoversAndCommits) {
+  std::string out = Run("pgsql_switch", "'" + db_.conninfo() + "'");
   EXPECT_NE(std::string::npos, out.find("xa_prepare")) << out;
   EXPECT_NE(std::string::npos, out.find("row 1: written in a branch")) << out;
+}
+
+TEST_F(ExamplesTest, TransferCommitsAndRollsBackAcrossBoth) {
+  std::string out = Run("transfer", dir_ / "xatm.conf");
+  EXPECT_NE(std::string::npos, out.find("every outcome as expected")) << out;
+  EXPECT_NE(std::string::npos, out.find("CHECK fails in PostgreSQL")) << out;
+  PGconn* c = ConnectOrDie(db_.conninfo());
+  EXPECT_EQ("100", Exec(c, "SELECT balance FROM accounts WHERE name = 'alice'"));
+  EXPECT_EQ("0", Exec(c, "SELECT count(*) FROM pg_prepared_xacts"));
+  PQfinish(c);
+}
+
+TEST_F(ExamplesTest, TravelBookingBooksBothOrNeither) {
+  std::string out = Run("travel_booking", dir_ / "xatm.conf");
+  EXPECT_NE(std::string::npos, out.find("every outcome as expected")) << out;
+  PGconn* c = ConnectOrDie(db_.conninfo());
+  EXPECT_EQ("1", Exec(c, "SELECT seats_left FROM flights WHERE flight = 'XA101'"));  // one seat sold, not two
+  EXPECT_EQ("1", Exec(c, "SELECT count(*) FROM tickets"));
+  PQfinish(c);
+}
+
+TEST_F(ExamplesTest, RecoverListsNothingAfterCleanRuns) {
+  Run("transfer", dir_ / "xatm.conf");
+  std::string out = Run("recover", dir_ / "xatm.conf");
+  EXPECT_NE(std::string::npos, out.find("0 in-doubt branch(es)")) << out;
 }
 
 }  // namespace

@@ -347,23 +347,28 @@ Status Transaction::Join(const std::string& name, RmSpec::Type want, void** nati
 }
 
 void Transaction::RollbackAll(std::string* message) {
+  const auto deadline = Clock::now() + std::chrono::seconds(tm_->cfg_.commit_retry_s);
   for (Branch& b : branches_) {
     if (b.st == Branch::St::kDone) continue;
     Rm* rm = b.rm;
     if (b.st == Branch::St::kActive) {
       rm->sw->xa_end_entry(&b.xid, rm->rmid, TMFAIL);  // an XA_RB* here is the expected answer
     }
-    int rc = rm->sw->xa_rollback_entry(&b.xid, rm->rmid, TMNOFLAGS);
     std::string m;
-    if (rc == XAER_RMFAIL && tm_->Reopen(rm, &m) == XA_OK) {
+    int rc;
+    if (b.st == Branch::St::kPrepared) {
+      rc = tm_->FinishBranch(rm, b.xid, /*commit=*/false, deadline, &m);
+    } else {
       rc = rm->sw->xa_rollback_entry(&b.xid, rm->rmid, TMNOFLAGS);
+      m = tm_->RmError(rm);
+      // Unprepared work goes with its session when the connection is lost.
+      if (rc == XAER_RMFAIL) tm_->Reopen(rm, &m);
     }
-    if (rc != XA_OK && rc != XAER_NOTA && !IsRollbackCode(rc)) {
-      // A prepared branch left behind is rolled back by recovery (presumed
-      // abort); an unprepared one went with its session.
-      std::string what = "rollback of branch on \"" + rm->spec.name + "\": " + Describe(rc, tm_->RmError(rm));
-      tm_->logger().warn("{} {}", ToHex(gtrid_), what);
-      if (message->empty()) *message = what + " (recovery rolls it back)";
+    if (rc != XA_OK && rc != XAER_NOTA && !IsRollbackCode(rc) && b.st == Branch::St::kPrepared) {
+      std::string what = "rollback of the prepared branch on \"" + rm->spec.name + "\": " + m;
+      tm_->logger().warn("{} {}; retrying in the background", ToHex(gtrid_), what);
+      tm_->AddLeftover({rm, b.xid, false, gtrid_});
+      if (message->empty()) *message = what + " (retried in the background)";
     }
     b.st = Branch::St::kDone;
   }
@@ -431,7 +436,9 @@ Outcome Transaction::PhaseOne(bool explicit_prepare, std::string* message) {
       b.st = Branch::St::kDone;
     } else {
       why = "branch on \"" + b.rm->spec.name + "\" voted " + Describe(rc, tm_->RmError(b.rm));
-      if (IsRollbackCode(rc)) b.st = Branch::St::kDone;
+      // XA_RB*: the RM rolled it back and forgot it. Anything else: it may be
+      // prepared, so it is rolled back like a prepared branch.
+      b.st = IsRollbackCode(rc) ? Branch::St::kDone : Branch::St::kPrepared;
     }
   }
   if (!why.empty()) {
@@ -522,10 +529,14 @@ Outcome Transaction::PhaseTwo(std::string* message) {
       if (o != Outcome::kOk) return Outcome::kUnknown;
       logged = true;
     }
-    std::lock_guard<std::mutex> l(tm_->mu_);
-    tm_->in_flight_.erase(gtrid_);
-    tm_->pending_.insert(gtrid_);
-    tm_->logger().warn("{} committed, {} branch(es) left to recovery: {}", hex, left.size(), *message);
+    {
+      std::lock_guard<std::mutex> l(tm_->mu_);
+      tm_->in_flight_.erase(gtrid_);
+      tm_->pending_.insert(gtrid_);
+    }
+    for (Branch* b : left) tm_->AddLeftover({b->rm, b->xid, true, gtrid_});
+    tm_->logger().warn("{} committed, {} branch(es) still to finish (retried in the background): {}", hex,
+                       left.size(), *message);
     return worst == Outcome::kOk ? Outcome::kPending : worst;
   }
   if (logged) {
@@ -610,10 +621,56 @@ void Transaction::AbortForTimeout() {
   tm_->logger().warn("{} rolled back: open longer than timeout_s = {}", ToHex(gtrid_), tm_->cfg_.timeout_s);
 }
 
+void TransactionManager::AddLeftover(Leftover l) {
+  std::lock_guard<std::mutex> g(mu_);
+  leftovers_.push_back(std::move(l));
+}
+
+// On the reaper thread (its own RM connections), without mu_.
+void TransactionManager::RetryLeftovers() {
+  std::vector<Leftover> work;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    work.swap(leftovers_);
+  }
+  if (work.empty()) return;
+  std::vector<Leftover> again;
+  std::set<std::string> touched;
+  for (Leftover& w : work) {
+    std::string m;
+    int rc = FinishBranch(w.rm, w.xid, w.commit, Clock::now(), &m);
+    if (rc == XA_OK || rc == XAER_NOTA || (!w.commit && IsRollbackCode(rc))) {
+      logger_->info("{} branch on {} {} in the background", ToHex(w.gtrid), w.rm->spec.name,
+                    w.commit ? "committed" : "rolled back");
+      if (w.commit) touched.insert(w.gtrid);
+    } else {
+      again.push_back(std::move(w));
+    }
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  leftovers_.insert(leftovers_.end(), again.begin(), again.end());
+  for (const std::string& g : touched) {
+    bool left = false;
+    for (const Leftover& w : leftovers_) left = left || (w.commit && w.gtrid == g);
+    if (!left && pending_.erase(g)) {
+      Status s = log_->Append(log::EndRecord{g});
+      (void)s;
+    }
+  }
+}
+
 void TransactionManager::ReaperLoop() {
   std::unique_lock<std::mutex> l(mu_);
+  auto next_retry = Clock::now();
   while (!stopping_) {
     reaper_cv_.wait_for(l, std::chrono::milliseconds(200));
+    if (stopping_) break;
+    if (!leftovers_.empty() && Clock::now() >= next_retry) {
+      l.unlock();
+      RetryLeftovers();
+      l.lock();
+      next_retry = Clock::now() + std::chrono::seconds(1);
+    }
     const auto now = Clock::now();
     for (auto it = active_.begin(); it != active_.end();) {
       Transaction* tx = *it;

@@ -169,6 +169,17 @@ class TransactionManager {
   void Register(Transaction* tx);
   void Unregister(Transaction* tx);
   void ReaperLoop();
+  // A branch phase two or a rollback could not finish in time: the reaper
+  // thread keeps trying, so that no prepared branch of a live TM holds its
+  // locks until the next recovery.
+  struct Leftover {
+    Rm* rm;
+    XID xid;
+    bool commit;
+    std::string gtrid;
+  };
+  void AddLeftover(Leftover l);
+  void RetryLeftovers();
 
   const TmConfig cfg_;
   std::shared_ptr<spdlog::logger> logger_;
@@ -182,6 +193,7 @@ class TransactionManager {
   std::set<Transaction*> active_;        // REQUIRES mu_: transactions that can time out
   std::set<std::string> in_flight_;      // REQUIRES mu_: gtrids being committed or rolled back
   std::set<std::string> pending_;        // REQUIRES mu_: decided here, some branch left over
+  std::vector<Leftover> leftovers_;      // REQUIRES mu_
   bool stopping_ = false;                // REQUIRES mu_
   std::condition_variable reaper_cv_;
   std::thread reaper_;

@@ -38,4 +38,7 @@ for b in build build-asan; do
   ctest --test-dir "$b" --output-on-failure -j "$(nproc)" ${XATM_TEST_ARGS:-} || status=1
 done
 
+# The 2PC failure cases, as a table: case, injection, expected, observed.
+[ -f build/tests/failure-cases.tsv ] && bash scripts/failure-table.sh build/tests/failure-cases.tsv || true
+
 exit $status

@@ -102,7 +102,7 @@ namespace {
 std::string ClusterScript() { return std::string("bash ") + XATM_SOURCE_DIR + "/scripts/pg-cluster.sh"; }
 }  // namespace
 
-OwnCluster::OwnCluster(int max_prepared) : owner_(getpid()), max_prepared_(max_prepared) {
+OwnCluster::OwnCluster(int max_prepared, bool tcp) : owner_(getpid()), max_prepared_(max_prepared), tcp_(tcp) {
   char tmpl[] = "/tmp/xatm-pgown-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) {
     ADD_FAILURE() << "mkdtemp failed";
@@ -118,12 +118,13 @@ OwnCluster::OwnCluster(int max_prepared) : owner_(getpid()), max_prepared_(max_p
   if (f && std::fgets(buf, sizeof buf, f)) port = buf;
   if (f) std::fclose(f);
   while (!port.empty() && port.back() == '\n') port.pop_back();
+  port_ = port.empty() ? 0 : std::stoi(port);
   conninfo_ = "host=" + dir_ + " port=" + port + " user=postgres dbname=postgres";
 }
 
 void OwnCluster::Start() {
   std::string cmd = "XATM_PG_MAX_PREPARED=" + std::to_string(max_prepared_) + " " + ClusterScript() +
-                    " start '" + dir_ + "' >/dev/null";
+                    " start '" + dir_ + "'" + (tcp_ ? " --tcp" : "") + " >/dev/null";
   if (Shell(cmd) != 0) ADD_FAILURE() << "could not start a cluster in " << dir_;
 }
 

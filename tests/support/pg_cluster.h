@@ -53,12 +53,14 @@ std::string Exec(PGconn* c, const std::string& sql);
 // destructor.
 class OwnCluster {
  public:
-  explicit OwnCluster(int max_prepared_transactions = 64);
+  // tcp: also listen on 127.0.0.1 (for the message-loss proxy).
+  explicit OwnCluster(int max_prepared_transactions = 64, bool tcp = false);
   ~OwnCluster();
   OwnCluster(const OwnCluster&) = delete;
   OwnCluster& operator=(const OwnCluster&) = delete;
   const std::string& conninfo() const { return conninfo_; }
   const std::string& dir() const { return dir_; }
+  int port() const { return port_; }
   // pg_ctl stop -m MODE, then start again.
   void Restart(const std::string& mode = "immediate");
   void Stop(const std::string& mode = "immediate");
@@ -69,6 +71,8 @@ class OwnCluster {
   std::string conninfo_;
   pid_t owner_;
   int max_prepared_;
+  bool tcp_;
+  int port_ = 0;
 };
 
 // Runs a shell command line; returns its exit status.

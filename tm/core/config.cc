@@ -71,10 +71,14 @@ Status SetTmKey(TmConfig* cfg, const std::string& key, const std::string& value)
     cfg->log_level = value;
   } else if (key == "log_file") {
     cfg->log_file = value;
+  } else if (key == "log_segment_kb") {
+    if (!ParseInt(value, 16, 1 << 20, &cfg->log_segment_kb)) {
+      return Bad(where, "must be kilobytes from 16 to 1048576, not \"" + value + "\"");
+    }
   } else {
     return Bad(cfg->source + ": [tm]", "unknown key \"" + key +
                                            "\" (known: log_dir, node_name, timeout_s, commit_retry_s, "
-                                           "log_level, log_file)");
+                                           "log_level, log_file, log_segment_kb)");
   }
   return Status::OK();
 }

@@ -8,6 +8,7 @@
 //   commit_retry_s = 30              how long phase two retries before leaving a branch to recovery
 //   log_level = info                 trace|debug|info|warn|error|off
 //   log_file = /var/log/xatm.log     (default: stderr)
+//   log_segment_kb = 4096            size of a decision-log segment
 //
 //   [rm.bank]
 //   type = postgresql
@@ -46,6 +47,7 @@ struct TmConfig {
   int commit_retry_s = 30;
   std::string log_level = "info";
   std::string log_file;
+  int log_segment_kb = 4096;
   std::vector<RmSpec> rms;
 };
 

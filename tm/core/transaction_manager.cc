@@ -128,7 +128,10 @@ Status TransactionManager::Open(const TmConfig& cfg_in, std::unique_ptr<Transact
   std::string err;
   tm->logger_ = MakeLogger(cfg, &err);
   if (!tm->logger_) return Status::InvalidArgument(err);
-  s = log::DecisionLog::Open({.dir = cfg.log_dir, .node_name = cfg.node_name}, &tm->log_);
+  s = log::DecisionLog::Open({.dir = cfg.log_dir,
+                              .node_name = cfg.node_name,
+                              .segment_bytes = static_cast<uint64_t>(cfg.log_segment_kb) << 10},
+                             &tm->log_);
   if (!s.ok()) return s;
   for (const std::string& w : tm->log_->warnings()) tm->logger_->warn("decision log: {}", w);
   tm->node_id_ = tm->log_->node().node_id;
@@ -543,6 +546,7 @@ Outcome Transaction::PhaseTwo(std::string* message) {
     XATM_CRASH_POINT("tm.commit.before_end");
     Status s = tm_->log_->Append(log::EndRecord{gtrid_});
     (void)s;  // a lost END is redone by recovery
+    XATM_CRASH_POINT("tm.commit.after_end");
   }
   {
     std::lock_guard<std::mutex> l(tm_->mu_);
@@ -709,6 +713,7 @@ int TransactionManager::FinishBranch(Rm* rm, const XID& xid_in, bool commit, Clo
     if (rc == XA_OK) return XA_OK;
     if (rc == XAER_NOTA && attempted) return XA_OK;  // an earlier attempt did it
     *message = Describe(rc, m);
+    if (!tls_rms.open.count(rm->rmid)) rc = XAER_RMFAIL;  // could not even open: the RM is down
     if (rc == XAER_NOTA || rc == XA_HEURCOM || rc == XA_HEURRB || rc == XA_HEURMIX || rc == XA_HEURHAZ) return rc;
     if (!commit && IsRollbackCode(rc)) return XA_OK;
     if (rc != XAER_RMFAIL && rc != XA_RETRY) return rc;

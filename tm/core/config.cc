@@ -71,6 +71,9 @@ Status SetTmKey(TmConfig* cfg, const std::string& key, const std::string& value)
     cfg->log_level = value;
   } else if (key == "log_file") {
     cfg->log_file = value;
+  } else if (key == "recover_on_open") {
+    if (value != "true" && value != "false") return Bad(where, "must be true or false");
+    cfg->recover_on_open = value == "true";
   } else if (key == "log_segment_kb") {
     if (!ParseInt(value, 16, 1 << 20, &cfg->log_segment_kb)) {
       return Bad(where, "must be kilobytes from 16 to 1048576, not \"" + value + "\"");
@@ -78,7 +81,7 @@ Status SetTmKey(TmConfig* cfg, const std::string& key, const std::string& value)
   } else {
     return Bad(cfg->source + ": [tm]", "unknown key \"" + key +
                                            "\" (known: log_dir, node_name, timeout_s, commit_retry_s, "
-                                           "log_level, log_file, log_segment_kb)");
+                                           "log_level, log_file, log_segment_kb, recover_on_open)");
   }
   return Status::OK();
 }

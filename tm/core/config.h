@@ -9,6 +9,7 @@
 //   log_level = info                 trace|debug|info|warn|error|off
 //   log_file = /var/log/xatm.log     (default: stderr)
 //   log_segment_kb = 4096            size of a decision-log segment
+//   recover_on_open = true           false: leave recovery to `xatm recover` (or xatm_recover)
 //
 //   [rm.bank]
 //   type = postgresql
@@ -48,6 +49,7 @@ struct TmConfig {
   std::string log_level = "info";
   std::string log_file;
   int log_segment_kb = 4096;
+  bool recover_on_open = true;
   std::vector<RmSpec> rms;
 };
 

@@ -118,19 +118,22 @@ std::string HostName() {
 // ---------------------------------------------------------------------------
 // Opening and closing
 
-Status TransactionManager::Open(const TmConfig& cfg_in, std::unique_ptr<TransactionManager>* out) {
+Status TransactionManager::Open(const TmConfig& cfg_in, std::unique_ptr<TransactionManager>* out,
+                                const OpenOptions& options) {
   out->reset();
   Status s = ValidateConfig(cfg_in);
   if (!s.ok()) return s;
   TmConfig cfg = cfg_in;
   if (cfg.node_name.empty()) cfg.node_name = HostName();
-  std::unique_ptr<TransactionManager> tm(new TransactionManager(cfg));
+  std::unique_ptr<TransactionManager> tm(new TransactionManager(cfg, options));
   std::string err;
   tm->logger_ = MakeLogger(cfg, &err);
   if (!tm->logger_) return Status::InvalidArgument(err);
   s = log::DecisionLog::Open({.dir = cfg.log_dir,
                               .node_name = cfg.node_name,
-                              .segment_bytes = static_cast<uint64_t>(cfg.log_segment_kb) << 10},
+                              .segment_bytes = static_cast<uint64_t>(cfg.log_segment_kb) << 10,
+                              .read_only = options.read_only,
+                              .force = options.force},
                              &tm->log_);
   if (!s.ok()) return s;
   for (const std::string& w : tm->log_->warnings()) tm->logger_->warn("decision log: {}", w);
@@ -140,10 +143,16 @@ Status TransactionManager::Open(const TmConfig& cfg_in, std::unique_ptr<Transact
   if (!s.ok()) return s;
   tm->logger_->info("opened: node {} ({}), incarnation {}, log {}, {} resource manager(s)", ToHex(tm->node_id_),
                     cfg.node_name, tm->incarnation_, cfg.log_dir, tm->rms_.size());
+  if (options.read_only) {
+    *out = std::move(tm);
+    return Status::OK();
+  }
   tm->reaper_ = std::thread([t = tm.get()] { t->ReaperLoop(); });
-  RecoveryReport report;
-  s = tm->Recover(/*dry_run=*/false, &report);
-  if (!s.ok()) return s;
+  if (options.recover && cfg.recover_on_open) {
+    RecoveryReport report;
+    s = tm->Recover(/*dry_run=*/false, &report);
+    if (!s.ok()) return s;
+  }
   *out = std::move(tm);
   return Status::OK();
 }
@@ -171,7 +180,7 @@ Status TransactionManager::OpenRms() {
         break;
     }
     std::string msg;
-    if (EnsureOpen(rm.get(), &msg) != XA_OK) {
+    if (EnsureOpen(rm.get(), &msg) != XA_OK && !options_.tolerate_unreachable_rms) {
       return Status::InvalidArgument("resource manager \"" + spec.name + "\" (" + RmTypeName(spec.type) +
                                      ") cannot be opened: " + msg);
     }
@@ -197,6 +206,7 @@ TransactionManager::~TransactionManager() {
 }
 
 Outcome TransactionManager::Close(std::string* message) {
+  if (options_.read_only) return Outcome::kOk;
   {
     std::lock_guard<std::mutex> l(mu_);
     stopping_ = true;
@@ -262,6 +272,7 @@ int TransactionManager::Reopen(Rm* rm, std::string* message) {
 // Transactions
 
 Status TransactionManager::Begin(std::unique_ptr<Transaction>* out) {
+  if (options_.read_only) return Status::InvalidArgument("opened read-only: no transactions");
   const uint64_t seq = ++sequence_;
   out->reset(new Transaction(this, MakeGtrid(node_id_, incarnation_, seq)));
   Register(out->get());
@@ -810,6 +821,7 @@ bool ScanRm(TransactionManager* tm, Rm* rm, std::vector<XID>* out, std::string* 
 
 Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
   *report = RecoveryReport();
+  if (options_.read_only && !dry_run) return Status::InvalidArgument("opened read-only: recovery can only be planned");
   const log::LogState st = log_->State();
   std::set<std::string> skip;
   {
@@ -932,14 +944,28 @@ Status TransactionManager::ListInDoubt(std::vector<InDoubt>* out, std::vector<st
 }
 
 Status TransactionManager::Resolve(const std::string& gtrid, bool commit, const std::string& who,
-                                   const std::string& why, Outcome* outcome) {
+                                   const std::string& why, Outcome* outcome, bool force) {
   *outcome = Outcome::kOk;
+  if (options_.read_only) {
+    *outcome = Outcome::kInvalid;
+    return Status::InvalidArgument("opened read-only");
+  }
   const log::LogState st = log_->State();
   const bool decided = st.open_commits.count(gtrid) > 0;
-  if (decided && !commit) {
+  if (decided && !commit && !force) {
     *outcome = Outcome::kInvalid;
     return Status::InvalidArgument("the decision log says " + ToHex(gtrid) +
-                                   " is committed: rolling it back would break atomicity");
+                                   " is committed: rolling it back would break atomicity (--force to do it anyway)");
+  }
+  for (const auto& [key, h] : st.heuristics) {
+    if (std::get<0>(key) != gtrid || force) continue;
+    const bool was_commit = h.outcome == log::HeuristicOutcome::kCommitted;
+    const bool was_rollback = h.outcome == log::HeuristicOutcome::kRolledBack;
+    if ((commit && was_rollback) || (!commit && was_commit)) {
+      *outcome = Outcome::kInvalid;
+      return Status::InvalidArgument(ToHex(gtrid) + " was already " + (was_commit ? "committed" : "rolled back") +
+                                     " by hand by " + h.who + ": refusing the opposite (--force to do it anyway)");
+    }
   }
   // Find its branches.
   std::vector<std::pair<Rm*, XID>> branches;
@@ -991,6 +1017,7 @@ Status TransactionManager::Resolve(const std::string& gtrid, bool commit, const 
 }
 
 Status TransactionManager::Forget(const std::string& gtrid) {
+  if (options_.read_only) return Status::InvalidArgument("opened read-only");
   const log::LogState st = log_->State();
   bool any = false;
   for (const auto& [key, h] : st.heuristics) any = any || std::get<0>(key) == gtrid;

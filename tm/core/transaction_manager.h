@@ -118,11 +118,25 @@ struct RecoveryReport {
   std::vector<std::string> unreachable;  // RMs whose scan failed
 };
 
+struct OpenOptions {
+  // Look, never change: the log is opened read-only (no new incarnation, no
+  // recovery), and everything that would write is refused.
+  bool read_only = false;
+  // With read_only: open even while another process owns the log.
+  bool force = false;
+  // Run recovery at open (the applications' TM does; the admin tool decides).
+  bool recover = true;
+  // An RM that cannot be opened is reported by the calls that need it
+  // instead of failing the open (the admin tool lists what it can reach).
+  bool tolerate_unreachable_rms = false;
+};
+
 class TransactionManager {
  public:
   // Opens every RM (on the calling thread), the decision log, and runs
   // recovery. *out is set on success only.
-  static Status Open(const TmConfig& cfg, std::unique_ptr<TransactionManager>* out);
+  static Status Open(const TmConfig& cfg, std::unique_ptr<TransactionManager>* out,
+                     const OpenOptions& options = {});
   ~TransactionManager();
 
   Status Begin(std::unique_ptr<Transaction>* out);
@@ -132,8 +146,11 @@ class TransactionManager {
   // In-doubt branches across the log and every RM; changes nothing.
   Status ListInDoubt(std::vector<InDoubt>* out, std::vector<std::string>* unreachable);
   // A heuristic decision by hand for every branch of gtrid.
+  // Refused if it contradicts a decision in the log (a COMMIT record, or a
+  // heuristic decision the other way), unless force.
   Status Resolve(const std::string& gtrid, bool commit, const std::string& who, const std::string& why,
-                 Outcome* outcome);
+                 Outcome* outcome, bool force = false);
+  bool read_only() const { return options_.read_only; }
   Status Forget(const std::string& gtrid);
   // Finishes what this instance decided and closes the RMs of this thread.
   // kPending if some branch is left to recovery.
@@ -152,10 +169,11 @@ class TransactionManager {
   // xa_close + xa_open on the calling thread (after XAER_RMFAIL).
   int Reopen(Rm* rm, std::string* message);
   std::string RmError(const Rm* rm) const;
+  const std::vector<std::unique_ptr<Rm>>& rms() const { return rms_; }
 
  private:
   friend class Transaction;
-  explicit TransactionManager(const TmConfig& cfg) : cfg_(cfg) {}
+  TransactionManager(const TmConfig& cfg, const OpenOptions& options) : cfg_(cfg), options_(options) {}
 
   Status OpenRms();
   void FenceDeadSessions(Rm* rm, RecoveryReport* report);
@@ -182,6 +200,7 @@ class TransactionManager {
   void RetryLeftovers();
 
   const TmConfig cfg_;
+  const OpenOptions options_;
   std::shared_ptr<spdlog::logger> logger_;
   std::unique_ptr<log::DecisionLog> log_;
   std::string node_id_;

@@ -1,0 +1,743 @@
+// The subcommands of the xatm admin tool. Each is one function: list, show,
+// recover, commit/rollback, forget, log dump, log verify, health.
+#include <libpq-fe.h>
+#include <pwd.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <ctime>
+#include <functional>
+#include <iomanip>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli/cli.h"
+#include "cli/json.h"
+#include "common/xid_util.h"
+#include "core/config.h"
+#include "core/gtrid.h"
+#include "core/transaction_manager.h"
+#include "log/decision_log.h"
+#include "pgsql/gid.h"
+#include "sqlite/sqlite_rm.h"
+
+namespace po = boost::program_options;
+
+namespace xtm::cli {
+namespace {
+
+struct Options {
+  std::string command, sub;
+  std::vector<std::string> args;
+  std::string config, log_dir, op, reason;
+  bool json = false, force = false, dry_run = false;
+  int64_t warn_age_s = 60;
+  int64_t warn_xid_age = 10000000;
+};
+
+struct Ctx {
+  Options o;
+  std::ostream& out;
+  std::ostream& err;
+  tm::TmConfig cfg;
+  std::unique_ptr<tm::TransactionManager> tm;
+  bool log_owned_elsewhere = false;  // a running process holds the log
+};
+
+// One prepared branch, as the RMs report it.
+struct Branch {
+  std::string rm;
+  XID xid{};
+  int64_t age_s = -1;
+  std::string note;  // e.g. a recorded hazard
+};
+
+// Everything known about one global transaction.
+struct Txn {
+  std::string gtrid;
+  std::vector<Branch> branches;
+  bool ours = false;
+  bool live = false;
+  bool decided = false;  // a COMMIT record without END
+  bool heuristic = false;
+  int64_t decided_age_s = -1;
+  std::string Plan() const {
+    if (!ours) return "none: another TM's transaction";
+    if (heuristic) return "none: a heuristic outcome is recorded (xatm forget when dealt with)";
+    if (decided) return branches.empty() ? "write END" : "commit (decided)";
+    if (live) return "none: in flight in the running TM";
+    return "roll back (no decision: presumed abort)";
+  }
+  std::string Decision() const {
+    return heuristic ? "heuristic" : decided ? "commit" : "none";
+  }
+  int64_t OldestAge() const {
+    int64_t a = -1;
+    for (const Branch& b : branches) a = std::max(a, b.age_s);
+    return a;
+  }
+};
+
+std::string XidKey(const XID& x) {
+  return std::to_string(x.formatID) + ":" + std::string(rm::Gtrid(x)) + ":" + std::string(rm::Bqual(x));
+}
+
+std::string Age(int64_t s) {
+  if (s < 0) return "?";
+  if (s < 120) return std::to_string(s) + "s";
+  if (s < 7200) return std::to_string(s / 60) + "m";
+  if (s < 172800) return std::to_string(s / 3600) + "h";
+  return std::to_string(s / 86400) + "d";
+}
+
+std::string LoginName() {
+  if (const char* u = ::getenv("SUDO_USER")) return u;
+  if (struct passwd* pw = ::getpwuid(::geteuid())) return pw->pw_name;
+  return "unknown";
+}
+
+int Fail(Ctx& c, int code, const std::string& msg) {
+  c.err << "xatm: " << msg << "\n";
+  return code;
+}
+
+int ExitFor(const Status& s) {
+  if (s.IsCorruption()) return kExitCorruptLog;
+  if (s.IsBusy()) return kExitLogBusy;
+  if (s.IsInvalidArgument() && s.message().find("cannot be opened") != std::string::npos) return kExitRmUnreachable;
+  if (s.IsInvalidArgument() || s.IsNotSupported()) return kExitBadInput;
+  return kExitFailed;
+}
+
+int LoadConfig(Ctx& c) {
+  if (c.o.config.empty()) return Fail(c, kExitBadInput, "--config FILE is required for this command");
+  Status s = tm::LoadConfig(c.o.config, &c.cfg);
+  if (!s.ok()) return Fail(c, kExitBadInput, s.message());
+  c.cfg.log_level = "off";  // the tool reports on its own output
+  return kExitOk;
+}
+
+// Opens the TM without recovery. read_only: looking only; if a running
+// process owns the log, refuse unless --force.
+int OpenTm(Ctx& c, bool read_only) {
+  if (int r = LoadConfig(c); r != kExitOk) return r;
+  tm::OpenOptions opt;
+  opt.read_only = read_only;
+  opt.recover = false;
+  opt.tolerate_unreachable_rms = true;
+  Status s = tm::TransactionManager::Open(c.cfg, &c.tm, opt);
+  if (s.IsBusy() && read_only && c.o.force) {
+    opt.force = true;
+    c.log_owned_elsewhere = true;
+    s = tm::TransactionManager::Open(c.cfg, &c.tm, opt);
+  }
+  if (s.IsBusy()) {
+    return Fail(c, kExitLogBusy,
+                s.message() + (read_only ? "\n  To look anyway (read-only, nothing changes): add --force."
+                                         : "\n  Resolve through that process, or stop it first."));
+  }
+  if (!s.ok()) return Fail(c, ExitFor(s), s.message());
+  return kExitOk;
+}
+
+bool ParseGtrid(Ctx& c, const std::string& hex, std::string* gtrid) {
+  if (!tm::FromHex(hex, gtrid) || gtrid->empty() || gtrid->size() > MAXGTRIDSIZE) {
+    Fail(c, kExitBadInput, "\"" + hex + "\" is not a gtrid: give it in hex, as `xatm list` shows it");
+    return false;
+  }
+  return true;
+}
+
+// Ages and notes of prepared branches, read from each RM directly.
+void Inspect(Ctx& c, std::map<std::string, Branch>* by_xid) {
+  for (const auto& rm : c.tm->rms()) {
+    if (rm->spec.type == tm::RmSpec::Type::kPostgres) {
+      PGconn* pg = PQconnectdb(rm->spec.conninfo.c_str());
+      if (PQstatus(pg) == CONNECTION_OK) {
+        PGresult* r = PQexec(pg, "SELECT gid, extract(epoch FROM now() - prepared)::bigint FROM pg_prepared_xacts "
+                                 "WHERE database = current_database()");
+        for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); ++i) {
+          XID x;
+          if (!pgsql::GidToXid(PQgetvalue(r, i, 0), &x)) continue;
+          Branch& b = (*by_xid)[rm->spec.name + "|" + XidKey(x)];
+          b.age_s = std::atoll(PQgetvalue(r, i, 1));
+        }
+        PQclear(r);
+      }
+      PQfinish(pg);
+    } else if (rm->spec.type == tm::RmSpec::Type::kSqlite) {
+      sqlite3* db = nullptr;
+      const std::string side = sqlite::SidecarPath(rm->spec.path);
+      if (sqlite3_open_v2(side.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+        sqlite3_stmt* st = nullptr;
+        if (sqlite3_prepare_v2(db, "SELECT format_id, gtrid, bqual, strftime('%s','now') - prepared_at, "
+                                   "coalesce(hazard, '') FROM prepared", -1, &st, nullptr) == SQLITE_OK) {
+          while (sqlite3_step(st) == SQLITE_ROW) {
+            XID x;
+            std::string g(static_cast<const char*>(sqlite3_column_blob(st, 1)), sqlite3_column_bytes(st, 1));
+            const void* bq = sqlite3_column_blob(st, 2);
+            std::string q(bq ? static_cast<const char*>(bq) : "", sqlite3_column_bytes(st, 2));
+            if (!rm::MakeXid(static_cast<long>(sqlite3_column_int64(st, 0)), g, q, &x)) continue;
+            Branch& b = (*by_xid)[rm->spec.name + "|" + XidKey(x)];
+            b.age_s = sqlite3_column_int64(st, 3);
+            const unsigned char* h = sqlite3_column_text(st, 4);
+            if (h && *h) b.note = reinterpret_cast<const char*>(h);
+          }
+        }
+        sqlite3_finalize(st);
+      }
+      sqlite3_close(db);
+    }
+  }
+}
+
+// Every in-doubt global transaction: from the RMs and the log.
+int Collect(Ctx& c, std::map<std::string, Txn>* txns, std::vector<std::string>* unreachable) {
+  std::vector<tm::InDoubt> list;
+  Status s = c.tm->ListInDoubt(&list, unreachable);
+  if (!s.ok()) return Fail(c, ExitFor(s), s.message());
+  std::map<std::string, Branch> details;
+  Inspect(c, &details);
+  const log::LogState st = c.tm->decision_log()->State();
+  const uint64_t now_ms = log::NowMs();
+  const bool writer_alive = c.log_owned_elsewhere;
+  for (const tm::InDoubt& d : list) {
+    const std::string g(rm::Gtrid(d.xid));
+    Txn& t = (*txns)[g];
+    t.gtrid = g;
+    t.ours = d.ours;
+    Branch b;
+    b.rm = d.rm;
+    b.xid = d.xid;
+    auto it = details.find(d.rm + "|" + XidKey(d.xid));
+    if (it != details.end()) {
+      b.age_s = it->second.age_s;
+      b.note = it->second.note;
+    }
+    t.branches.push_back(b);
+    tm::GtridParts p;
+    // Live only if the process that owns the log is running and made it.
+    t.live = d.ours && writer_alive && tm::ParseGtrid(g, &p) && p.incarnation == c.tm->incarnation();
+  }
+  for (const auto& [g, commit] : st.open_commits) {
+    Txn& t = (*txns)[g];
+    t.gtrid = g;
+    t.ours = true;
+    t.decided = true;
+    t.decided_age_s = static_cast<int64_t>((now_ms - commit.time_ms) / 1000);
+  }
+  for (const auto& [key, h] : st.heuristics) {
+    Txn& t = (*txns)[std::get<0>(key)];
+    t.gtrid = std::get<0>(key);
+    t.ours = true;
+    t.heuristic = true;
+  }
+  return kExitOk;
+}
+
+void PrintUnreachable(Ctx& c, const std::vector<std::string>& unreachable) {
+  for (const std::string& u : unreachable) c.err << "xatm: resource manager unreachable: " << u << "\n";
+}
+
+// --------------------------------------------------------------------------
+
+int CmdList(Ctx& c) {
+  if (int r = OpenTm(c, /*read_only=*/true); r != kExitOk) return r;
+  std::map<std::string, Txn> txns;
+  std::vector<std::string> unreachable;
+  if (int r = Collect(c, &txns, &unreachable); r != kExitOk) return r;
+  if (c.o.json) {
+    Json j;
+    j.BeginObject().Key("transactions").BeginArray();
+    for (const auto& [g, t] : txns) {
+      j.BeginObject().Field("gtrid", tm::ToHex(g)).Field("ours", t.ours).Field("decision", t.Decision());
+      j.Field("oldest_prepared_age_s", t.OldestAge()).Field("plan", t.Plan()).Key("branches").BeginArray();
+      for (const Branch& b : t.branches) {
+        j.BeginObject().Field("rm", b.rm).Field("state", "prepared").Field("bqual", tm::ToHex(rm::Bqual(b.xid)));
+        j.Field("format_id", static_cast<int64_t>(b.xid.formatID)).Field("age_s", b.age_s);
+        if (!b.note.empty()) j.Field("note", b.note);
+        j.EndObject();
+      }
+      j.EndArray().EndObject();
+    }
+    j.EndArray().Key("unreachable").BeginArray();
+    for (const std::string& u : unreachable) j.Value(u);
+    j.EndArray().EndObject();
+    c.out << j.str() << "\n";
+  } else if (txns.empty()) {
+    c.out << "nothing in doubt\n";
+  } else {
+    c.out << std::left << std::setw(42) << "GTRID" << std::setw(10) << "DECISION" << std::setw(8) << "AGE"
+          << "BRANCHES / PLAN\n";
+    for (const auto& [g, t] : txns) {
+      std::string branches;
+      for (const Branch& b : t.branches) branches += (branches.empty() ? "" : ", ") + b.rm + " prepared";
+      if (branches.empty()) branches = "no branch left in any RM";
+      c.out << std::setw(42) << tm::ToHex(g) << std::setw(10) << t.Decision() << std::setw(8)
+            << Age(t.OldestAge() >= 0 ? t.OldestAge() : t.decided_age_s) << branches << "\n"
+            << std::setw(60) << "" << "-> " << t.Plan() << "\n";
+    }
+  }
+  PrintUnreachable(c, unreachable);
+  if (!unreachable.empty()) return kExitRmUnreachable;
+  return txns.empty() ? kExitOk : kExitInDoubt;
+}
+
+int CmdShow(Ctx& c) {
+  if (c.o.args.size() != 1) return Fail(c, kExitBadInput, "usage: xatm show GTRID");
+  std::string g;
+  if (!ParseGtrid(c, c.o.args[0], &g)) return kExitBadInput;
+  if (int r = OpenTm(c, /*read_only=*/true); r != kExitOk) return r;
+  std::map<std::string, Txn> txns;
+  std::vector<std::string> unreachable;
+  if (int r = Collect(c, &txns, &unreachable); r != kExitOk) return r;
+  log::LogScan scan;
+  Status s = log::ScanLog(c.cfg.log_dir, &scan);
+  if (!s.ok()) return Fail(c, ExitFor(s), s.message());
+  struct Rec {
+    std::string where, type, what;
+  };
+  std::vector<Rec> records;
+  for (const log::LoggedRecord& r : scan.records) {
+    Rec out{r.segment + ":" + std::to_string(r.offset), log::RecordTypeName(r.type), ""};
+    if (r.type == log::RecordType::kCommit) {
+      log::CommitRecord x;
+      if (!log::Decode(r.payload, &x).ok() || x.gtrid != g) continue;
+      for (const auto& b : x.branches) out.what += (out.what.empty() ? "branches: " : ", ") + b.rm;
+    } else if (r.type == log::RecordType::kEnd) {
+      log::EndRecord x;
+      if (!log::Decode(r.payload, &x).ok() || x.gtrid != g) continue;
+    } else if (r.type == log::RecordType::kHeuristic) {
+      log::HeuristicRecord x;
+      if (!log::Decode(r.payload, &x).ok() || x.gtrid != g) continue;
+      out.what = std::string(log::HeuristicOutcomeName(x.outcome)) + (x.rm.empty() ? "" : " on " + x.rm) +
+                 " by " + x.who + ": " + x.why;
+    } else if (r.type == log::RecordType::kForget) {
+      log::ForgetRecord x;
+      if (!log::Decode(r.payload, &x).ok() || x.gtrid != g) continue;
+    } else {
+      continue;
+    }
+    records.push_back(out);
+  }
+  auto it = txns.find(g);
+  if (it == txns.end() && records.empty()) {
+    return Fail(c, kExitBadInput, "no transaction " + tm::ToHex(g) + " in the decision log or any resource manager");
+  }
+  Txn t = it != txns.end() ? it->second : Txn{g};
+  tm::GtridParts p;
+  const bool xatm_form = tm::ParseGtrid(g, &p);
+  if (c.o.json) {
+    Json j;
+    j.BeginObject().Field("gtrid", tm::ToHex(g)).Field("ours", t.ours || !records.empty());
+    if (xatm_form) j.Field("node", tm::ToHex(p.node_id)).Field("incarnation", static_cast<int64_t>(p.incarnation));
+    j.Field("decision", t.Decision()).Field("plan", t.Plan()).Key("branches").BeginArray();
+    for (const Branch& b : t.branches) {
+      j.BeginObject().Field("rm", b.rm).Field("state", "prepared").Field("bqual", tm::ToHex(rm::Bqual(b.xid)));
+      j.Field("age_s", b.age_s);
+      if (!b.note.empty()) j.Field("note", b.note);
+      j.EndObject();
+    }
+    j.EndArray().Key("log").BeginArray();
+    for (const Rec& r : records) j.BeginObject().Field("at", r.where).Field("type", r.type).Field("detail", r.what).EndObject();
+    j.EndArray().EndObject();
+    c.out << j.str() << "\n";
+  } else {
+    c.out << "gtrid      " << tm::ToHex(g) << "\n";
+    if (xatm_form) c.out << "made by    node " << tm::ToHex(p.node_id) << ", incarnation " << p.incarnation
+                         << ", sequence " << p.sequence << "\n";
+    c.out << "decision   " << t.Decision() << "\n";
+    for (const Branch& b : t.branches) {
+      c.out << "branch     " << b.rm << ": prepared " << Age(b.age_s) << " ago (bqual " << tm::ToHex(rm::Bqual(b.xid))
+            << ")" << (b.note.empty() ? "" : " - " + b.note) << "\n";
+    }
+    if (t.branches.empty()) c.out << "branches   none left in any reachable resource manager\n";
+    for (const Rec& r : records) c.out << "log        " << r.where << " " << r.type << (r.what.empty() ? "" : " " + r.what) << "\n";
+    c.out << "plan       " << t.Plan() << "\n";
+  }
+  PrintUnreachable(c, unreachable);
+  return unreachable.empty() ? kExitOk : kExitRmUnreachable;
+}
+
+int CmdRecover(Ctx& c) {
+  if (int r = OpenTm(c, /*read_only=*/c.o.dry_run); r != kExitOk) return r;
+  tm::RecoveryReport rep;
+  Status s = c.tm->Recover(c.o.dry_run, &rep);
+  if (!s.ok()) return Fail(c, ExitFor(s), s.message());
+  if (c.o.json) {
+    Json j;
+    j.BeginObject().Field("dry_run", c.o.dry_run).Key("actions").BeginArray();
+    for (const std::string& a : rep.actions) j.Value(a);
+    j.EndArray().Field("committed", rep.committed).Field("rolled_back", rep.rolled_back);
+    j.Field("ended", rep.ended).Field("left", rep.left).Key("unreachable").BeginArray();
+    for (const std::string& u : rep.unreachable) j.Value(u);
+    j.EndArray().EndObject();
+    c.out << j.str() << "\n";
+  } else {
+    if (rep.actions.empty()) c.out << "nothing to do\n";
+    for (const std::string& a : rep.actions) c.out << (c.o.dry_run ? "would " : "") << a << "\n";
+    if (!c.o.dry_run) {
+      c.out << rep.committed << " committed, " << rep.rolled_back << " rolled back, " << rep.ended << " ended, "
+            << rep.left << " left\n";
+    }
+  }
+  PrintUnreachable(c, rep.unreachable);
+  if (!rep.unreachable.empty()) return kExitRmUnreachable;
+  return rep.left > 0 ? kExitInDoubt : kExitOk;
+}
+
+int CmdResolve(Ctx& c, bool commit) {
+  const char* verb = commit ? "commit" : "rollback";
+  if (c.o.args.size() != 1) return Fail(c, kExitBadInput, std::string("usage: xatm ") + verb + " GTRID --reason TEXT");
+  std::string g;
+  if (!ParseGtrid(c, c.o.args[0], &g)) return kExitBadInput;
+  if (c.o.reason.empty()) {
+    return Fail(c, kExitBadInput, std::string("say why with --reason: a decision by hand is recorded with who and why"));
+  }
+  if (int r = OpenTm(c, /*read_only=*/false); r != kExitOk) return r;
+  tm::Outcome o;
+  const std::string who = c.o.op.empty() ? LoginName() : c.o.op;
+  Status s = c.tm->Resolve(g, commit, who, c.o.reason, &o, c.o.force);
+  if (!s.ok()) {
+    int code = o == tm::Outcome::kNotFound ? kExitBadInput
+               : o == tm::Outcome::kRmError ? kExitRmUnreachable
+                                            : kExitFailed;
+    return Fail(c, code, s.message());
+  }
+  if (c.o.json) {
+    Json j;
+    j.BeginObject().Field("gtrid", tm::ToHex(g)).Field("action", verb).Field("operator", who);
+    j.Field("reason", c.o.reason).EndObject();
+    c.out << j.str() << "\n";
+  } else {
+    c.out << (commit ? "committed " : "rolled back ") << tm::ToHex(g) << " (recorded: by " << who << ", \""
+          << c.o.reason << "\")\n";
+  }
+  return kExitOk;
+}
+
+int CmdForget(Ctx& c) {
+  if (c.o.args.size() != 1) return Fail(c, kExitBadInput, "usage: xatm forget GTRID");
+  std::string g;
+  if (!ParseGtrid(c, c.o.args[0], &g)) return kExitBadInput;
+  if (int r = OpenTm(c, /*read_only=*/false); r != kExitOk) return r;
+  Status s = c.tm->Forget(g);
+  if (s.IsNotFound()) return Fail(c, kExitBadInput, s.message());
+  if (!s.ok()) return Fail(c, kExitFailed, s.message());
+  c.out << (c.o.json ? "{\"gtrid\":\"" + tm::ToHex(g) + "\",\"forgotten\":true}" : "forgot the heuristic outcome of " + tm::ToHex(g)) << "\n";
+  return kExitOk;
+}
+
+std::string LogDir(Ctx& c, int* code) {
+  *code = kExitOk;
+  if (!c.o.log_dir.empty()) return c.o.log_dir;
+  if ((*code = LoadConfig(c)) != kExitOk) return "";
+  return c.cfg.log_dir;
+}
+
+void DescribeRecord(const log::LoggedRecord& r, Json* j, std::string* text) {
+  std::string gtrid, detail;
+  switch (r.type) {
+    case log::RecordType::kNode: {
+      log::NodeRecord x;
+      if (log::Decode(r.payload, &x).ok()) {
+        detail = "node " + tm::ToHex(x.node_id) + " (" + x.node_name + "), incarnation " + std::to_string(x.incarnation);
+      }
+      break;
+    }
+    case log::RecordType::kCommit: {
+      log::CommitRecord x;
+      if (log::Decode(r.payload, &x).ok()) {
+        gtrid = x.gtrid;
+        for (const auto& b : x.branches) detail += (detail.empty() ? "branches: " : ", ") + b.rm;
+      }
+      break;
+    }
+    case log::RecordType::kEnd: {
+      log::EndRecord x;
+      if (log::Decode(r.payload, &x).ok()) gtrid = x.gtrid;
+      break;
+    }
+    case log::RecordType::kHeuristic: {
+      log::HeuristicRecord x;
+      if (log::Decode(r.payload, &x).ok()) {
+        gtrid = x.gtrid;
+        detail = std::string(log::HeuristicOutcomeName(x.outcome)) + (x.rm.empty() ? "" : " on " + x.rm) + " by " +
+                 x.who + ": " + x.why;
+      }
+      break;
+    }
+    case log::RecordType::kForget: {
+      log::ForgetRecord x;
+      if (log::Decode(r.payload, &x).ok()) gtrid = x.gtrid;
+      break;
+    }
+  }
+  if (j) {
+    j->BeginObject().Field("segment", r.segment).Field("offset", static_cast<int64_t>(r.offset));
+    j->Field("type", log::RecordTypeName(r.type));
+    if (!gtrid.empty()) j->Field("gtrid", tm::ToHex(gtrid));
+    if (!detail.empty()) j->Field("detail", detail);
+    j->EndObject();
+  }
+  if (text) {
+    std::ostringstream s;
+    s << std::left << std::setw(26) << r.segment << std::right << std::setw(9) << r.offset << "  " << std::left
+      << std::setw(10) << log::RecordTypeName(r.type) << (gtrid.empty() ? "" : tm::ToHex(gtrid) + " ") << detail;
+    *text = s.str();
+  }
+}
+
+int CmdLog(Ctx& c) {
+  if (c.o.args.size() != 1 || (c.o.args[0] != "dump" && c.o.args[0] != "verify")) {
+    return Fail(c, kExitBadInput, "usage: xatm log dump|verify");
+  }
+  int code;
+  const std::string dir = LogDir(c, &code);
+  if (code != kExitOk) return code;
+  log::LogScan scan;
+  Status s = log::ScanLog(dir, &scan);
+  if (!s.ok()) return Fail(c, ExitFor(s), s.message());
+  if (c.o.args[0] == "verify") {
+    if (c.o.json) {
+      Json j;
+      j.BeginObject().Field("ok", true).Field("records", static_cast<int64_t>(scan.records.size()));
+      j.Field("segments", static_cast<int64_t>(scan.segments.size())).Field("torn_tail", scan.torn_tail).EndObject();
+      c.out << j.str() << "\n";
+    } else {
+      c.out << dir << ": " << scan.records.size() << " records in " << scan.segments.size()
+            << " segment(s), every checksum good";
+      if (scan.torn_tail) {
+        c.out << "; the newest segment ends in an incomplete record at offset " << scan.torn_offset
+              << " (a torn tail: cut at the next open)";
+      }
+      c.out << "\n";
+    }
+    return kExitOk;
+  }
+  if (c.o.json) {
+    Json j;
+    j.BeginObject().Key("records").BeginArray();
+    for (const auto& r : scan.records) DescribeRecord(r, &j, nullptr);
+    j.EndArray().EndObject();
+    c.out << j.str() << "\n";
+  } else {
+    for (const auto& r : scan.records) {
+      std::string line;
+      DescribeRecord(r, nullptr, &line);
+      c.out << line << "\n";
+    }
+  }
+  return kExitOk;
+}
+
+int CmdHealth(Ctx& c) {
+  if (int r = OpenTm(c, /*read_only=*/true); r != kExitOk) return r;
+  struct RmHealth {
+    std::string name, type, error;
+    int64_t in_doubt = 0, oldest_s = -1;
+    int64_t max_prepared = -1, prepared_cluster = -1, xid_age = -1;
+    std::vector<std::string> warnings;
+  };
+  std::vector<RmHealth> rows;
+  bool unreachable = false, warned = false;
+  for (const auto& rm : c.tm->rms()) {
+    RmHealth h;
+    h.name = rm->spec.name;
+    h.type = tm::RmTypeName(rm->spec.type);
+    if (rm->spec.type == tm::RmSpec::Type::kPostgres) {
+      PGconn* pg = PQconnectdb(rm->spec.conninfo.c_str());
+      if (PQstatus(pg) != CONNECTION_OK) {
+        h.error = PQerrorMessage(pg);
+        while (!h.error.empty() && h.error.back() == '\n') h.error.pop_back();
+      } else {
+        PGresult* r = PQexec(pg,
+            "SELECT current_setting('max_prepared_transactions')::bigint, "
+            "(SELECT count(*) FROM pg_prepared_xacts), "
+            "(SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()), "
+            "(SELECT coalesce(max(extract(epoch FROM now() - prepared)), -1)::bigint FROM pg_prepared_xacts "
+            "  WHERE database = current_database()), "
+            "(SELECT coalesce(max(age(transaction)), -1) FROM pg_prepared_xacts)");
+        if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+          h.max_prepared = std::atoll(PQgetvalue(r, 0, 0));
+          h.prepared_cluster = std::atoll(PQgetvalue(r, 0, 1));
+          h.in_doubt = std::atoll(PQgetvalue(r, 0, 2));
+          h.oldest_s = std::atoll(PQgetvalue(r, 0, 3));
+          h.xid_age = std::atoll(PQgetvalue(r, 0, 4));
+        } else {
+          h.error = PQresultErrorMessage(r);
+        }
+        PQclear(r);
+        if (h.max_prepared > 0 && h.max_prepared - h.prepared_cluster <= std::max<int64_t>(1, h.max_prepared / 10)) {
+          h.warnings.push_back("only " + std::to_string(h.max_prepared - h.prepared_cluster) +
+                               " prepared-transaction slot(s) left of " + std::to_string(h.max_prepared));
+        }
+        if (h.xid_age >= c.o.warn_xid_age) {
+          h.warnings.push_back("a prepared transaction holds back the xmin horizon by " + std::to_string(h.xid_age) +
+                               " transactions: VACUUM cannot remove dead rows newer than it");
+        }
+      }
+      PQfinish(pg);
+    } else if (rm->spec.type == tm::RmSpec::Type::kSqlite) {
+      sqlite3* db = nullptr;
+      const std::string side = sqlite::SidecarPath(rm->spec.path);
+      if (sqlite3_open_v2(side.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+        sqlite3_stmt* st = nullptr;
+        if (sqlite3_prepare_v2(db, "SELECT count(*), coalesce(max(strftime('%s','now') - prepared_at), -1) "
+                                   "FROM prepared", -1, &st, nullptr) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW) {
+          h.in_doubt = sqlite3_column_int64(st, 0);
+          h.oldest_s = sqlite3_column_int64(st, 1);
+        }
+        sqlite3_finalize(st);
+      }
+      sqlite3_close(db);
+    }
+    if (h.oldest_s >= c.o.warn_age_s) {
+      h.warnings.push_back("a branch has been prepared for " + Age(h.oldest_s) + " (threshold " + Age(c.o.warn_age_s) + ")");
+    }
+    unreachable = unreachable || !h.error.empty();
+    warned = warned || !h.warnings.empty() || h.in_doubt > 0;
+    rows.push_back(std::move(h));
+  }
+  if (c.o.json) {
+    Json j;
+    j.BeginObject().Key("resource_managers").BeginArray();
+    for (const RmHealth& h : rows) {
+      j.BeginObject().Field("name", h.name).Field("type", h.type).Field("reachable", h.error.empty());
+      if (!h.error.empty()) j.Field("error", h.error);
+      j.Field("in_doubt", h.in_doubt).Field("oldest_prepared_age_s", h.oldest_s);
+      if (h.max_prepared >= 0) {
+        j.Field("max_prepared_transactions", h.max_prepared).Field("prepared_in_cluster", h.prepared_cluster);
+        j.Field("slots_left", h.max_prepared - h.prepared_cluster).Field("xmin_held_back_by", h.xid_age);
+      }
+      j.Key("warnings").BeginArray();
+      for (const std::string& w : h.warnings) j.Value(w);
+      j.EndArray().EndObject();
+    }
+    j.EndArray().EndObject();
+    c.out << j.str() << "\n";
+  } else {
+    c.out << std::left << std::setw(14) << "RM" << std::setw(12) << "TYPE" << std::setw(10) << "IN DOUBT"
+          << std::setw(9) << "OLDEST" << std::setw(14) << "SLOTS LEFT" << "XMIN HELD BACK\n";
+    for (const RmHealth& h : rows) {
+      c.out << std::setw(14) << h.name << std::setw(12) << h.type;
+      if (!h.error.empty()) {
+        c.out << "UNREACHABLE: " << h.error << "\n";
+        continue;
+      }
+      c.out << std::setw(10) << h.in_doubt << std::setw(9) << (h.oldest_s >= 0 ? Age(h.oldest_s) : "-")
+            << std::setw(14)
+            << (h.max_prepared >= 0 ? std::to_string(h.max_prepared - h.prepared_cluster) + "/" + std::to_string(h.max_prepared) : "-")
+            << (h.xid_age >= 0 ? std::to_string(h.xid_age) + " xids" : "-") << "\n";
+      for (const std::string& w : h.warnings) c.out << "  warning: " << w << "\n";
+    }
+  }
+  if (unreachable) return kExitRmUnreachable;
+  return warned ? kExitInDoubt : kExitOk;
+}
+
+// --------------------------------------------------------------------------
+
+const char kUsage[] = R"(xatm - find, explain and resolve in-doubt transactions of the xatm transaction manager
+
+usage: xatm [--config FILE] [--json] COMMAND [ARGS] [OPTIONS]
+
+commands:
+  list                     every in-doubt global transaction: branches, the log's decision, age, plan
+  show GTRID               everything known about one transaction, with its log records
+  recover [--dry-run]      apply the log's decisions; --dry-run prints the plan only
+  commit GTRID             commit every branch by hand (a heuristic decision, recorded)
+  rollback GTRID           roll every branch back by hand (a heuristic decision, recorded)
+  forget GTRID             clear a recorded heuristic outcome once dealt with
+  log dump                 every record of the decision log
+  log verify               check every checksum; non-zero exit on corruption, with the offset
+  health                   per RM: in-doubt count, oldest age, PostgreSQL slots left and xmin held back
+
+options:
+  -c, --config FILE        the TM's configuration (the applications' file)
+  --json                   machine-readable output
+  --force                  list/show/health while a running process owns the log (read-only);
+                           commit/rollback against the log's decision
+  --operator NAME          who decides (default: your login name)
+  --reason TEXT            why (required for commit and rollback)
+  --log-dir DIR            for `log dump|verify` without a configuration
+  --warn-age-s N           health: warn about branches prepared longer (default 60)
+  --warn-xid-age N         health: warn when prepared transactions hold back the xmin horizon
+                           by this many transactions (default 10000000)
+  -h, --help               this text;  --version  the version
+
+exit codes:
+  0 ok   1 something is in doubt   2 bad input   3 corrupt log   4 RM unreachable
+  5 the log is owned by a running process   6 refused or failed
+
+examples:
+  xatm -c /etc/app/xatm.conf list
+  xatm -c /etc/app/xatm.conf show 5a1c...09
+  xatm -c /etc/app/xatm.conf recover --dry-run
+  xatm -c /etc/app/xatm.conf rollback 5a1c...09 --reason "customer cancelled; ticket 4711"
+  xatm --log-dir /var/lib/xatm/log log verify
+  xatm -c /etc/app/xatm.conf health --json
+)";
+
+}  // namespace
+
+int Run(int argc, char** argv, std::ostream& out, std::ostream& err) {
+  Ctx c{Options{}, out, err};
+  po::options_description desc;
+  desc.add_options()("config,c", po::value(&c.o.config))("json", po::bool_switch(&c.o.json))(
+      "force", po::bool_switch(&c.o.force))("dry-run", po::bool_switch(&c.o.dry_run))(
+      "operator", po::value(&c.o.op))("reason", po::value(&c.o.reason))("log-dir", po::value(&c.o.log_dir))(
+      "warn-age-s", po::value(&c.o.warn_age_s))("warn-xid-age", po::value(&c.o.warn_xid_age))("help,h", "")(
+      "version", "")("words", po::value<std::vector<std::string>>());
+  po::positional_options_description pos;
+  pos.add("words", -1);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(desc).positional(pos).run(), vm);
+    po::notify(vm);
+  } catch (const std::exception& e) {
+    err << "xatm: " << e.what() << "\n(xatm --help for usage)\n";
+    return kExitBadInput;
+  }
+  if (vm.count("version")) {
+    out << "xatm " << XATM_VERSION_STRING << "\n";
+    return kExitOk;
+  }
+  std::vector<std::string> words = vm.count("words") ? vm["words"].as<std::vector<std::string>>() : std::vector<std::string>();
+  if (vm.count("help") || words.empty() || words[0] == "help") {
+    out << kUsage;
+    return words.empty() && !vm.count("help") ? kExitBadInput : kExitOk;
+  }
+  c.o.command = words[0];
+  c.o.args.assign(words.begin() + 1, words.end());
+  try {
+    static const std::map<std::string, std::function<int(Ctx&)>> kCommands = {
+        {"list", CmdList},
+        {"show", CmdShow},
+        {"recover", CmdRecover},
+        {"commit", [](Ctx& x) { return CmdResolve(x, true); }},
+        {"rollback", [](Ctx& x) { return CmdResolve(x, false); }},
+        {"forget", CmdForget},
+        {"log", CmdLog},
+        {"health", CmdHealth},
+    };
+    auto it = kCommands.find(c.o.command);
+    if (it == kCommands.end()) {
+      err << "xatm: unknown command \"" << c.o.command << "\" (xatm --help for the list)\n";
+      return kExitBadInput;
+    }
+    return it->second(c);
+  } catch (const std::exception& e) {
+    err << "xatm: internal error: " << e.what() << "\n";
+    return kExitFailed;
+  }
+}
+
+}  // namespace xtm::cli

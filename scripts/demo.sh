@@ -62,5 +62,8 @@ sqlite3 -separator ' | ' "$work/ledger.db" "SELECT 'accounts', name, balance FRO
   SELECT 'reservations', booking, hotel FROM reservations ORDER BY 1, 2" | sed 's/^/    /'
 echo "  prepared transactions left in PostgreSQL: $(psql -X -q -A -t "$bank" -c 'SELECT count(*) FROM pg_prepared_xacts')"
 
-echo "== recovery finds nothing in doubt"
-./build/examples/recover "$work/xatm.conf"
+echo "== the admin tool: nothing in doubt, and the databases' health"
+./build/tm/xatm -c "$work/xatm.conf" list
+./build/tm/xatm -c "$work/xatm.conf" health
+echo "== the decision log: a COMMIT and an END for each transaction that wrote to both databases"
+./build/tm/xatm -c "$work/xatm.conf" log dump

@@ -489,7 +489,8 @@ void DescribeRecord(const log::LoggedRecord& r, Json* j, std::string* text) {
   if (text) {
     std::ostringstream s;
     s << std::left << std::setw(26) << r.segment << std::right << std::setw(9) << r.offset << "  " << std::left
-      << std::setw(10) << log::RecordTypeName(r.type) << (gtrid.empty() ? "" : tm::ToHex(gtrid) + " ") << detail;
+      << std::setw(10) << log::RecordTypeName(r.type) << tm::ToHex(gtrid)
+      << (!gtrid.empty() && !detail.empty() ? " " : "") << detail;
     *text = s.str();
   }
 }

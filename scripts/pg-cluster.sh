@@ -55,8 +55,9 @@ start() {
     as_owner "$bindir/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 || {
       cat "$dir/initdb.log" >&2; exit 1; }
     # A port number of our own: the socket file is named after it, and TCP
-    # tests listen on it.
-    echo $(( 20000 + RANDOM % 30000 )) | as_owner tee "$dir/port" >/dev/null
+    # tests listen on it. Below Linux's ephemeral range (32768+), so that no
+    # client socket holds it; a start that still finds it taken picks another.
+    echo $(( 10000 + RANDOM % 20000 )) | as_owner tee "$dir/port" >/dev/null
     as_owner tee -a "$data/postgresql.conf" >/dev/null <<CONF
 # xatm private cluster
 listen_addresses = ''
@@ -71,13 +72,20 @@ CONF
   fi
   local listen="''"
   [ "$tcp" = "--tcp" ] && listen="'127.0.0.1'"
-  if ! as_owner "$bindir/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 \
-        -o "-c listen_addresses=$listen" start >/dev/null; then
-    echo "pg-cluster: the server did not start; its log follows" >&2
-    tail -n 30 "$dir/server.log" >&2
-    exit 1
-  fi
-  print_env
+  local attempt
+  for attempt in 1 2 3 4 5 6; do
+    : | as_owner tee "$dir/server.log" >/dev/null
+    if as_owner "$bindir/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 \
+         -o "-c listen_addresses=$listen -c port=$(cat "$dir/port")" start >/dev/null; then
+      print_env
+      return 0
+    fi
+    grep -q "Address already in use\|could not create lock file" "$dir/server.log" || break
+    echo $(( 10000 + RANDOM % 20000 )) | as_owner tee "$dir/port" >/dev/null
+  done
+  echo "pg-cluster: the server did not start; its log follows" >&2
+  tail -n 30 "$dir/server.log" >&2
+  exit 1
 }
 
 stop() {

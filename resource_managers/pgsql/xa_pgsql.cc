@@ -42,6 +42,7 @@
 #include "common/xid_util.h"
 #include "pgsql/gid.h"
 #include "pgsql/pgsql_rm.h"
+#include "util/crash_point.h"
 #include "xatm/rm_pgsql.h"
 
 namespace xtm::pgsql {
@@ -514,7 +515,9 @@ int PgPrepare(XID* xid, int rmid, long flags) {
   }
   const std::string pg_xid = PQgetvalue(r.get(), 0, 0);
   const std::string pid = rc->backend_pid, start = rc->backend_start;
+  XATM_CRASH_POINT("pgsql.prepare.before_send");
   Result p = Exec(rc->pg, "PREPARE TRANSACTION " + GidLiteral(rc->pg, *xid));
+  XATM_CRASH_POINT("pgsql.prepare.after_reply");
   if (p && PQresultStatus(p.get()) == PGRES_COMMAND_OK &&
       std::strcmp(PQcmdStatus(p.get()), "PREPARE TRANSACTION") == 0) {
     rc->state = BranchState::kNone;
@@ -556,7 +559,9 @@ int FinishPrepared(RmConn* rc, const XID& xid, bool commit) {
   const char* tag = commit ? "COMMIT PREPARED" : "ROLLBACK PREPARED";
   auto deadline = Clock::now() + std::chrono::milliseconds(g_resolve_timeout_ms.load());
   for (;;) {
+    XATM_CRASH_POINT(commit ? "pgsql.commit.before_send" : "pgsql.rollback.before_send");
     Result r = Exec(c, sql);
+    XATM_CRASH_POINT(commit ? "pgsql.commit.after_reply" : "pgsql.rollback.after_reply");
     if (r && PQresultStatus(r.get()) == PGRES_COMMAND_OK && std::strcmp(PQcmdStatus(r.get()), tag) == 0) {
       return XA_OK;
     }

@@ -163,6 +163,21 @@ TEST_F(TmCrash, CrashBeforeEndLeavesNothingToDoButTheEndRecord) {
   EXPECT_TRUE(l->State().open_commits.empty());
 }
 
+TEST_F(TmCrash, CrashRightAfterPostgresAnsweredPrepareRollsBackAtRecovery) {
+  CrashOneTransfer(config_, "pgsql.prepare.after_reply", 30);
+  EXPECT_EQ(1, bank_->PgPrepared());
+  RecoverNow(config_);
+  ExpectAtomic(*bank_, {});
+}
+
+TEST_F(TmCrash, CrashRightAfterCommitPreparedAnsweredIsFinishedAtRecovery) {
+  CrashOneTransfer(config_, "pgsql.commit.after_reply", 31);
+  EXPECT_EQ(0, bank_->PgPrepared());
+  EXPECT_EQ(1, bank_->SqlitePrepared());
+  RecoverNow(config_);
+  ExpectAtomic(*bank_, {31});
+}
+
 TEST_F(TmCrash, TwoTmsSharingOnePostgresNeverResolveEachOthersBranches) {
   // TM A dies with both branches prepared and no decision.
   CrashOneTransfer(config_, "tm.prepare.after_all", 5);

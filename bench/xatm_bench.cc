@@ -1,0 +1,260 @@
+// xatm-bench: the price of atomicity. The transfer workload — one UPDATE on
+// PostgreSQL and one on SQLite (or on a second PostgreSQL database) — run by
+// 1, 4 and 16 threads in several modes, alternating in one run so that
+// machine noise falls on every mode alike:
+//
+//   local        two independent local commits, no atomicity (the baseline)
+//   xatm         one global transaction through xatm (default settings)
+//   local-pg2    two local commits on two PostgreSQL databases
+//   xatm-pg2     a global transaction over the two PostgreSQL databases
+//   manual-pg2   PostgreSQL's PREPARE TRANSACTION / COMMIT PREPARED by hand
+//                on both (no decision log: not crash-safe, the floor for 2PC)
+//
+//   xatm-bench --pg CONNINFO --pg2 CONNINFO --dir DIR [--seconds S] [--rounds N]
+//              [--threads 1,4,16] [--csv FILE]
+//
+// Prints a table (median round per cell) and writes every round to the CSV.
+#include <libpq-fe.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "xatm/xatm.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int kAccounts = 10000;
+
+struct Args {
+  std::string pg, pg2, dir = "bench-data", csv = "xatm-bench.csv";
+  double seconds = 2;
+  int rounds = 3;
+  std::vector<int> threads = {1, 4, 16};
+};
+
+void Die(const std::string& m) {
+  std::fprintf(stderr, "xatm-bench: %s\n", m.c_str());
+  std::exit(1);
+}
+
+bool PgOk(PGconn* c, const std::string& sql) {
+  PGresult* r = PQexec(c, sql.c_str());
+  bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+  PQclear(r);
+  return ok;
+}
+
+std::string Update(int id) {
+  return "UPDATE accounts SET balance = balance + 1 WHERE id = " + std::to_string(id);
+}
+
+// One thread's connections for the local modes.
+struct Local {
+  PGconn* pg = nullptr;
+  PGconn* pg2 = nullptr;
+  sqlite3* db = nullptr;
+  ~Local() {
+    if (pg) PQfinish(pg);
+    if (pg2) PQfinish(pg2);
+    if (db) sqlite3_close(db);
+  }
+};
+
+struct Result {
+  double tps = 0, p50_us = 0, p99_us = 0;
+  long failed = 0;
+};
+
+double Pct(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  size_t k = static_cast<size_t>(p * static_cast<double>(v.size() - 1));
+  std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
+  return v[k];
+}
+
+using Op = std::function<bool(Local&, std::mt19937&, long)>;
+
+Result Run(const Args& a, int threads, const Op& op) {
+  std::atomic<bool> stop{false};
+  std::vector<std::vector<double>> lat(static_cast<size_t>(threads));
+  std::atomic<long> done{0}, failed{0};
+  std::vector<std::thread> ts;
+  std::atomic<int> ready{0};
+  for (int t = 0; t < threads; ++t) {
+    ts.emplace_back([&, t] {
+      Local l;
+      l.pg = PQconnectdb(a.pg.c_str());
+      l.pg2 = PQconnectdb(a.pg2.c_str());
+      sqlite3_open((a.dir + "/bench.db").c_str(), &l.db);
+      sqlite3_busy_timeout(l.db, 60000);
+      sqlite3_exec(l.db, "PRAGMA synchronous = FULL", nullptr, nullptr, nullptr);
+      std::mt19937 rng(static_cast<unsigned>(t * 7919 + 1));
+      ready++;
+      while (ready < threads) std::this_thread::yield();
+      for (long i = 0; !stop; ++i) {
+        auto t0 = Clock::now();
+        if (op(l, rng, t * 1000000L + i)) {
+          lat[static_cast<size_t>(t)].push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+          done++;
+        } else {
+          failed++;
+        }
+      }
+    });
+  }
+  while (ready < threads) std::this_thread::yield();
+  const auto start = Clock::now();
+  std::this_thread::sleep_for(std::chrono::duration<double>(a.seconds));
+  stop = true;
+  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  for (auto& th : ts) th.join();
+  std::vector<double> all;
+  for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
+  return {static_cast<double>(done) / secs, Pct(all, 0.5), Pct(all, 0.99), failed};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i], v = argv[i + 1];
+    if (k == "--pg") a.pg = v;
+    else if (k == "--pg2") a.pg2 = v;
+    else if (k == "--dir") a.dir = v;
+    else if (k == "--csv") a.csv = v;
+    else if (k == "--seconds") a.seconds = std::atof(v.c_str());
+    else if (k == "--rounds") a.rounds = std::atoi(v.c_str());
+    else if (k == "--threads") {
+      a.threads.clear();
+      std::stringstream s(v);
+      std::string n;
+      while (std::getline(s, n, ',')) a.threads.push_back(std::atoi(n.c_str()));
+    } else {
+      Die("unknown option " + k);
+    }
+  }
+  if (a.pg.empty() || a.pg2.empty()) Die("give --pg CONNINFO and --pg2 CONNINFO (two databases)");
+  std::filesystem::remove_all(a.dir);
+  std::filesystem::create_directories(a.dir + "/log");
+  // The accounts, on every side.
+  for (const std::string& ci : {a.pg, a.pg2}) {
+    PGconn* c = PQconnectdb(ci.c_str());
+    if (PQstatus(c) != CONNECTION_OK) Die(PQerrorMessage(c));
+    PgOk(c, "DROP TABLE IF EXISTS accounts");
+    PgOk(c, "CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL)");
+    PgOk(c, "INSERT INTO accounts SELECT g, 0 FROM generate_series(1, " + std::to_string(kAccounts) + ") g");
+    PgOk(c, "VACUUM ANALYZE accounts");
+    PQfinish(c);
+  }
+  {
+    sqlite3* db = nullptr;
+    sqlite3_open((a.dir + "/bench.db").c_str(), &db);
+    std::string sql = "PRAGMA journal_mode = WAL; CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);"
+                      "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < " +
+                      std::to_string(kAccounts) + ") INSERT INTO accounts SELECT i, 0 FROM s;";
+    if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) Die(sqlite3_errmsg(db));
+    sqlite3_close(db);
+  }
+  xatm_config* cfg = nullptr;
+  xatm_config_new(&cfg);
+  xatm_config_set(cfg, "log_dir", (a.dir + "/log").c_str());
+  xatm_config_set(cfg, "log_level", "warn");
+  xatm_config_add_pgsql(cfg, "bank", a.pg.c_str());
+  xatm_config_add_pgsql(cfg, "bank2", a.pg2.c_str());
+  xatm_config_add_sqlite(cfg, "ledger", ("path=" + a.dir + "/bench.db busy_timeout_ms=60000").c_str());
+  xatm* tm = nullptr;
+  if (xatm_open_config(cfg, &tm) != XATM_OK) Die(xatm_errmsg(tm));
+  xatm_config_free(cfg);
+
+  auto pick = [](std::mt19937& r) { return 1 + static_cast<int>(r() % kAccounts); };
+  std::map<std::string, Op> modes;
+  modes["local"] = [&](Local& l, std::mt19937& r, long) {
+    bool ok = PgOk(l.pg, "BEGIN") && PgOk(l.pg, Update(pick(r))) && PgOk(l.pg, "COMMIT");
+    std::string s = "BEGIN IMMEDIATE; " + Update(pick(r)) + "; COMMIT";
+    return ok && sqlite3_exec(l.db, s.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK;
+  };
+  modes["xatm"] = [&](Local&, std::mt19937& r, long) {
+    xatm_tx* tx = nullptr;
+    if (xatm_start(tm, &tx) != XATM_OK) return false;
+    PGconn* pg = xatm_pgconn(tx, "bank");
+    sqlite3* db = xatm_sqlite(tx, "ledger");
+    bool ok = pg && db && PgOk(pg, Update(pick(r))) &&
+              sqlite3_exec(db, Update(pick(r)).c_str(), nullptr, nullptr, nullptr) == SQLITE_OK;
+    ok = ok ? xatm_commit(tx) == XATM_OK : (xatm_rollback(tx), false);
+    xatm_tx_free(tx);
+    return ok;
+  };
+  modes["local-pg2"] = [&](Local& l, std::mt19937& r, long) {
+    return PgOk(l.pg, "BEGIN") && PgOk(l.pg, Update(pick(r))) && PgOk(l.pg, "COMMIT") && PgOk(l.pg2, "BEGIN") &&
+           PgOk(l.pg2, Update(pick(r))) && PgOk(l.pg2, "COMMIT");
+  };
+  modes["xatm-pg2"] = [&](Local&, std::mt19937& r, long) {
+    xatm_tx* tx = nullptr;
+    if (xatm_start(tm, &tx) != XATM_OK) return false;
+    PGconn* p1 = xatm_pgconn(tx, "bank");
+    PGconn* p2 = xatm_pgconn(tx, "bank2");
+    bool ok = p1 && p2 && PgOk(p1, Update(pick(r))) && PgOk(p2, Update(pick(r)));
+    ok = ok ? xatm_commit(tx) == XATM_OK : (xatm_rollback(tx), false);
+    xatm_tx_free(tx);
+    return ok;
+  };
+  modes["manual-pg2"] = [&](Local& l, std::mt19937& r, long id) {
+    const std::string g = "bench-" + std::to_string(id);
+    return PgOk(l.pg, "BEGIN") && PgOk(l.pg, Update(pick(r))) && PgOk(l.pg2, "BEGIN") &&
+           PgOk(l.pg2, Update(pick(r))) && PgOk(l.pg, "PREPARE TRANSACTION '" + g + "a'") &&
+           PgOk(l.pg2, "PREPARE TRANSACTION '" + g + "b'") && PgOk(l.pg, "COMMIT PREPARED '" + g + "a'") &&
+           PgOk(l.pg2, "COMMIT PREPARED '" + g + "b'");
+  };
+  const std::vector<std::string> order = {"local", "xatm", "local-pg2", "xatm-pg2", "manual-pg2"};
+  std::map<std::pair<std::string, int>, std::vector<Result>> results;
+  std::ofstream csv(a.csv);
+  csv << "round,mode,threads,tps,p50_us,p99_us,failed\n";
+  for (int round = 0; round < a.rounds; ++round) {
+    for (int threads : a.threads) {
+      for (const std::string& m : order) {
+        Result r = Run(a, threads, modes[m]);
+        results[{m, threads}].push_back(r);
+        csv << round << "," << m << "," << threads << "," << r.tps << "," << r.p50_us << "," << r.p99_us << ","
+            << r.failed << "\n";
+        std::fprintf(stderr, "round %d: %-10s %2d threads %8.0f tx/s\n", round, m.c_str(), threads, r.tps);
+      }
+    }
+  }
+  xatm_close(tm);
+  auto median = [](std::vector<Result> v) {
+    std::sort(v.begin(), v.end(), [](const Result& x, const Result& y) { return x.tps < y.tps; });
+    return v[v.size() / 2];
+  };
+  std::ofstream summary(a.csv + ".summary.csv");
+  summary << "mode,threads,tps,p50_us,p99_us,time_vs_local\n";
+  std::printf("| threads | mode | tx/s | p50 ms | p99 ms | time vs local |\n|---:|---|---:|---:|---:|---:|\n");
+  for (int threads : a.threads) {
+    const double base = median(results[{"local", threads}]).tps;
+    const double base2 = median(results[{"local-pg2", threads}]).tps;
+    for (const std::string& m : order) {
+      Result r = median(results[{m, threads}]);
+      const double ref = m.find("pg2") != std::string::npos ? base2 : base;
+      const double ratio = r.tps > 0 ? ref / r.tps : 0.0;
+      std::printf("| %d | %s | %.0f | %.2f | %.2f | %.2f× |\n", threads, m.c_str(), r.tps, r.p50_us / 1000,
+                  r.p99_us / 1000, ratio);
+      summary << m << "," << threads << "," << r.tps << "," << r.p50_us << "," << r.p99_us << "," << ratio << "\n";
+    }
+  }
+  return 0;
+}

@@ -39,6 +39,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/branch.h"
 #include "common/xid_util.h"
 #include "pgsql/gid.h"
 #include "pgsql/pgsql_rm.h"
@@ -52,7 +53,7 @@ using Clock = std::chrono::steady_clock;
 
 std::atomic<int> g_resolve_timeout_ms{10000};
 
-enum class BranchState { kNone, kActive, kSuspended, kIdle, kRollbackOnly };
+using rm::BranchState;
 
 struct ResultDeleter {
   void operator()(PGresult* r) const { PQclear(r); }
@@ -79,9 +80,7 @@ struct RmConn {
   // inside a transaction block (PostgreSQL refuses COMMIT PREPARED there).
   PGconn* aux = nullptr;
 
-  bool scanning = false;
-  std::vector<XID> scan;
-  size_t scan_pos = 0;
+  rm::RecoverCursor scan;
 
   ~RmConn() {
     if (pg) PQfinish(pg);
@@ -344,8 +343,7 @@ int PgClose(char*, int rmid, long flags) {
   if (flags & TMASYNC) return Fail(rmid, XAER_ASYNC, "asynchronous XA calls are not supported");
   RmConn* rc = Find(rmid);
   if (rc == nullptr) return XA_OK;
-  if (rc->state == BranchState::kActive || rc->state == BranchState::kSuspended ||
-      rc->state == BranchState::kIdle) {
+  if (rm::Associated(rc->state) || rc->state == BranchState::kIdle) {
     return Fail(rmid, XAER_PROTO, "branch " + rm::XidToString(rc->xid) +
                                       " is still open on this connection: end and finish it first");
   }
@@ -360,25 +358,12 @@ int PgStart(XID* xid, int rmid, long flags) {
   if ((flags & TMJOIN) && (flags & TMRESUME)) return Fail(rmid, XAER_INVAL, "TMJOIN with TMRESUME");
 
   if (flags & (TMJOIN | TMRESUME)) {
-    if (!Mine(rc, xid)) return Fail(rmid, XAER_NOTA, "no such branch on this connection");
-    if (rc->state == BranchState::kRollbackOnly) return Fail(rmid, rc->rb_code, "the branch is rollback-only");
-    if (flags & TMJOIN) {
-      if (rc->state != BranchState::kIdle) return Fail(rmid, XAER_PROTO, "TMJOIN needs an ended (idle) branch");
-    } else if (rc->state != BranchState::kSuspended) {
-      return Fail(rmid, XAER_PROTO, "TMRESUME needs a suspended branch");
-    }
-    rc->state = BranchState::kActive;
-    return XA_OK;
+    rm::Verdict v = rm::Rejoin(&rc->state, Mine(rc, xid), flags, rc->rb_code);
+    return v.code == XA_OK ? XA_OK : Fail(rmid, v.code, v.why);
   }
-
   if (rc->state != BranchState::kNone) {
-    if (rm::XidEqual(rc->xid, *xid)) return Fail(rmid, XAER_DUPID, "the branch already exists");
-    if (rc->state == BranchState::kActive || rc->state == BranchState::kSuspended) {
-      return Fail(rmid, XAER_PROTO, "this thread is associated with branch " +
-                                        rm::XidToString(rc->xid) + "; end it first");
-    }
-    return Fail(rmid, XAER_RMERR, "a connection holds one branch at a time: finish branch " +
-                                      rm::XidToString(rc->xid) + " first");
+    rm::Verdict v = rm::AlreadyHasBranch(rc->state, rm::XidEqual(rc->xid, *xid), rc->xid);
+    return Fail(rmid, v.code, v.why);
   }
   if (PQtransactionStatus(rc->pg) != PQTRANS_IDLE) {
     return Fail(rmid, XAER_OUTSIDE,
@@ -407,20 +392,11 @@ int PgEnd(XID* xid, int rmid, long flags) {
   RmConn* rc;
   if (int r = Enter(rmid, flags, TMSUCCESS | TMFAIL | TMSUSPEND | TMMIGRATE, &rc); r != XA_OK) return r;
   if (!rm::XidValid(xid)) return Fail(rmid, XAER_INVAL, "invalid XID");
-  const long kind = flags & (TMSUCCESS | TMFAIL | TMSUSPEND);
-  if (kind != TMSUCCESS && kind != TMFAIL && kind != TMSUSPEND) {
-    return Fail(rmid, XAER_INVAL, "xa_end needs exactly one of TMSUCCESS, TMFAIL, TMSUSPEND");
+  long kind;
+  if (rm::Verdict v = rm::End(&rc->state, Mine(rc, xid), flags, &kind); v.code != XA_OK) {
+    return Fail(rmid, v.code, v.why);
   }
-  if (flags & TMMIGRATE) return Fail(rmid, XAER_INVAL, "association migration is not supported");
-  if (!Mine(rc, xid)) return Fail(rmid, XAER_NOTA, "no such branch on this connection");
-  if (rc->state != BranchState::kActive && rc->state != BranchState::kSuspended) {
-    return Fail(rmid, XAER_PROTO, "the branch is not associated with this thread");
-  }
-  if (kind == TMSUSPEND) {
-    if (rc->state == BranchState::kSuspended) return Fail(rmid, XAER_PROTO, "the branch is already suspended");
-    rc->state = BranchState::kSuspended;
-    return XA_OK;
-  }
+  if (kind == TMSUSPEND) return XA_OK;
   if (kind == TMFAIL) return MarkRollbackOnly(rc, XA_RBROLLBACK, "the branch was ended with TMFAIL");
   if (Dead(rc)) {
     return MarkRollbackOnly(rc, XA_RBCOMMFAIL, "the connection to PostgreSQL was lost during the branch");
@@ -688,24 +664,17 @@ int PgRecover(XID* xids, long count, int rmid, long flags) {
       return Fail(rmid, Lost(rc, c, r.get()) ? XAER_RMFAIL : XAER_RMERR,
                   "cannot read pg_prepared_xacts: " + ErrorText(c, r.get()));
     }
-    rc->scan.clear();
+    std::vector<XID> found;
     for (int i = 0; i < PQntuples(r.get()); ++i) {
       XID x;
       // Gids of other TMs, or typed by hand, are not ours to report.
-      if (GidToXid(PQgetvalue(r.get(), i, 0), &x)) rc->scan.push_back(x);
+      if (GidToXid(PQgetvalue(r.get(), i, 0), &x)) found.push_back(x);
     }
-    rc->scan_pos = 0;
-    rc->scanning = true;
-  } else if (!rc->scanning) {
+    rc->scan.Start(std::move(found));
+  } else if (!rc->scan.open()) {
     return Fail(rmid, XAER_PROTO, "no recovery scan is open: start one with TMSTARTRSCAN");
   }
-  long n = 0;
-  while (n < count && rc->scan_pos < rc->scan.size()) xids[n++] = rc->scan[rc->scan_pos++];
-  if (flags & TMENDRSCAN) {
-    rc->scanning = false;
-    rc->scan.clear();
-  }
-  return static_cast<int>(n);
+  return rc->scan.Take(xids, count, flags);
 }
 
 int PgForget(XID* xid, int rmid, long flags) {

@@ -58,6 +58,7 @@
 #include <string>
 #include <vector>
 
+#include "common/branch.h"
 #include "common/xid_util.h"
 #include "sqlite/sqlite_rm.h"
 #include "sqlite/sqlite_util.h"
@@ -71,15 +72,7 @@ constexpr int kGcEvery = 1024;         // commits between marker garbage collect
 constexpr int kCheckpointEvery = 128;  // commits between sidecar checkpoints
 constexpr size_t kMaxDone = 64;        // committed records whose delete may wait
 
-enum class BranchState {
-  kNone,          // S0: no branch on this connection
-  kActive,        // S1, associated with the thread
-  kSuspended,     // S1, association suspended
-  kIdle,          // S2: ended, not yet prepared
-  kRollbackOnly,  // S4: already rolled back; later calls report rb_code
-  kPrepared,      // S3 on this connection: the sidecar record is durable and
-                  // the main transaction still open
-};
+using rm::BranchState;
 
 struct Options {
   std::string path;
@@ -120,9 +113,7 @@ struct RmConn {
   std::map<std::string, TableInfo> tables;
   StmtCache main_stmts, side_stmts, lazy_stmts;
 
-  bool scanning = false;
-  std::vector<XID> scan;
-  size_t scan_pos = 0;
+  rm::RecoverCursor scan;
   uint64_t commits = 0;
 
   ~RmConn() {
@@ -962,26 +953,12 @@ int SqStart(XID* xid, int rmid, long flags) {
   if (!rm::XidValid(xid)) return Fail(rmid, XAER_INVAL, "invalid XID");
   if ((flags & TMJOIN) && (flags & TMRESUME)) return Fail(rmid, XAER_INVAL, "TMJOIN with TMRESUME");
   if (flags & (TMJOIN | TMRESUME)) {
-    if (!Mine(rc, xid) || rc->state == BranchState::kPrepared) {
-      return Fail(rmid, XAER_NOTA, "no such open branch on this handle");
-    }
-    if (rc->state == BranchState::kRollbackOnly) return Fail(rmid, rc->rb_code, "the branch is rollback-only");
-    if (flags & TMJOIN) {
-      if (rc->state != BranchState::kIdle) return Fail(rmid, XAER_PROTO, "TMJOIN needs an ended (idle) branch");
-    } else if (rc->state != BranchState::kSuspended) {
-      return Fail(rmid, XAER_PROTO, "TMRESUME needs a suspended branch");
-    }
-    rc->state = BranchState::kActive;
-    return XA_OK;
+    rm::Verdict v = rm::Rejoin(&rc->state, Mine(rc, xid), flags, rc->rb_code);
+    return v.code == XA_OK ? XA_OK : Fail(rmid, v.code, v.why);
   }
   if (rc->state != BranchState::kNone) {
-    if (rm::XidEqual(rc->xid, *xid)) return Fail(rmid, XAER_DUPID, "the branch already exists");
-    if (rc->state == BranchState::kActive || rc->state == BranchState::kSuspended) {
-      return Fail(rmid, XAER_PROTO, "this thread is associated with branch " +
-                                        rm::XidToString(rc->xid) + "; end it first");
-    }
-    return Fail(rmid, XAER_RMERR, "a handle holds one branch at a time: finish branch " +
-                                      rm::XidToString(rc->xid) + " first");
+    rm::Verdict v = rm::AlreadyHasBranch(rc->state, rm::XidEqual(rc->xid, *xid), rc->xid);
+    return Fail(rmid, v.code, v.why);
   }
   Record old;
   int exists = ReadRecord(rc, *xid, &old);
@@ -1029,20 +1006,11 @@ int SqEnd(XID* xid, int rmid, long flags) {
   RmConn* rc;
   if (int r = Enter(rmid, flags, TMSUCCESS | TMFAIL | TMSUSPEND | TMMIGRATE, &rc); r != XA_OK) return r;
   if (!rm::XidValid(xid)) return Fail(rmid, XAER_INVAL, "invalid XID");
-  const long kind = flags & (TMSUCCESS | TMFAIL | TMSUSPEND);
-  if (kind != TMSUCCESS && kind != TMFAIL && kind != TMSUSPEND) {
-    return Fail(rmid, XAER_INVAL, "xa_end needs exactly one of TMSUCCESS, TMFAIL, TMSUSPEND");
+  long kind;
+  if (rm::Verdict v = rm::End(&rc->state, Mine(rc, xid), flags, &kind); v.code != XA_OK) {
+    return Fail(rmid, v.code, v.why);
   }
-  if (flags & TMMIGRATE) return Fail(rmid, XAER_INVAL, "association migration is not supported");
-  if (!Mine(rc, xid)) return Fail(rmid, XAER_NOTA, "no such branch on this handle");
-  if (rc->state != BranchState::kActive && rc->state != BranchState::kSuspended) {
-    return Fail(rmid, XAER_PROTO, "the branch is not associated with this thread");
-  }
-  if (kind == TMSUSPEND) {
-    if (rc->state == BranchState::kSuspended) return Fail(rmid, XAER_PROTO, "the branch is already suspended");
-    rc->state = BranchState::kSuspended;
-    return XA_OK;
-  }
+  if (kind == TMSUSPEND) return XA_OK;
   if (kind == TMFAIL) return MarkRollbackOnly(rc, XA_RBROLLBACK, "the branch was ended with TMFAIL");
   if (rc->aborted) {
     return MarkRollbackOnly(rc, XA_RBTIMEOUT, "the branch outlived its timeout and was rolled back");
@@ -1354,7 +1322,7 @@ int SqRecover(XID* xids, long count, int rmid, long flags) {
   if (int r = Enter(rmid, flags, TMSTARTRSCAN | TMENDRSCAN, &rc); r != XA_OK) return r;
   if (count < 0 || (xids == nullptr && count > 0)) return Fail(rmid, XAER_INVAL, "bad xids/count");
   if (flags & TMSTARTRSCAN) {
-    rc->scan.clear();
+    std::vector<XID> in_doubt;
     std::vector<XID> committed;
     {
       Stmt st(rc->side, "SELECT format_id, gtrid, bqual, token FROM prepared ORDER BY prepared_at, rowid");
@@ -1366,23 +1334,16 @@ int SqRecover(XID* xids, long count, int rmid, long flags) {
         // Committed, only its record is left: not in doubt. (The handle's own
         // prepared branch sees its uncommitted marker: it is in doubt.)
         if (!Mine(rc, &x) && MarkerExists(rc, rc->db, st.Blob(3)) == 1) committed.push_back(x);
-        else rc->scan.push_back(x);
+        else in_doubt.push_back(x);
       }
       if (s != SQLITE_DONE) return Fail(rmid, XAER_RMERR, "cannot read the sidecar: " + Err(rc->side));
     }
     for (const XID& x : committed) DeleteRecordUnforced(rc, x);
-    rc->scan_pos = 0;
-    rc->scanning = true;
-  } else if (!rc->scanning) {
+    rc->scan.Start(std::move(in_doubt));
+  } else if (!rc->scan.open()) {
     return Fail(rmid, XAER_PROTO, "no recovery scan is open: start one with TMSTARTRSCAN");
   }
-  long n = 0;
-  while (n < count && rc->scan_pos < rc->scan.size()) xids[n++] = rc->scan[rc->scan_pos++];
-  if (flags & TMENDRSCAN) {
-    rc->scanning = false;
-    rc->scan.clear();
-  }
-  return static_cast<int>(n);
+  return rc->scan.Take(xids, count, flags);
 }
 
 int SqForget(XID* xid, int rmid, long flags) {

@@ -2,7 +2,10 @@
  * rm_sqlite.h - the SQLite resource manager, with a durable prepared state.
  *
  * xa_info is "path=FILE" optionally followed by space-separated key=value
- * options, e.g. "path=/var/lib/app/ledger.db busy_timeout_ms=5000".
+ * options, e.g. "path=/var/lib/app/ledger.db busy_timeout_ms=5000":
+ *   busy_timeout_ms=N   how long to wait for another writer (default 5000)
+ *   readonly=1          only xa_recover works; nothing is written, not even at
+ *                       xa_open (for tools that look)
  * SQLite has no PREPARE TRANSACTION; at xa_prepare this RM writes the
  * branch's changeset durably to a sidecar next to FILE and keeps the write
  * transaction open, so a prepared branch survives any crash.

@@ -45,6 +45,7 @@
 // (a sync of the sidecar while the main write lock is held), so a record that
 // survives a crash always finds its marker.
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -77,6 +78,7 @@ using rm::BranchState;
 struct Options {
   std::string path;
   int busy_timeout_ms = 5000;
+  bool readonly = false;  // for looking (xa_recover) only: nothing is written, not even at open
 };
 
 struct RmConn;
@@ -395,7 +397,7 @@ int MarkerExists(RmConn* rc, sqlite3* db, const std::string& token) {
 
 // Deletes the records of committed branches now, unforced.
 void FlushDone(RmConn* rc) {
-  if (rc->done.empty()) return;
+  if (rc->done.empty() || rc->side_lazy == nullptr) return;
   ExecSql(rc->side_lazy, "BEGIN IMMEDIATE");
   for (const XID& x : rc->done) DeleteRecordUnforced(rc, x);
   if (ExecSql(rc->side_lazy, "COMMIT") == SQLITE_OK) {
@@ -682,7 +684,7 @@ bool Mine(const RmConn* rc, const XID* xid) {
   return rc->state != BranchState::kNone && rm::XidEqual(rc->xid, *xid);
 }
 
-int Enter(int rmid, long flags, long allowed, RmConn** rc) {
+int Enter(int rmid, long flags, long allowed, RmConn** rc, bool writes = true) {
   if (flags & TMASYNC) return Fail(rmid, XAER_ASYNC, "asynchronous XA calls are not supported");
   if (flags & ~allowed) return Fail(rmid, XAER_INVAL, "unsupported flags for this call");
   *rc = Find(rmid);
@@ -690,6 +692,7 @@ int Enter(int rmid, long flags, long allowed, RmConn** rc) {
     return Fail(rmid, XAER_PROTO, "xa_open was not called for rmid " + std::to_string(rmid) +
                                       " on this thread");
   }
+  if (writes && (*rc)->opts.readonly) return Fail(rmid, XAER_RMERR, "opened read-only (readonly=1)");
   return XA_OK;
 }
 
@@ -840,6 +843,12 @@ bool ParseInfo(const char* info, Options* o, std::string* why) {
     if (k == "path") {
       o->path = v;
       have_path = !v.empty();
+    } else if (k == "readonly") {
+      if (v != "0" && v != "1") {
+        *why = "xa_info: readonly must be 0 or 1";
+        return false;
+      }
+      o->readonly = v == "1";
     } else if (k == "busy_timeout_ms") {
       char* end = nullptr;
       long n = std::strtol(v.c_str(), &end, 10);
@@ -849,7 +858,7 @@ bool ParseInfo(const char* info, Options* o, std::string* why) {
       }
       o->busy_timeout_ms = static_cast<int>(n);
     } else {
-      *why = "xa_info: unknown option \"" + k + "\" (known: path, busy_timeout_ms)";
+      *why = "xa_info: unknown option \"" + k + "\" (known: path, busy_timeout_ms, readonly)";
       return false;
     }
   }
@@ -863,6 +872,32 @@ bool ParseInfo(const char* info, Options* o, std::string* why) {
 // --------------------------------------------------------------------------
 // The switch
 
+// Opens for looking only: the main database and the sidecar read-only (an
+// absent sidecar is an empty one), no table created, no marker collected.
+int OpenReadOnly(std::unique_ptr<RmConn> rc, int rmid) {
+  const std::string& path = rc->opts.path;
+  if (sqlite3_open_v2(path.c_str(), &rc->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
+    return Fail(rmid, XAER_RMERR, "cannot open SQLite database " + path + " read-only: " + Err(rc->db));
+  }
+  sqlite3_busy_timeout(rc->db, rc->opts.busy_timeout_ms);
+  {
+    Stmt id(rc->db, "SELECT value FROM main.xatm_meta WHERE key = 'db_id'");
+    if (id.ok() && id.Step() == SQLITE_ROW) rc->db_id = id.Blob(0);
+  }
+  const std::string side = SidecarPath(path);
+  const bool exists = ::access(side.c_str(), F_OK) == 0;
+  if (sqlite3_open_v2(exists ? side.c_str() : ":memory:", &rc->side,
+                      exists ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK ||
+      (!exists && ExecSql(rc->side, kSidecarSchema) != SQLITE_OK)) {
+    return Fail(rmid, XAER_RMERR, "cannot open the sidecar " + side + " read-only: " + Err(rc->side));
+  }
+  sqlite3_busy_timeout(rc->side, rc->opts.busy_timeout_ms);
+  if (!RefreshSchema(rc.get())) return Fail(rmid, XAER_RMERR, "cannot read the schema of " + path);
+  tls_conns[rmid] = std::move(rc);
+  tls_errors.erase(rmid);
+  return XA_OK;
+}
+
 int SqOpen(char* info, int rmid, long flags) {
   if (flags & TMASYNC) return Fail(rmid, XAER_ASYNC, "asynchronous XA calls are not supported");
   if (flags != TMNOFLAGS) return Fail(rmid, XAER_INVAL, "xa_open takes no flags");
@@ -872,6 +907,7 @@ int SqOpen(char* info, int rmid, long flags) {
   rc->rmid = rmid;
   std::string why;
   if (!ParseInfo(info, &rc->opts, &why)) return Fail(rmid, XAER_INVAL, why);
+  if (rc->opts.readonly) return OpenReadOnly(std::move(rc), rmid);
   const std::string& path = rc->opts.path;
   if (sqlite3_open_v2(path.c_str(), &rc->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                       nullptr) != SQLITE_OK) {
@@ -1319,7 +1355,7 @@ int SqRollback(XID* xid, int rmid, long flags) {
 
 int SqRecover(XID* xids, long count, int rmid, long flags) {
   RmConn* rc;
-  if (int r = Enter(rmid, flags, TMSTARTRSCAN | TMENDRSCAN, &rc); r != XA_OK) return r;
+  if (int r = Enter(rmid, flags, TMSTARTRSCAN | TMENDRSCAN, &rc, /*writes=*/false); r != XA_OK) return r;
   if (count < 0 || (xids == nullptr && count > 0)) return Fail(rmid, XAER_INVAL, "bad xids/count");
   if (flags & TMSTARTRSCAN) {
     std::vector<XID> in_doubt;
@@ -1338,7 +1374,9 @@ int SqRecover(XID* xids, long count, int rmid, long flags) {
       }
       if (s != SQLITE_DONE) return Fail(rmid, XAER_RMERR, "cannot read the sidecar: " + Err(rc->side));
     }
-    for (const XID& x : committed) DeleteRecordUnforced(rc, x);
+    if (!rc->opts.readonly) {
+      for (const XID& x : committed) DeleteRecordUnforced(rc, x);
+    }
     rc->scan.Start(std::move(in_doubt));
   } else if (!rc->scan.open()) {
     return Fail(rmid, XAER_PROTO, "no recovery scan is open: start one with TMSTARTRSCAN");

@@ -110,7 +110,11 @@ TEST_F(CliTest, ListShowsInDoubtTransactionsAndChangesNothing) {
     EXPECT_EQ((std::set<std::string>{"bank", "ledger"}), rms);
     EXPECT_GE(t["oldest_prepared_age_s"].n, 0);
   }
-  // Listing changed nothing: both are still prepared everywhere.
+  // Listing changed nothing: both are still prepared everywhere, and not a
+  // byte of the SQLite files moved.
+  const std::string before = ReadFileOrDie(bank_->sqlite_path()) + ReadFileOrDie(bank_->sqlite_path() + "-xatm");
+  ASSERT_EQ(1, Xatm(C() + "list").code);
+  EXPECT_EQ(before, ReadFileOrDie(bank_->sqlite_path()) + ReadFileOrDie(bank_->sqlite_path() + "-xatm"));
   EXPECT_EQ(2, bank_->PgPrepared());
   EXPECT_EQ(2, bank_->SqlitePrepared());
 }

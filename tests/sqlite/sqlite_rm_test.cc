@@ -144,6 +144,28 @@ TEST_F(SqliteRmTest, XaInfoOptionsAreChecked) {
   SqClose(24);
 }
 
+TEST_F(SqliteRmTest, ReadOnlyOpenWritesNothingAndOnlyRecovers) {
+  TempDir d;
+  const std::string p = d / "untouched.db";
+  ASSERT_EQ(SQLITE_OK, Plain(p).Run("CREATE TABLE t (id INTEGER PRIMARY KEY)"));
+  ASSERT_EQ(XA_OK, SqOpen(2, "path=" + p + " readonly=1")) << xatm_sqlite_errmsg(2);
+  EXPECT_TRUE(SqRecoverAll(2).empty());
+  EXPECT_EQ(XAER_RMERR, SqStart(SqXid("ro"), 2));
+  SqClose(2);
+  EXPECT_EQ("0", Plain(p).One("SELECT count(*) FROM sqlite_schema WHERE name LIKE 'xatm%'"));
+  EXPECT_FALSE(std::filesystem::exists(sqlite::SidecarPath(p)));
+  // And on a database with a prepared branch, it is listed.
+  XID x = SqXid("listed");
+  ASSERT_EQ(XA_OK, SqStart(x, 1));
+  ASSERT_EQ(SQLITE_OK, Run(1, "UPDATE acct SET v = 5 WHERE id = 1"));
+  ASSERT_EQ(XA_OK, SqEnd(x, 1));
+  ASSERT_EQ(XA_OK, SqPrepare(x, 1));
+  ASSERT_EQ(XA_OK, SqOpen(3, "path=" + path_ + " readonly=1"));
+  EXPECT_EQ(1u, SqRecoverAll(3).size());
+  SqClose(3);
+  ASSERT_EQ(XA_OK, SqCommit(x, 1));
+}
+
 TEST_F(SqliteRmTest, RollbackJournalModeWorksAndOpenSaysWalIsRecommended) {
   TempDir d;
   const std::string p = d / "journal.db";

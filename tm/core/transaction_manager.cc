@@ -173,6 +173,7 @@ Status TransactionManager::OpenRms() {
         rm->sw = &xatm_sqlite_switch;
         rm->xa_info = "path=" + spec.path;
         if (spec.busy_timeout_ms >= 0) rm->xa_info += " busy_timeout_ms=" + std::to_string(spec.busy_timeout_ms);
+        if (options_.read_only) rm->xa_info += " readonly=1";  // looking writes nothing
         break;
       case RmSpec::Type::kSwitch:
         rm->sw = spec.sw;

@@ -923,6 +923,7 @@ int SqOpen(char* info, int rmid, long flags) {
     if (ExecSql(rc->db, "BEGIN IMMEDIATE;"
                         "CREATE TABLE IF NOT EXISTS main.xatm_meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);"
                         "CREATE TABLE IF NOT EXISTS main.xatm_marker (token BLOB PRIMARY KEY NOT NULL, prepared_at INTEGER NOT NULL);"
+                        "CREATE TABLE IF NOT EXISTS main.xatm_decision (gtrid BLOB PRIMARY KEY NOT NULL, decided_at INTEGER NOT NULL);"
                         "INSERT OR IGNORE INTO main.xatm_meta VALUES ('db_id', randomblob(16));"
                         "COMMIT") != SQLITE_OK) {
       std::string e = Err(rc->db);

@@ -212,6 +212,7 @@ int Collect(Ctx& c, std::map<std::string, Txn>* txns, std::vector<std::string>* 
     Txn& t = (*txns)[g];
     t.gtrid = g;
     t.ours = d.ours;
+    t.decided = t.decided || d.decision == tm::InDoubt::Decision::kCommit;
     Branch b;
     b.rm = d.rm;
     b.xid = d.xid;

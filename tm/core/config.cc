@@ -71,6 +71,9 @@ Status SetTmKey(TmConfig* cfg, const std::string& key, const std::string& value)
     cfg->log_level = value;
   } else if (key == "log_file") {
     cfg->log_file = value;
+  } else if (key == "last_resource_commit") {
+    if (value != "true" && value != "false") return Bad(where, "must be true or false");
+    cfg->last_resource_commit = value == "true";
   } else if (key == "recover_on_open") {
     if (value != "true" && value != "false") return Bad(where, "must be true or false");
     cfg->recover_on_open = value == "true";
@@ -81,7 +84,8 @@ Status SetTmKey(TmConfig* cfg, const std::string& key, const std::string& value)
   } else {
     return Bad(cfg->source + ": [tm]", "unknown key \"" + key +
                                            "\" (known: log_dir, node_name, timeout_s, commit_retry_s, "
-                                           "log_level, log_file, log_segment_kb, recover_on_open)");
+                                           "log_level, log_file, log_segment_kb, recover_on_open, "
+                                           "last_resource_commit)");
   }
   return Status::OK();
 }

@@ -10,6 +10,8 @@
 //   log_file = /var/log/xatm.log     (default: stderr)
 //   log_segment_kb = 4096            size of a decision-log segment
 //   recover_on_open = true           false: leave recovery to `xatm recover` (or xatm_recover)
+//   last_resource_commit = false     true: with one SQLite branch among others, commit it last in
+//                                    one phase with the decision inside its own transaction
 //
 //   [rm.bank]
 //   type = postgresql
@@ -50,6 +52,7 @@ struct TmConfig {
   std::string log_file;
   int log_segment_kb = 4096;
   bool recover_on_open = true;
+  bool last_resource_commit = false;
   std::vector<RmSpec> rms;
 };
 

@@ -1,6 +1,7 @@
 #include "core/transaction_manager.h"
 
 #include <libpq-fe.h>
+#include <sqlite3.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -510,32 +511,8 @@ Outcome Transaction::PhaseTwo(std::string* message) {
     std::lock_guard<std::mutex> l(tm_->mu_);
     tm_->in_flight_.insert(gtrid_);
   }
-  const auto deadline = Clock::now() + std::chrono::seconds(tm_->cfg_.commit_retry_s);
-  Outcome worst = Outcome::kOk;
   std::vector<Branch*> left;
-  for (Branch* b : writers) {
-    std::string m;
-    XATM_CRASH_POINT("tm.commit.before_branch");
-    int rc = tm_->FinishBranch(b->rm, b->xid, /*commit=*/true, deadline, &m);
-    if (rc == XA_OK || rc == XA_HEURCOM) {
-      if (rc == XA_HEURCOM) b->rm->sw->xa_forget_entry(&b->xid, b->rm->rmid, TMNOFLAGS);
-      b->st = Branch::St::kDone;
-      continue;
-    }
-    if (rc == XA_HEURMIX || rc == XA_HEURHAZ || rc == XA_HEURRB || rc == XAER_NOTA) {
-      // XAER_NOTA at the first attempt: the prepared branch vanished; nobody
-      // can say how it ended.
-      int code = rc == XAER_NOTA ? XA_HEURHAZ : rc;
-      tm_->LogHeuristic(gtrid_, b->rm, b->xid, code, "xatm", m);
-      Outcome o = code == XA_HEURMIX ? Outcome::kHeurMix : code == XA_HEURRB ? Outcome::kHeurRb : Outcome::kHeurHaz;
-      if (worst == Outcome::kOk || o == Outcome::kHeurMix) worst = o;
-      *message += (message->empty() ? "" : "; ") + ("branch on \"" + b->rm->spec.name + "\": " + Describe(code, m));
-      b->st = Branch::St::kDone;
-      continue;
-    }
-    left.push_back(b);
-    *message += (message->empty() ? "" : "; ") + ("branch on \"" + b->rm->spec.name + "\" not committed yet: " + m);
-  }
+  const Outcome worst = FinishWriters(writers, &left, message);
   if (!left.empty()) {
     if (!logged) {
       // A single prepared branch that cannot be reached: record the decision
@@ -568,6 +545,144 @@ Outcome Transaction::PhaseTwo(std::string* message) {
   return worst;
 }
 
+Outcome Transaction::FinishWriters(const std::vector<Branch*>& writers, std::vector<Branch*>* left,
+                                   std::string* message) {
+  const auto deadline = Clock::now() + std::chrono::seconds(tm_->cfg_.commit_retry_s);
+  Outcome worst = Outcome::kOk;
+  for (Branch* b : writers) {
+    std::string m;
+    XATM_CRASH_POINT("tm.commit.before_branch");
+    int rc = tm_->FinishBranch(b->rm, b->xid, /*commit=*/true, deadline, &m);
+    if (rc == XA_OK || rc == XA_HEURCOM) {
+      if (rc == XA_HEURCOM) b->rm->sw->xa_forget_entry(&b->xid, b->rm->rmid, TMNOFLAGS);
+      b->st = Branch::St::kDone;
+      continue;
+    }
+    if (rc == XA_HEURMIX || rc == XA_HEURHAZ || rc == XA_HEURRB || rc == XAER_NOTA) {
+      // XAER_NOTA at the first attempt: the prepared branch vanished; nobody
+      // can say how it ended.
+      int code = rc == XAER_NOTA ? XA_HEURHAZ : rc;
+      tm_->LogHeuristic(gtrid_, b->rm, b->xid, code, "xatm", m);
+      Outcome o = code == XA_HEURMIX ? Outcome::kHeurMix : code == XA_HEURRB ? Outcome::kHeurRb : Outcome::kHeurHaz;
+      if (worst == Outcome::kOk || o == Outcome::kHeurMix) worst = o;
+      *message += (message->empty() ? "" : "; ") + ("branch on \"" + b->rm->spec.name + "\": " + Describe(code, m));
+      b->st = Branch::St::kDone;
+      continue;
+    }
+    left->push_back(b);
+    *message += (message->empty() ? "" : "; ") + ("branch on \"" + b->rm->spec.name + "\" not committed yet: " + m);
+  }
+  return worst;
+}
+
+// Last-resource commit: the SQLite branch `last` is committed in one phase,
+// after every other branch is prepared, with the decision row inside its own
+// transaction. That COMMIT is the commit point.
+Outcome Transaction::CommitWithLastResource(Branch* last, std::string* message) {
+  tm_->Unregister(this);
+  const std::string hex = ToHex(gtrid_);
+  std::vector<std::string> finished = tm_->TakeFinishedDecisions();
+  auto requeue = [&] {
+    std::lock_guard<std::mutex> l(tm_->mu_);
+    tm_->finished_decisions_.insert(tm_->finished_decisions_.end(), finished.begin(), finished.end());
+  };
+  auto roll_back = [&](const std::string& why) {
+    std::string m;
+    RollbackAll(&m);
+    requeue();
+    *message = "rolled back: " + why + (m.empty() ? "" : "; " + m);
+    tm_->logger().info("{} {}", hex, *message);
+    return Outcome::kRolledBack;
+  };
+  // 1. The decision row, and the removal of rows no longer needed, in the
+  //    SQLite branch: they commit exactly when it does.
+  {
+    auto* db = static_cast<sqlite3*>(last->native);
+    bool ok = true;
+    sqlite3_stmt* st = nullptr;
+    ok = sqlite3_prepare_v2(db, "INSERT INTO main.xatm_decision (gtrid, decided_at) VALUES (?1, ?2)", -1, &st,
+                            nullptr) == SQLITE_OK;
+    if (ok) {
+      sqlite3_bind_blob(st, 1, gtrid_.data(), static_cast<int>(gtrid_.size()), SQLITE_TRANSIENT);
+      sqlite3_bind_int64(st, 2, static_cast<sqlite3_int64>(log::NowMs() / 1000));
+      ok = sqlite3_step(st) == SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+    for (const std::string& g : finished) {
+      if (!ok) break;
+      ok = sqlite3_prepare_v2(db, "DELETE FROM main.xatm_decision WHERE gtrid = ?1", -1, &st, nullptr) == SQLITE_OK;
+      if (ok) {
+        sqlite3_bind_blob(st, 1, g.data(), static_cast<int>(g.size()), SQLITE_TRANSIENT);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+      }
+      sqlite3_finalize(st);
+    }
+    if (!ok) return roll_back(std::string("cannot write the decision row: ") + sqlite3_errmsg(db));
+  }
+  // 2. Phase one of the others.
+  for (Branch& b : branches_) {
+    if (b.st != Branch::St::kActive) continue;
+    int rc = b.rm->sw->xa_end_entry(&b.xid, b.rm->rmid, TMSUCCESS);
+    if (rc != XA_OK) {
+      return roll_back("branch on \"" + b.rm->spec.name + "\" ended with " + Describe(rc, tm_->RmError(b.rm)));
+    }
+    b.st = Branch::St::kEnded;
+  }
+  for (Branch& b : branches_) {
+    if (&b == last || b.st != Branch::St::kEnded) continue;
+    int rc = b.rm->sw->xa_prepare_entry(&b.xid, b.rm->rmid, TMNOFLAGS);
+    if (rc == XA_OK) {
+      b.st = Branch::St::kPrepared;
+    } else if (rc == XA_RDONLY) {
+      b.st = Branch::St::kDone;
+    } else {
+      b.st = IsRollbackCode(rc) ? Branch::St::kDone : Branch::St::kPrepared;
+      return roll_back("branch on \"" + b.rm->spec.name + "\" voted " + Describe(rc, tm_->RmError(b.rm)));
+    }
+  }
+  XATM_CRASH_POINT("tm.lrc.before_last");
+  // 3. The commit point.
+  int rc;
+  for (int attempt = 0;; ++attempt) {
+    rc = last->rm->sw->xa_commit_entry(&last->xid, last->rm->rmid, TMONEPHASE);
+    if (rc != XA_RETRY || attempt >= 100) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (rc != XA_OK) {
+    if (IsRollbackCode(rc)) last->st = Branch::St::kDone;
+    const std::string why = "the last resource \"" + last->rm->spec.name + "\" did not commit: " +
+                            Describe(rc, tm_->RmError(last->rm));
+    if (IsRollbackCode(rc) || tm_->LastResourceDecided(gtrid_) == 0) return roll_back(why);
+    // Whether it committed cannot be told now: the decision row settles it at recovery.
+    state_ = State::kCommitted;
+    *message = why + "; its outcome is unknown until recovery";
+    tm_->logger().error("{} {}", hex, *message);
+    return Outcome::kUnknown;
+  }
+  last->st = Branch::St::kDone;
+  // If we crash now, the commit is decided: the decision row is durable in
+  // SQLite, and recovery commits the other branches.
+  XATM_CRASH_POINT("tm.lrc.after_last");
+  state_ = State::kCommitted;
+  std::vector<Branch*> writers;
+  for (Branch& b : branches_) {
+    if (b.st == Branch::St::kPrepared) writers.push_back(&b);
+  }
+  std::vector<Branch*> left;
+  const Outcome worst = FinishWriters(writers, &left, message);
+  if (!left.empty()) {
+    for (Branch* b : left) tm_->AddLeftover({b->rm, b->xid, true, gtrid_});
+    tm_->logger().warn("{} committed (last resource), {} branch(es) still to finish: {}", hex, left.size(), *message);
+    return worst == Outcome::kOk ? Outcome::kPending : worst;
+  }
+  {
+    std::lock_guard<std::mutex> l(tm_->mu_);
+    tm_->finished_decisions_.push_back(gtrid_);
+  }
+  tm_->logger().info("{} committed ({} branches, last resource {})", hex, branches_.size(), last->rm->spec.name);
+  return worst;
+}
+
 Outcome Transaction::Prepare(std::string* message) {
   std::lock_guard<std::mutex> l(mu_);
   if (Outcome o = CheckThread(message); o != Outcome::kOk) return o;
@@ -594,6 +709,17 @@ Outcome Transaction::Commit(std::string* message) {
     RollbackAll(message);
     *message = "rolled back: the transaction outlived its timeout of " + std::to_string(tm_->cfg_.timeout_s) + " s";
     return Outcome::kTimedOut;
+  }
+  if (state_ == State::kActive && tm_->cfg_.last_resource_commit && branches_.size() >= 2) {
+    Branch* last = nullptr;
+    int sqlite_branches = 0;
+    for (Branch& b : branches_) {
+      if (b.rm->spec.type == RmSpec::Type::kSqlite && b.st == Branch::St::kActive) {
+        last = &b;
+        ++sqlite_branches;
+      }
+    }
+    if (sqlite_branches == 1) return CommitWithLastResource(last, message);
   }
   if (state_ == State::kActive) {
     Outcome o = PhaseOne(/*explicit_prepare=*/false, message);
@@ -635,6 +761,44 @@ void Transaction::AbortForTimeout() {
     }
   }
   tm_->logger().warn("{} rolled back: open longer than timeout_s = {}", ToHex(gtrid_), tm_->cfg_.timeout_s);
+}
+
+int TransactionManager::LastResourceDecided(const std::string& gtrid) {
+  int result = 0;
+  for (auto& rm : rms_) {
+    if (rm->spec.type != RmSpec::Type::kSqlite) continue;
+    std::string m;
+    if (EnsureOpen(rm.get(), &m) != XA_OK) {
+      result = -1;
+      continue;
+    }
+    sqlite3* db = xatm_sqlite_db(rm->rmid);
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM main.xatm_decision WHERE gtrid = ?1", -1, &st, nullptr) != SQLITE_OK) {
+      sqlite3_finalize(st);
+      continue;  // no decision table: no decision here
+    }
+    sqlite3_bind_blob(st, 1, gtrid.data(), static_cast<int>(gtrid.size()), SQLITE_TRANSIENT);
+    int s = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (s == SQLITE_ROW) return 1;
+    if (s != SQLITE_DONE) result = -1;
+  }
+  return result;
+}
+
+void TransactionManager::ForgetDecision(const std::string& gtrid) {
+  std::lock_guard<std::mutex> l(mu_);
+  finished_decisions_.push_back(gtrid);
+}
+
+std::vector<std::string> TransactionManager::TakeFinishedDecisions() {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<std::string> out;
+  const size_t n = std::min<size_t>(finished_decisions_.size(), 64);
+  out.assign(finished_decisions_.end() - static_cast<long>(n), finished_decisions_.end());
+  finished_decisions_.resize(finished_decisions_.size() - n);
+  return out;
 }
 
 void TransactionManager::AddLeftover(Leftover l) {
@@ -855,10 +1019,21 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
   const auto deadline = Clock::now() + std::chrono::seconds(cfg_.commit_retry_s);
   for (auto& [gtrid, found] : ours) {
     if (skip.count(gtrid)) continue;
-    const bool decided = st.open_commits.count(gtrid) > 0;
+    bool decided = st.open_commits.count(gtrid) > 0;
     GtridParts p;
     ParseGtrid(gtrid, &p);
     if (!decided && p.incarnation >= incarnation_) continue;  // a live transaction of ours
+    bool by_last_resource = false;
+    if (!decided) {
+      // A last-resource commit leaves its decision in SQLite, not in the log.
+      const int lrc = LastResourceDecided(gtrid);
+      if (lrc < 0) {
+        report->left += static_cast<int>(found.size());
+        report->actions.push_back("leave " + ToHex(gtrid) + ": a SQLite RM that may hold its decision is unreachable");
+        continue;
+      }
+      decided = by_last_resource = lrc == 1;
+    }
     for (Found& f : found) {
       const std::string what = std::string(decided ? "commit " : "roll back ") + ToHex(gtrid) + " on " +
                                f.rm->spec.name + (decided ? " (decided)" : " (no decision: presumed abort)");
@@ -871,6 +1046,7 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
         f.resolved = true;
         ++(decided ? report->committed : report->rolled_back);
         logger_->info("recovery: {}", what);
+        if (by_last_resource) ForgetDecision(gtrid);
       } else if (rc == XA_HEURCOM || rc == XA_HEURRB || rc == XA_HEURMIX || rc == XA_HEURHAZ) {
         LogHeuristic(gtrid, f.rm, f.xid, rc, "xatm", m);
         f.resolved = true;
@@ -937,6 +1113,9 @@ Status TransactionManager::ListInDoubt(std::vector<InDoubt>* out, std::vector<st
       }
       for (const auto& [key, h] : st.heuristics) {
         if (std::get<0>(key) == gtrid) d.decision = InDoubt::Decision::kHeuristic;
+      }
+      if (d.ours && d.decision == InDoubt::Decision::kNone && LastResourceDecided(gtrid) == 1) {
+        d.decision = InDoubt::Decision::kCommit;
       }
       out->push_back(d);
     }

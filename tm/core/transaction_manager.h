@@ -26,6 +26,12 @@
 //                 Crash: recovery commits the branches of every COMMIT
 //                 without END.
 //  6. END         appended unforced once every branch is finished.
+//
+// Last-resource commit (last_resource_commit = true, one SQLite branch among
+// others): step 4 is the SQLite branch's own one-phase COMMIT, with a
+// decision row (xatm_decision: the gtrid) written inside that transaction;
+// no log record, no sidecar. Crash before that COMMIT: no row, presumed
+// abort. Crash after it: recovery finds the row and commits the others.
 //                 Crash before END is durable: recovery finds nothing left
 //                 prepared and writes END itself.
 //
@@ -198,6 +204,11 @@ class TransactionManager {
   };
   void AddLeftover(Leftover l);
   void RetryLeftovers();
+  // Last-resource decisions: whether a decision row for gtrid is in any
+  // SQLite RM (1), in none (0), or cannot be known now (-1: an RM is down).
+  int LastResourceDecided(const std::string& gtrid);
+  void ForgetDecision(const std::string& gtrid);
+  std::vector<std::string> TakeFinishedDecisions();
 
   const TmConfig cfg_;
   const OpenOptions options_;
@@ -213,6 +224,7 @@ class TransactionManager {
   std::set<std::string> in_flight_;      // REQUIRES mu_: gtrids being committed or rolled back
   std::set<std::string> pending_;        // REQUIRES mu_: decided here, some branch left over
   std::vector<Leftover> leftovers_;      // REQUIRES mu_
+  std::vector<std::string> finished_decisions_;  // REQUIRES mu_: decision rows no longer needed
   bool stopping_ = false;                // REQUIRES mu_
   std::condition_variable reaper_cv_;
   std::thread reaper_;
@@ -251,6 +263,10 @@ class Transaction {
   };
 
   Outcome PhaseOne(bool explicit_prepare, std::string* message);
+  Outcome CommitWithLastResource(Branch* last, std::string* message);
+  // xa_commit of each prepared branch in writers, retried until
+  // commit_retry_s; those not finished go to *left. kOk or a heuristic outcome.
+  Outcome FinishWriters(const std::vector<Branch*>& writers, std::vector<Branch*>* left, std::string* message);
   Outcome PhaseTwo(std::string* message);
   // Rolls every unfinished branch back; message gets what failed.
   void RollbackAll(std::string* message);

@@ -5,6 +5,8 @@
 //
 //   local        two independent local commits, no atomicity (the baseline)
 //   xatm         one global transaction through xatm (default settings)
+//   xatm-lrc     the same with last_resource_commit = true (SQLite commits last,
+//                in one phase, holding the decision)
 //   local-pg2    two local commits on two PostgreSQL databases
 //   xatm-pg2     a global transaction over the two PostgreSQL databases
 //   manual-pg2   PostgreSQL's PREPARE TRANSACTION / COMMIT PREPARED by hand
@@ -181,6 +183,17 @@ int main(int argc, char** argv) {
   xatm* tm = nullptr;
   if (xatm_open_config(cfg, &tm) != XATM_OK) Die(xatm_errmsg(tm));
   xatm_config_free(cfg);
+  // A second TM, with its own log, for last-resource commit.
+  std::filesystem::create_directories(a.dir + "/log-lrc");
+  xatm_config_new(&cfg);
+  xatm_config_set(cfg, "log_dir", (a.dir + "/log-lrc").c_str());
+  xatm_config_set(cfg, "log_level", "warn");
+  xatm_config_set(cfg, "last_resource_commit", "true");
+  xatm_config_add_pgsql(cfg, "bank", a.pg.c_str());
+  xatm_config_add_sqlite(cfg, "ledger", ("path=" + a.dir + "/bench.db busy_timeout_ms=60000").c_str());
+  xatm* lrc = nullptr;
+  if (xatm_open_config(cfg, &lrc) != XATM_OK) Die(xatm_errmsg(lrc));
+  xatm_config_free(cfg);
 
   auto pick = [](std::mt19937& r) { return 1 + static_cast<int>(r() % kAccounts); };
   std::map<std::string, Op> modes;
@@ -189,9 +202,9 @@ int main(int argc, char** argv) {
     std::string s = "BEGIN IMMEDIATE; " + Update(pick(r)) + "; COMMIT";
     return ok && sqlite3_exec(l.db, s.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK;
   };
-  modes["xatm"] = [&](Local&, std::mt19937& r, long) {
+  auto transfer = [&](xatm* t, std::mt19937& r) {
     xatm_tx* tx = nullptr;
-    if (xatm_start(tm, &tx) != XATM_OK) return false;
+    if (xatm_start(t, &tx) != XATM_OK) return false;
     PGconn* pg = xatm_pgconn(tx, "bank");
     sqlite3* db = xatm_sqlite(tx, "ledger");
     bool ok = pg && db && PgOk(pg, Update(pick(r))) &&
@@ -200,6 +213,8 @@ int main(int argc, char** argv) {
     xatm_tx_free(tx);
     return ok;
   };
+  modes["xatm-lrc"] = [&](Local&, std::mt19937& r, long) { return transfer(lrc, r); };
+  modes["xatm"] = [&](Local&, std::mt19937& r, long) { return transfer(tm, r); };
   modes["local-pg2"] = [&](Local& l, std::mt19937& r, long) {
     return PgOk(l.pg, "BEGIN") && PgOk(l.pg, Update(pick(r))) && PgOk(l.pg, "COMMIT") && PgOk(l.pg2, "BEGIN") &&
            PgOk(l.pg2, Update(pick(r))) && PgOk(l.pg2, "COMMIT");
@@ -221,7 +236,7 @@ int main(int argc, char** argv) {
            PgOk(l.pg2, "PREPARE TRANSACTION '" + g + "b'") && PgOk(l.pg, "COMMIT PREPARED '" + g + "a'") &&
            PgOk(l.pg2, "COMMIT PREPARED '" + g + "b'");
   };
-  const std::vector<std::string> order = {"local", "xatm", "local-pg2", "xatm-pg2", "manual-pg2"};
+  const std::vector<std::string> order = {"local", "xatm", "xatm-lrc", "local-pg2", "xatm-pg2", "manual-pg2"};
   std::map<std::pair<std::string, int>, std::vector<Result>> results;
   std::ofstream csv(a.csv);
   csv << "round,mode,threads,tps,p50_us,p99_us,failed\n";
@@ -237,6 +252,7 @@ int main(int argc, char** argv) {
     }
   }
   xatm_close(tm);
+  xatm_close(lrc);
   auto median = [](std::vector<Result> v) {
     std::sort(v.begin(), v.end(), [](const Result& x, const Result& y) { return x.tps < y.tps; });
     return v[v.size() / 2];

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <random>
 #include <thread>
 
@@ -57,8 +58,13 @@ int EnvInt(const char* name, int dflt) {
   ::_exit(0);
 }
 
-TEST(Soak, KillsRestartsAndCutsNeverBreakAtomicity) {
-  const int rounds = EnvInt("XATM_SOAK_ROUNDS", 30);
+void Soak(int rounds, bool last_resource);
+
+TEST(Soak, KillsRestartsAndCutsNeverBreakAtomicity) { Soak(EnvInt("XATM_SOAK_ROUNDS", 30), false); }
+
+TEST(Soak, WithLastResourceCommit) { Soak(EnvInt("XATM_SOAK_ROUNDS", 30), true); }
+
+void Soak(const int rounds, bool last_resource) {
   const auto deadline = Clock::now() + std::chrono::seconds(EnvInt("XATM_SOAK_SECONDS", 240));
   OwnCluster cluster(64, /*tcp=*/true);
   PgProxy proxy(cluster.port());
@@ -67,6 +73,12 @@ TEST(Soak, KillsRestartsAndCutsNeverBreakAtomicity) {
                                " user=postgres dbname=postgres sslmode=disable gssencmode=disable connect_timeout=5";
   Bank bank(conninfo, dir.path());
   const std::string config = bank.WriteConfigFile();
+  if (last_resource) {
+    std::ifstream in(config);
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    text.replace(text.find("[tm]\n") + 5, 0, "last_resource_commit = true\n");
+    std::ofstream(config, std::ios::trunc) << text;
+  }
   std::mt19937 rng(20261122);
   std::set<long> acked;
   int done = 0, restarts = 0, violations = 0;
@@ -113,9 +125,9 @@ TEST(Soak, KillsRestartsAndCutsNeverBreakAtomicity) {
     }
     ++done;
   }
-  std::printf("soak: %d kill rounds, %d PostgreSQL restarts, %d connection cuts, %zu acknowledged transfers, "
+  std::printf("soak%s: %d kill rounds, %d PostgreSQL restarts, %d connection cuts, %zu acknowledged transfers, "
               "%d violations\n",
-              done, restarts, proxy.cuts(), acked.size(), violations);
+              last_resource ? " (last-resource commit)" : "", done, restarts, proxy.cuts(), acked.size(), violations);
   EXPECT_EQ(0, violations);
   EXPECT_GE(done, std::min(rounds, 30));
 }

@@ -19,6 +19,10 @@ echo "== build (address,undefined sanitizers)"
 bash scripts/build.sh build-asan -DXATM_SANITIZE=address,undefined -DXATM_FAULT_INJECTION=ON \
   -DXATM_BUILD_BENCH=OFF -DXATM_BUILD_EXAMPLES=OFF
 
+echo "== build (thread sanitizer, for the concurrent parts)"
+bash scripts/build.sh build-tsan -DXATM_SANITIZE=thread -DXATM_FAULT_INJECTION=ON \
+  -DXATM_BUILD_BENCH=OFF -DXATM_BUILD_EXAMPLES=OFF
+
 pgdir=$(mktemp -d /tmp/xatm-pg-XXXXXX)
 cleanup() {
   bash scripts/pg-cluster.sh stop "$pgdir" immediate >/dev/null 2>&1 || true
@@ -37,6 +41,11 @@ for b in build build-asan; do
   # shellcheck disable=SC2086
   ctest --test-dir "$b" --output-on-failure -j "$(nproc)" ${XATM_TEST_ARGS:-} || status=1
 done
+
+echo "== ctest (build-tsan: group commit, concurrent transfers, timeouts, the reaper)"
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+ctest --test-dir build-tsan --output-on-failure -j "$(nproc)" \
+  -R 'GroupCommit|DecisionLogCrash|Concurrent|Timeout|Threads|LastResource' || status=1
 
 # The 2PC failure cases, as a table: case, injection, expected, observed.
 [ -f build/tests/failure-cases.tsv ] && bash scripts/failure-table.sh build/tests/failure-cases.tsv || true

@@ -317,6 +317,11 @@ TEST_F(TmTest, BadConfigurationIsAClearErrorAndNoHalfOpenTm) {
     EXPECT_EQ(XATM_EINVAL, xatm_start(h, &tx));
     EXPECT_EQ(XATM_OK, xatm_close(h));
   }
+  // Comments anywhere, as in the README's sample.
+  write("# xatm\n[tm]   # the TM\nlog_dir = " + bank_->log_dir() + "   # the log\n; another comment\n");
+  xatm* ok = nullptr;
+  EXPECT_EQ(XATM_OK, xatm_open(path.c_str(), &ok)) << xatm_errmsg(ok);
+  xatm_close(ok);
   // The line number is given.
   write("[tm]\nlog_dir = " + bank_->log_dir() + "\n\ntimeout_s = 0\n");
   xatm* h = nullptr;

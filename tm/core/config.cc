@@ -133,7 +133,8 @@ Status LoadConfig(const std::string& path, TmConfig* out) {
     std::istringstream lines(text.str());
     std::string line, section;
     for (int n = 1; std::getline(lines, line); ++n) {
-      std::string t = Trim(line);
+      // As Boost's parser does: everything from '#' on is a comment.
+      std::string t = Trim(line.substr(0, line.find('#')));
       if (t.empty() || t[0] == '#' || t[0] == ';') continue;
       if (t.front() == '[') {
         if (t.back() != ']') return Bad(path + ":" + std::to_string(n), "malformed section header \"" + t + "\"");
@@ -159,9 +160,20 @@ Status LoadConfig(const std::string& path, TmConfig* out) {
   }
   if (!section_line.count("tm")) return Bad(path, "the [tm] section is missing (it needs at least log_dir)");
 
+  // Boost reads '#' comments itself; ';' comment lines (INI's other habit)
+  // are blanked for it.
+  std::string cleaned;
+  {
+    std::istringstream lines(text.str());
+    std::string line;
+    while (std::getline(lines, line)) {
+      const std::string t = Trim(line);
+      cleaned += (!t.empty() && t[0] == ';' ? "" : line) + "\n";
+    }
+  }
   po::parsed_options parsed(nullptr);
   try {
-    std::istringstream s(text.str());
+    std::istringstream s(cleaned);
     po::options_description none;
     parsed = po::parse_config_file(s, none, /*allow_unregistered=*/true);
   } catch (const std::exception& e) {

@@ -159,7 +159,7 @@ int main(int argc, char** argv) {
     for (size_t k = 0; k < committers.size(); ++k) log[k].push_back(Committers(dir, committers[k], seconds));
   }
   Result rawm = Median(raw);
-  std::printf("| mode | decisions/s | p50 µs | p99 µs | decisions per fdatasync | CPU µs per decision | vs raw |\n");
+  std::printf("| mode | decisions/s | p50 µs | p99 µs | decisions per fdatasync | CPU µs per decision | throughput vs raw |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|\n");
   std::printf("| raw write+fdatasync loop | %.0f | %.1f | %.1f | 1.0 | | 1.00× |\n", rawm.per_sec,
               rawm.p50_us, rawm.p99_us);

@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.h"
+
 #include "log/decision_log.h"
 
 namespace {
@@ -40,13 +42,6 @@ double CpuSeconds() {
   ::getrusage(RUSAGE_SELF, &ru);
   return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
-double Percentile(std::vector<double>& v, double p) {
-  if (v.empty()) return 0;
-  size_t k = static_cast<size_t>(p * static_cast<double>(v.size() - 1));
-  std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
-  return v[k];
 }
 
 xtm::log::CommitRecord Decision(int t, uint64_t i) {
@@ -81,7 +76,7 @@ Result RawFdatasync(const std::string& dir, double seconds) {
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
   ::close(fd);
   ::unlink(path.c_str());
-  return {static_cast<double>(n) / secs, Percentile(lat, 0.5), Percentile(lat, 0.99), 1};
+  return {static_cast<double>(n) / secs, xtm::bench::Percentile(lat, 0.5), xtm::bench::Percentile(lat, 0.99), 1};
 }
 
 bool g_sync = true;
@@ -126,16 +121,11 @@ Result Committers(const std::string& dir, int threads, double seconds) {
   std::filesystem::remove_all(logdir);
   std::vector<double> all;
   for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
-  Result r{static_cast<double>(total) / secs, Percentile(all, 0.5), Percentile(all, 0.99), 1,
+  Result r{static_cast<double>(total) / secs, xtm::bench::Percentile(all, 0.5), xtm::bench::Percentile(all, 0.99), 1,
            cpu * 1e6 / static_cast<double>(total)};
   uint64_t syncs = after.syncs - before.syncs;
   if (syncs) r.avg_batch = static_cast<double>(total) / static_cast<double>(syncs);
   return r;
-}
-
-Result Median(std::vector<Result> v) {
-  std::sort(v.begin(), v.end(), [](const Result& a, const Result& b) { return a.per_sec < b.per_sec; });
-  return v[v.size() / 2];
 }
 
 }  // namespace
@@ -158,13 +148,13 @@ int main(int argc, char** argv) {
     raw.push_back(RawFdatasync(dir, seconds));
     for (size_t k = 0; k < committers.size(); ++k) log[k].push_back(Committers(dir, committers[k], seconds));
   }
-  Result rawm = Median(raw);
+  Result rawm = xtm::bench::MedianBy(raw, &Result::per_sec);
   std::printf("| mode | decisions/s | p50 µs | p99 µs | decisions per fdatasync | CPU µs per decision | throughput vs raw |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|\n");
   std::printf("| raw write+fdatasync loop | %.0f | %.1f | %.1f | 1.0 | | 1.00× |\n", rawm.per_sec,
               rawm.p50_us, rawm.p99_us);
   for (size_t k = 0; k < committers.size(); ++k) {
-    Result m = Median(log[k]);
+    Result m = xtm::bench::MedianBy(log[k], &Result::per_sec);
     std::printf("| decision log, %d committer%s | %.0f | %.1f | %.1f | %.1f | %.1f | %.2f× |\n",
                 committers[k], committers[k] == 1 ? "" : "s", m.per_sec, m.p50_us, m.p99_us,
                 m.avg_batch, m.cpu_us, m.per_sec / rawm.per_sec);

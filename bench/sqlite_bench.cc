@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
+
 #include "common/xid_util.h"
 #include "xatm/rm_sqlite.h"
 
@@ -26,13 +28,6 @@ using Clock = std::chrono::steady_clock;
 struct Result {
   double per_sec = 0, p50_us = 0, p99_us = 0;
 };
-
-double Pct(std::vector<double>& v, double p) {
-  if (v.empty()) return 0;
-  size_t k = static_cast<size_t>(p * static_cast<double>(v.size() - 1));
-  std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
-  return v[k];
-}
 
 void Must(bool ok, const char* what) {
   if (!ok) {
@@ -58,12 +53,7 @@ Result Measure(double seconds, Op op) {
     lat.push_back(std::chrono::duration<double, std::micro>(now - t0).count());
   }
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
-  return {static_cast<double>(n) / secs, Pct(lat, 0.5), Pct(lat, 0.99)};
-}
-
-Result Median(std::vector<Result> v) {
-  std::sort(v.begin(), v.end(), [](const Result& a, const Result& b) { return a.per_sec < b.per_sec; });
-  return v[v.size() / 2];
+  return {static_cast<double>(n) / secs, xtm::bench::Percentile(lat, 0.5), xtm::bench::Percentile(lat, 0.99)};
 }
 
 }  // namespace
@@ -127,7 +117,7 @@ int main(int argc, char** argv) {
   std::printf("| branch | plain BEGIN IMMEDIATE…COMMIT tx/s | p50 µs | durable 2PC (prepare+commit) tx/s | p50 µs | cost |\n");
   std::printf("|---|---:|---:|---:|---:|---:|\n");
   for (int k = 0; k < 2; ++k) {
-    Result a = Median(p[k]), b = Median(x[k]);
+    Result a = xtm::bench::MedianBy(p[k], &Result::per_sec), b = xtm::bench::MedianBy(x[k], &Result::per_sec);
     std::printf("| %d row%s | %.0f | %.0f | %.0f | %.0f | %.2f× |\n", sizes[k], sizes[k] == 1 ? "" : "s",
                 a.per_sec, a.p50_us, b.per_sec, b.p50_us, a.per_sec / b.per_sec);
   }

@@ -35,6 +35,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.h"
 #include "xatm/xatm.h"
 
 namespace {
@@ -82,13 +83,6 @@ struct Result {
   long failed = 0;
 };
 
-double Pct(std::vector<double>& v, double p) {
-  if (v.empty()) return 0;
-  size_t k = static_cast<size_t>(p * static_cast<double>(v.size() - 1));
-  std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
-  return v[k];
-}
-
 using Op = std::function<bool(Local&, std::mt19937&, long)>;
 
 Result Run(const Args& a, int threads, const Op& op) {
@@ -127,7 +121,7 @@ Result Run(const Args& a, int threads, const Op& op) {
   for (auto& th : ts) th.join();
   std::vector<double> all;
   for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
-  return {static_cast<double>(done) / secs, Pct(all, 0.5), Pct(all, 0.99), failed};
+  return {static_cast<double>(done) / secs, xtm::bench::Percentile(all, 0.5), xtm::bench::Percentile(all, 0.99), failed};
 }
 
 }  // namespace
@@ -253,10 +247,7 @@ int main(int argc, char** argv) {
   }
   xatm_close(tm);
   xatm_close(lrc);
-  auto median = [](std::vector<Result> v) {
-    std::sort(v.begin(), v.end(), [](const Result& x, const Result& y) { return x.tps < y.tps; });
-    return v[v.size() / 2];
-  };
+  auto median = [](const std::vector<Result>& v) { return xtm::bench::MedianBy(v, &Result::tps); };
   std::ofstream summary(a.csv + ".summary.csv");
   summary << "mode,threads,tps,p50_us,p99_us,time_vs_local\n";
   std::printf("| threads | mode | tx/s | p50 ms | p99 ms | time vs local |\n|---:|---|---:|---:|---:|---:|\n");

@@ -154,6 +154,19 @@ bool ParseGtrid(Ctx& c, const std::string& hex, std::string* gtrid) {
   return true;
 }
 
+using SqliteHandle = std::unique_ptr<sqlite3, decltype(&sqlite3_close)>;
+
+// The SQLite RM's sidecar, opened read-only so that looking never takes a
+// write lock; empty when it cannot be opened (e.g. nothing was ever prepared).
+SqliteHandle OpenSidecar(const tm::RmSpec& spec) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(sqlite::SidecarPath(spec.path).c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    sqlite3_close(db);
+    db = nullptr;
+  }
+  return SqliteHandle(db, &sqlite3_close);
+}
+
 // Ages and notes of prepared branches, read from each RM directly.
 void Inspect(Ctx& c, std::map<std::string, Branch>* by_xid) {
   for (const auto& rm : c.tm->rms()) {
@@ -172,9 +185,8 @@ void Inspect(Ctx& c, std::map<std::string, Branch>* by_xid) {
       }
       PQfinish(pg);
     } else if (rm->spec.type == tm::RmSpec::Type::kSqlite) {
-      sqlite3* db = nullptr;
-      const std::string side = sqlite::SidecarPath(rm->spec.path);
-      if (sqlite3_open_v2(side.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+      if (SqliteHandle side = OpenSidecar(rm->spec)) {
+        sqlite3* db = side.get();
         sqlite3_stmt* st = nullptr;
         if (sqlite3_prepare_v2(db, "SELECT format_id, gtrid, bqual, strftime('%s','now') - prepared_at, "
                                    "coalesce(hazard, '') FROM prepared", -1, &st, nullptr) == SQLITE_OK) {
@@ -192,7 +204,6 @@ void Inspect(Ctx& c, std::map<std::string, Branch>* by_xid) {
         }
         sqlite3_finalize(st);
       }
-      sqlite3_close(db);
     }
   }
 }
@@ -587,9 +598,8 @@ int CmdHealth(Ctx& c) {
       }
       PQfinish(pg);
     } else if (rm->spec.type == tm::RmSpec::Type::kSqlite) {
-      sqlite3* db = nullptr;
-      const std::string side = sqlite::SidecarPath(rm->spec.path);
-      if (sqlite3_open_v2(side.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+      if (SqliteHandle side = OpenSidecar(rm->spec)) {
+        sqlite3* db = side.get();
         sqlite3_stmt* st = nullptr;
         if (sqlite3_prepare_v2(db, "SELECT count(*), coalesce(max(strftime('%s','now') - prepared_at), -1) "
                                    "FROM prepared", -1, &st, nullptr) == SQLITE_OK &&
@@ -599,7 +609,6 @@ int CmdHealth(Ctx& c) {
         }
         sqlite3_finalize(st);
       }
-      sqlite3_close(db);
     }
     if (h.oldest_s >= c.o.warn_age_s) {
       h.warnings.push_back("a branch has been prepared for " + Age(h.oldest_s) + " (threshold " + Age(c.o.warn_age_s) + ")");

@@ -511,6 +511,25 @@ int ReadRow(sqlite3* db, StmtCache* cache, const std::string& table, const Table
   return 1;
 }
 
+// The current change of a changeset iterator: its table, column count,
+// operation, and which columns make the primary key.
+struct Change {
+  const char* tab;
+  int ncol;
+  int op;
+  const unsigned char* pk;
+
+  static Change Of(sqlite3_changeset_iter* it) {
+    Change c{};
+    int indirect, npk;
+    unsigned char* pk = nullptr;
+    sqlite3changeset_op(it, &c.tab, &c.ncol, &c.op, &indirect);
+    sqlite3changeset_pk(it, &pk, &npk);
+    c.pk = pk;
+    return c;
+  }
+};
+
 // The key of the current change, for messages: "(1, 'abc')".
 std::string KeyText(sqlite3_changeset_iter* it, int ncol, int op, const unsigned char* pk) {
   std::string s = "(";
@@ -542,9 +561,7 @@ bool PreImageDigests(RmConn* rc, const std::string& changeset, std::string* out,
   bool ok = true;
   Internal in(rc);
   while (ok && sqlite3changeset_next(it) == SQLITE_ROW) {
-    const char* tab;
-    int ncol, op, indirect;
-    sqlite3changeset_op(it, &tab, &ncol, &op, &indirect);
+    const auto [tab, ncol, op, pk] = Change::Of(it);
     uint64_t digest = 0;
     if (op == SQLITE_DELETE) {
       Digest d;
@@ -602,12 +619,7 @@ std::string VerifyPreImages(RmConn* rc, sqlite3* db, const Record& r) {
   size_t k = 0;
   Internal in(rc);
   while (problem.empty() && sqlite3changeset_next(it) == SQLITE_ROW) {
-    const char* tab;
-    int ncol, op, indirect;
-    sqlite3changeset_op(it, &tab, &ncol, &op, &indirect);
-    unsigned char* pk;
-    int npk;
-    sqlite3changeset_pk(it, &pk, &npk);
+    const auto [tab, ncol, op, pk] = Change::Of(it);
     auto t = tables.find(tab);
     if (t == tables.end() || static_cast<int>(t->second.columns.size()) != ncol) {
       problem = std::string("table ") + tab + " no longer exists as it was";
@@ -723,12 +735,7 @@ int OnApplyTable(void*, const char*) {
 
 int OnConflict(void* ctx, int type, sqlite3_changeset_iter* it) {
   auto* a = static_cast<ApplyContext*>(ctx);
-  const char* tab;
-  int ncol, op, indirect;
-  sqlite3changeset_op(it, &tab, &ncol, &op, &indirect);
-  unsigned char* pk;
-  int npk;
-  sqlite3changeset_pk(it, &pk, &npk);
+  const auto [tab, ncol, op, pk] = Change::Of(it);
   const char* what = type == SQLITE_CHANGESET_DATA        ? "the row differs"
                      : type == SQLITE_CHANGESET_NOTFOUND  ? "the row is missing"
                      : type == SQLITE_CHANGESET_CONFLICT  ? "the row already exists"

@@ -927,7 +927,17 @@ int SqOpen(char* info, int rmid, long flags) {
   std::string notice;
   {
     Internal in(rc.get());
-    if (ExecSql(rc->db, "BEGIN IMMEDIATE;"
+    // Usually the tables exist: then a read is enough, and opening never
+    // waits for another connection's write lock (a prepared branch holds it).
+    bool ready = false;
+    {
+      Stmt have(rc->db,
+                "SELECT (SELECT count(*) FROM main.sqlite_master WHERE type = 'table' AND name IN "
+                "('xatm_meta', 'xatm_marker', 'xatm_decision')) = 3 AND "
+                "EXISTS (SELECT 1 FROM main.xatm_meta WHERE key = 'db_id')");
+      ready = have.ok() && have.Step() == SQLITE_ROW && sqlite3_column_int(have.get(), 0) == 1;
+    }
+    if (!ready && ExecSql(rc->db, "BEGIN IMMEDIATE;"
                         "CREATE TABLE IF NOT EXISTS main.xatm_meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);"
                         "CREATE TABLE IF NOT EXISTS main.xatm_marker (token BLOB PRIMARY KEY NOT NULL, prepared_at INTEGER NOT NULL);"
                         "CREATE TABLE IF NOT EXISTS main.xatm_decision (gtrid BLOB PRIMARY KEY NOT NULL, decided_at INTEGER NOT NULL);"

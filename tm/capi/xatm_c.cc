@@ -51,6 +51,7 @@ int CodeOf(const Status& s) {
     case Status::Code::kBusy: return XATM_EBUSY;
     case Status::Code::kNotSupported: return XATM_ELOG;
     case Status::Code::kUnknownOutcome: return XATM_EUNKNOWN;
+    case Status::Code::kFenced: return XATM_EFENCED;
   }
   return XATM_ERROR;
 }
@@ -69,6 +70,7 @@ int CodeOf(Outcome o) {
     case Outcome::kRmError: return XATM_ERM;
     case Outcome::kNotFound: return XATM_ENOTFOUND;
     case Outcome::kLogError: return XATM_ELOG;
+    case Outcome::kFenced: return XATM_EFENCED;
   }
   return XATM_ERROR;
 }

@@ -4,6 +4,12 @@
 #pragma once
 
 #include <ostream>
+#include <string>
+#include <vector>
+
+namespace xtm::tm {
+class TransactionManager;
+}
 
 namespace xtm::cli {
 
@@ -19,5 +25,9 @@ enum ExitCode {
 };
 
 int Run(int argc, char** argv, std::ostream& out, std::ostream& err);
+// xatmd's side of `xatm --server`: the command line (without the program
+// name) run against the server's own TM.
+int RunOnServer(const std::vector<std::string>& args, tm::TransactionManager* server_tm, std::ostream& out,
+                std::ostream& err);
 
 }  // namespace xtm::cli

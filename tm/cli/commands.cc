@@ -25,7 +25,9 @@
 #include "core/transaction_manager.h"
 #include "log/decision_log.h"
 #include "pgsql/gid.h"
+#include "server/client.h"
 #include "sqlite/sqlite_rm.h"
+#include "util/coding.h"
 
 namespace po = boost::program_options;
 
@@ -35,7 +37,7 @@ namespace {
 struct Options {
   std::string command, sub;
   std::vector<std::string> args;
-  std::string config, log_dir, op, reason;
+  std::string config, log_dir, op, reason, server, token_file;
   bool json = false, force = false, dry_run = false;
   int64_t warn_age_s = 60;
   int64_t warn_xid_age = 10000000;
@@ -46,7 +48,9 @@ struct Ctx {
   std::ostream& out;
   std::ostream& err;
   tm::TmConfig cfg;
-  std::unique_ptr<tm::TransactionManager> tm;
+  tm::TransactionManager* tm = nullptr;
+  std::unique_ptr<tm::TransactionManager> owned_tm;
+  tm::TransactionManager* server_tm = nullptr;  // run inside xatmd: its TM, its log
   bool log_owned_elsewhere = false;  // a running process holds the log
 };
 
@@ -126,17 +130,28 @@ int LoadConfig(Ctx& c) {
 // Opens the TM without recovery. read_only: looking only; if a running
 // process owns the log, refuse unless --force.
 int OpenTm(Ctx& c, bool read_only) {
+  if (c.server_tm) {
+    c.tm = c.server_tm;
+    c.cfg = c.tm->config();
+    return kExitOk;
+  }
   if (int r = LoadConfig(c); r != kExitOk) return r;
+  if (!c.cfg.server.empty()) {
+    return Fail(c, kExitBadInput,
+                c.o.config + " names xatmd ([tm] server = " + c.cfg.server + "): its log belongs to the server; "
+                "use xatm --server " + c.cfg.server + " " + c.o.command);
+  }
   tm::OpenOptions opt;
   opt.read_only = read_only;
   opt.recover = false;
   opt.tolerate_unreachable_rms = true;
-  Status s = tm::TransactionManager::Open(c.cfg, &c.tm, opt);
+  Status s = tm::TransactionManager::Open(c.cfg, &c.owned_tm, opt);
   if (s.IsBusy() && read_only && c.o.force) {
     opt.force = true;
     c.log_owned_elsewhere = true;
-    s = tm::TransactionManager::Open(c.cfg, &c.tm, opt);
+    s = tm::TransactionManager::Open(c.cfg, &c.owned_tm, opt);
   }
+  c.tm = c.owned_tm.get();
   if (s.IsBusy()) {
     return Fail(c, kExitLogBusy,
                 s.message() + (read_only ? "\n  To look anyway (read-only, nothing changes): add --force."
@@ -215,7 +230,8 @@ int Collect(Ctx& c, std::map<std::string, Txn>* txns, std::vector<std::string>* 
   if (!s.ok()) return Fail(c, ExitFor(s), s.message());
   std::map<std::string, Branch> details;
   Inspect(c, &details);
-  const log::LogState st = c.tm->decision_log()->State();
+  log::LogState st;
+  if (Status ss = c.tm->DecisionState(&st); !ss.ok()) return Fail(c, ExitFor(ss), ss.message());
   const uint64_t now_ms = log::NowMs();
   const bool writer_alive = c.log_owned_elsewhere;
   for (const tm::InDoubt& d : list) {
@@ -233,9 +249,8 @@ int Collect(Ctx& c, std::map<std::string, Txn>* txns, std::vector<std::string>* 
       b.note = it->second.note;
     }
     t.branches.push_back(b);
-    tm::GtridParts p;
     // Live only if the process that owns the log is running and made it.
-    t.live = d.ours && writer_alive && tm::ParseGtrid(g, &p) && p.incarnation == c.tm->incarnation();
+    t.live = d.live && (writer_alive || c.server_tm != nullptr);
   }
   for (const auto& [g, commit] : st.open_commits) {
     Txn& t = (*txns)[g];
@@ -449,6 +464,7 @@ int CmdForget(Ctx& c) {
 std::string LogDir(Ctx& c, int* code) {
   *code = kExitOk;
   if (!c.o.log_dir.empty()) return c.o.log_dir;
+  if (c.server_tm) return c.server_tm->config().log_dir;
   if ((*code = LoadConfig(c)) != kExitOk) return "";
   return c.cfg.log_dir;
 }
@@ -673,6 +689,9 @@ commands:
 
 options:
   -c, --config FILE        the TM's configuration (the applications' file)
+  --server ADDRESS         work through a running xatmd (unix:/path or tcp:host:port); the log
+                           and the RM connections are the server's
+  --token-file FILE        the shared secret for a tcp: server (default: [server] token_file of --config)
   --json                   machine-readable output
   --force                  list/show/health while a running process owns the log (read-only);
                            commit/rollback against the log's decision
@@ -695,14 +714,69 @@ examples:
   xatm -c /etc/app/xatm.conf rollback 5a1c...09 --reason "customer cancelled; ticket 4711"
   xatm --log-dir /var/lib/xatm/log log verify
   xatm -c /etc/app/xatm.conf health --json
+  xatm --server unix:/run/xatm/xatmd.sock list
 )";
 
 }  // namespace
 
-int Run(int argc, char** argv, std::ostream& out, std::ostream& err) {
+// The command line again, for xatmd to run: what was parsed, with the
+// operator made explicit (the server's login is not the operator's).
+std::vector<std::string> ForServer(const Options& o, const std::vector<std::string>& words) {
+  std::vector<std::string> a(words);
+  if (o.json) a.push_back("--json");
+  if (o.force) a.push_back("--force");
+  if (o.dry_run) a.push_back("--dry-run");
+  a.insert(a.end(), {"--operator", o.op.empty() ? LoginName() : o.op});
+  if (!o.reason.empty()) a.insert(a.end(), {"--reason", o.reason});
+  if (!o.log_dir.empty()) a.insert(a.end(), {"--log-dir", o.log_dir});
+  a.insert(a.end(), {"--warn-age-s", std::to_string(o.warn_age_s), "--warn-xid-age", std::to_string(o.warn_xid_age)});
+  return a;
+}
+
+int ThroughServer(Ctx& c, const std::vector<std::string>& words) {
+  server::ClientOptions co;
+  Status s = server::ParseAddress(c.o.server, &co.address);
+  if (!s.ok()) return Fail(c, kExitBadInput, "--server: " + s.message());
+  std::string token_file = c.o.token_file;
+  if (token_file.empty() && !c.o.config.empty() && !co.address.unix_socket) {
+    if (int r = LoadConfig(c); r != kExitOk) return r;
+    token_file = c.cfg.srv.token_file;
+  }
+  if (!co.address.unix_socket) {
+    if (token_file.empty()) return Fail(c, kExitBadInput, "a tcp: server needs --token-file FILE (or --config with [server] token_file)");
+    s = server::ReadTokenFile(token_file, &co.token);
+    if (!s.ok()) return Fail(c, kExitBadInput, s.message());
+  }
+  co.admin = true;
+  co.client_name = "xatm " + LoginName();
+  co.reconnect_ms = 0;
+  std::unique_ptr<server::ServerClient> client;
+  s = server::ServerClient::Connect(co, &client);
+  if (!s.ok()) return Fail(c, s.IsInvalidArgument() ? kExitBadInput : kExitFailed, s.message());
+  std::string payload, body;
+  const std::vector<std::string> args = ForServer(c.o, words);
+  PutFixed32(&payload, static_cast<uint32_t>(args.size()));
+  for (const std::string& a : args) PutBytes(&payload, a);
+  s = client->Call(server::Kind::kAdmin, payload, &body);
+  client->Close();
+  if (!s.ok()) return Fail(c, kExitFailed, "xatmd at " + c.o.server + ": " + s.message());
+  Decoder d(body);
+  uint32_t code = 0;
+  std::string o, e;
+  if (!d.GetFixed32(&code) || !d.GetBytes(&o, server::kMaxFrame) || !d.GetBytes(&e, server::kMaxFrame)) {
+    return Fail(c, kExitFailed, "xatmd at " + c.o.server + " sent a malformed reply");
+  }
+  c.out << o;
+  c.err << e;
+  return static_cast<int>(code);
+}
+
+int RunImpl(int argc, char** argv, std::ostream& out, std::ostream& err, tm::TransactionManager* server_tm) {
   Ctx c{Options{}, out, err};
+  c.server_tm = server_tm;
   po::options_description desc;
   desc.add_options()("config,c", po::value(&c.o.config))("json", po::bool_switch(&c.o.json))(
+      "server", po::value(&c.o.server))("token-file", po::value(&c.o.token_file))(
       "force", po::bool_switch(&c.o.force))("dry-run", po::bool_switch(&c.o.dry_run))(
       "operator", po::value(&c.o.op))("reason", po::value(&c.o.reason))("log-dir", po::value(&c.o.log_dir))(
       "warn-age-s", po::value(&c.o.warn_age_s))("warn-xid-age", po::value(&c.o.warn_xid_age))("help,h", "")(
@@ -728,6 +802,11 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err) {
   }
   c.o.command = words[0];
   c.o.args.assign(words.begin() + 1, words.end());
+  if (server_tm && (!c.o.server.empty() || !c.o.config.empty())) {
+    err << "xatm: --server and --config are not taken through the server\n";
+    return kExitBadInput;
+  }
+  if (!c.o.server.empty()) return ThroughServer(c, words);
   try {
     static const std::map<std::string, std::function<int(Ctx&)>> kCommands = {
         {"list", CmdList},
@@ -749,6 +828,19 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err) {
     err << "xatm: internal error: " << e.what() << "\n";
     return kExitFailed;
   }
+}
+
+int Run(int argc, char** argv, std::ostream& out, std::ostream& err) {
+  return RunImpl(argc, argv, out, err, nullptr);
+}
+
+int RunOnServer(const std::vector<std::string>& args, tm::TransactionManager* server_tm, std::ostream& out,
+                std::ostream& err) {
+  std::vector<std::string> a = {"xatm"};
+  a.insert(a.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& s : a) argv.push_back(s.data());
+  return RunImpl(static_cast<int>(argv.size()), argv.data(), out, err, server_tm);
 }
 
 }  // namespace xtm::cli

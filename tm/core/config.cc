@@ -77,6 +77,11 @@ Status SetTmKey(TmConfig* cfg, const std::string& key, const std::string& value)
   } else if (key == "recover_on_open") {
     if (value != "true" && value != "false") return Bad(where, "must be true or false");
     cfg->recover_on_open = value == "true";
+  } else if (key == "server") {
+    if (!value.empty() && value.rfind("unix:/", 0) != 0 && value.rfind("tcp:", 0) != 0) {
+      return Bad(where, "must be unix:/PATH or tcp:HOST:PORT, not \"" + value + "\"");
+    }
+    cfg->server = value;
   } else if (key == "log_segment_kb") {
     if (!ParseInt(value, 16, 1 << 20, &cfg->log_segment_kb)) {
       return Bad(where, "must be kilobytes from 16 to 1048576, not \"" + value + "\"");
@@ -85,7 +90,34 @@ Status SetTmKey(TmConfig* cfg, const std::string& key, const std::string& value)
     return Bad(cfg->source + ": [tm]", "unknown key \"" + key +
                                            "\" (known: log_dir, node_name, timeout_s, commit_retry_s, "
                                            "log_level, log_file, log_segment_kb, recover_on_open, "
-                                           "last_resource_commit)");
+                                           "last_resource_commit, server)");
+  }
+  return Status::OK();
+}
+
+Status SetServerKey(TmConfig* cfg, const std::string& key, const std::string& value) {
+  const std::string where = cfg->source + ": [server] " + key;
+  TmConfig::Server& v = cfg->srv;
+  if (key == "tcp") {
+    v.tcp = value;
+  } else if (key == "token_file") {
+    v.token_file = value;
+  } else if (key == "socket_mode") {
+    if (value != "0600" && value != "0660" && value != "600" && value != "660") {
+      return Bad(where, "must be 0600 or 0660 (the socket is never open to others)");
+    }
+    v.socket_mode = value.back() == '0' && value[value.size() - 2] == '6' ? 0660 : 0600;
+  } else if (key == "client_timeout_s") {
+    if (!ParseInt(value, 1, 3600, &v.client_timeout_s)) return Bad(where, "must be seconds from 1 to 3600, not \"" + value + "\"");
+  } else if (key == "recovery_interval_s") {
+    if (!ParseInt(value, 1, 3600, &v.recovery_interval_s)) return Bad(where, "must be seconds from 1 to 3600, not \"" + value + "\"");
+  } else if (key == "metrics") {
+    if (value != "off" && value.rfind(':') == std::string::npos) return Bad(where, "must be HOST:PORT or off");
+    v.metrics = value;
+  } else {
+    return Bad(cfg->source + ": [server]", "unknown key \"" + key +
+                                               "\" (known: tcp, token_file, socket_mode, client_timeout_s, "
+                                               "recovery_interval_s, metrics)");
   }
   return Status::OK();
 }
@@ -106,8 +138,8 @@ Status AddRm(TmConfig* cfg, RmSpec rm) {
 }
 
 Status ValidateConfig(const TmConfig& cfg) {
-  if (cfg.log_dir.empty()) {
-    return Bad(cfg.source, "[tm] log_dir is required: the directory of the decision log");
+  if (cfg.log_dir.empty() && cfg.server.empty()) {
+    return Bad(cfg.source, "[tm] log_dir is required: the directory of the decision log (or [tm] server)");
   }
   for (const RmSpec& r : cfg.rms) {
     const std::string where = cfg.source + ": [rm." + r.name + "]";
@@ -144,8 +176,8 @@ Status LoadConfig(const std::string& path, TmConfig* out) {
           return Bad(path + ":" + std::to_string(n), "section [" + section + "] appears twice (first at line " +
                                                          std::to_string(it->second) + ")");
         }
-        if (section != "tm" && section.rfind("rm.", 0) != 0) {
-          return Bad(path + ":" + std::to_string(n), "unknown section [" + section + "] (known: [tm], [rm.NAME])");
+        if (section != "tm" && section != "server" && section.rfind("rm.", 0) != 0) {
+          return Bad(path + ":" + std::to_string(n), "unknown section [" + section + "] (known: [tm], [server], [rm.NAME])");
         }
         continue;
       }
@@ -190,6 +222,11 @@ Status LoadConfig(const std::string& path, TmConfig* out) {
     const std::string where = path + ":" + std::to_string(key_line.count(k) ? key_line[k] : 0);
     if (k.rfind("tm.", 0) == 0) {
       Status st = SetTmKey(out, k.substr(3), v);
+      if (!st.ok()) return Status::InvalidArgument(where + ": " + st.message());
+      continue;
+    }
+    if (k.rfind("server.", 0) == 0) {
+      Status st = SetServerKey(out, k.substr(7), v);
       if (!st.ok()) return Status::InvalidArgument(where + ": " + st.message());
       continue;
     }

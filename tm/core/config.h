@@ -12,6 +12,16 @@
 //   recover_on_open = true           false: leave recovery to `xatm recover` (or xatm_recover)
 //   last_resource_commit = false     true: with one SQLite branch among others, commit it last in
 //                                    one phase with the decision inside its own transaction
+//   server = unix:/run/xatm/xatmd.sock   (optional) where xatmd listens; an application with this
+//                                    key uses the server's decision log instead of log_dir
+//
+//   [server]                         (xatmd, and the token for clients of a tcp: server)
+//   tcp = 127.0.0.1:7420             also listen on this TCP address (token required)
+//   token_file = /etc/xatm/token     the shared secret of TCP connections (mode 0600)
+//   socket_mode = 0660               the unix socket's mode (0600 or 0660)
+//   client_timeout_s = 5             a client silent (or disconnected) this long is declared dead
+//   recovery_interval_s = 5          how often the server resolves in-doubt branches by itself
+//   metrics = 127.0.0.1:9464         Prometheus text on GET /metrics (off: none)
 //
 //   [rm.bank]
 //   type = postgresql
@@ -53,6 +63,15 @@ struct TmConfig {
   int log_segment_kb = 4096;
   bool recover_on_open = true;
   bool last_resource_commit = false;
+  std::string server;  // [tm] server: empty for the embedded TM
+  struct Server {
+    std::string tcp;
+    std::string token_file;
+    unsigned socket_mode = 0660;
+    int client_timeout_s = 5;
+    int recovery_interval_s = 5;
+    std::string metrics = "127.0.0.1:9464";
+  } srv;
   std::vector<RmSpec> rms;
 };
 
@@ -60,6 +79,8 @@ struct TmConfig {
 Status LoadConfig(const std::string& path, TmConfig* out);
 // Sets one [tm] key.
 Status SetTmKey(TmConfig* cfg, const std::string& key, const std::string& value);
+// Sets one [server] key.
+Status SetServerKey(TmConfig* cfg, const std::string& key, const std::string& value);
 // Adds an RM; refuses a duplicate or malformed name.
 Status AddRm(TmConfig* cfg, RmSpec rm);
 // Checks what LoadConfig and the setters cannot check one key at a time.

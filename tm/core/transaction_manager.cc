@@ -13,6 +13,8 @@
 #include "common/xid_util.h"
 #include "core/gtrid.h"
 #include "pgsql/pgsql_rm.h"
+#include "server/client.h"
+#include "util/coding.h"
 #include "sqlite/sqlite_rm.h"
 #include "util/crash_point.h"
 #include "xatm/rm_pgsql.h"
@@ -130,6 +132,18 @@ Status TransactionManager::Open(const TmConfig& cfg_in, std::unique_ptr<Transact
   std::string err;
   tm->logger_ = MakeLogger(cfg, &err);
   if (!tm->logger_) return Status::InvalidArgument(err);
+  if (!cfg.server.empty()) {
+    if (options.read_only) return Status::InvalidArgument("[tm] server is set: the admin tool works through xatmd (--server)");
+    s = tm->ConnectServer();
+    if (!s.ok()) return s;
+    s = tm->OpenRms();
+    if (!s.ok()) return s;
+    tm->logger_->info("opened: session of xatmd at {} (node {}, incarnation {}), {} resource manager(s)", cfg.server,
+                      ToHex(tm->node_id_), tm->incarnation_, tm->rms_.size());
+    tm->reaper_ = std::thread([t = tm.get()] { t->ReaperLoop(); });
+    *out = std::move(tm);
+    return Status::OK();
+  }
   s = log::DecisionLog::Open({.dir = cfg.log_dir,
                               .node_name = cfg.node_name,
                               .segment_bytes = static_cast<uint64_t>(cfg.log_segment_kb) << 10,
@@ -155,6 +169,29 @@ Status TransactionManager::Open(const TmConfig& cfg_in, std::unique_ptr<Transact
     if (!s.ok()) return s;
   }
   *out = std::move(tm);
+  return Status::OK();
+}
+
+TransactionManager::TransactionManager(const TmConfig& cfg, const OpenOptions& options)
+    : cfg_(cfg), options_(options) {}
+
+Status TransactionManager::ConnectServer() {
+  server::ClientOptions co;
+  Status s = server::ParseAddress(cfg_.server, &co.address);
+  if (!s.ok()) return Status::InvalidArgument(cfg_.source + ": [tm] server: " + s.message());
+  if (!co.address.unix_socket) {
+    if (cfg_.srv.token_file.empty()) {
+      return Status::InvalidArgument(cfg_.source + ": [server] token_file is required to reach xatmd over TCP");
+    }
+    s = server::ReadTokenFile(cfg_.srv.token_file, &co.token);
+    if (!s.ok()) return Status::InvalidArgument(cfg_.source + ": [server] token_file: " + s.message());
+  }
+  co.client_name = cfg_.node_name;
+  co.reconnect_ms = cfg_.srv.client_timeout_s * 1000;
+  s = server::ServerClient::Connect(co, &remote_);
+  if (!s.ok()) return s.IsInvalidArgument() ? Status::InvalidArgument(s.message()) : Status::IOError(s.message());
+  node_id_ = remote_->session().node_id;
+  incarnation_ = remote_->session().incarnation;
   return Status::OK();
 }
 
@@ -198,6 +235,10 @@ TransactionManager::~TransactionManager() {
   }
   reaper_cv_.notify_all();
   if (reaper_.joinable()) reaper_.join();
+  if (remote_) {
+    remote_->SetCounters(begun_, committed_, rolled_back_);
+    remote_->Close();
+  }
   for (auto& rm : rms_) {
     auto it = tls_rms.open.find(rm->rmid);
     if (it != tls_rms.open.end()) {
@@ -231,6 +272,10 @@ Outcome TransactionManager::Close(std::string* message) {
                  " committed transaction(s) still have branches to finish; recovery at the next open "
                  "finishes them";
     }
+  }
+  if (remote_) {
+    remote_->SetCounters(begun_, committed_, rolled_back_);
+    remote_->Close();
   }
   logger_->info("closed");
   return o;
@@ -275,6 +320,11 @@ int TransactionManager::Reopen(Rm* rm, std::string* message) {
 
 Status TransactionManager::Begin(std::unique_ptr<Transaction>* out) {
   if (options_.read_only) return Status::InvalidArgument("opened read-only: no transactions");
+  if (remote_) {
+    Status s = remote_->Check();
+    if (!s.ok()) return s.IsFenced() ? s : Status::IOError(s.message());
+  }
+  ++begun_;
   const uint64_t seq = ++sequence_;
   out->reset(new Transaction(this, MakeGtrid(node_id_, incarnation_, seq)));
   Register(out->get());
@@ -482,7 +532,11 @@ Outcome Transaction::PhaseTwo(std::string* message) {
     rec.gtrid = gtrid_;
     rec.time_ms = log::NowMs();
     for (Branch* b : writers) rec.branches.push_back({b->rm->spec.name, std::string(rm::Bqual(b->xid))});
-    Status s = tm_->log_->Append(rec);
+    Status s = tm_->Record(rec);
+    if (s.IsFenced()) {
+      *message = s.message();
+      return Outcome::kFenced;
+    }
     if (s.IsUnknownOutcome()) {
       *message = "the decision log failed while recording the commit: " + s.message();
       tm_->logger().error("{} {}", hex, *message);
@@ -498,6 +552,16 @@ Outcome Transaction::PhaseTwo(std::string* message) {
   if (writers.size() >= 2) {
     Outcome o = log_decision();
     if (o == Outcome::kUnknown) return o;  // branches stay prepared: reopening settles it
+    if (o == Outcome::kFenced) {
+      // The server refused the decision: nothing is committed; it rolls the
+      // branches back (and so do we, to free their locks now).
+      const std::string why = *message;
+      std::string rb;
+      RollbackAll(&rb);
+      *message = "rolled back by xatmd: " + why;
+      tm_->logger().error("{} {}", hex, *message);
+      return Outcome::kFenced;
+    }
     if (o == Outcome::kLogError) {
       std::string rb;
       RollbackAll(&rb);
@@ -518,6 +582,7 @@ Outcome Transaction::PhaseTwo(std::string* message) {
       // A single prepared branch that cannot be reached: record the decision
       // now, so that recovery commits it instead of presuming abort.
       Outcome o = log_decision();
+      if (o == Outcome::kFenced) return o;
       if (o != Outcome::kOk) return Outcome::kUnknown;
       logged = true;
     }
@@ -533,8 +598,7 @@ Outcome Transaction::PhaseTwo(std::string* message) {
   }
   if (logged) {
     XATM_CRASH_POINT("tm.commit.before_end");
-    Status s = tm_->log_->Append(log::EndRecord{gtrid_});
-    (void)s;  // a lost END is redone by recovery
+    tm_->RecordEnd(gtrid_);  // a lost END is redone by recovery
     XATM_CRASH_POINT("tm.commit.after_end");
   }
   {
@@ -699,6 +763,22 @@ Outcome Transaction::Prepare(std::string* message) {
 }
 
 Outcome Transaction::Commit(std::string* message) {
+  const Outcome o = CommitImpl(message);
+  switch (o) {
+    case Outcome::kOk:
+    case Outcome::kPending:
+    case Outcome::kHeurMix:
+    case Outcome::kHeurHaz:
+    case Outcome::kHeurRb: ++tm_->committed_; break;
+    case Outcome::kRolledBack:
+    case Outcome::kTimedOut:
+    case Outcome::kFenced: ++tm_->rolled_back_; break;
+    default: break;
+  }
+  return o;
+}
+
+Outcome Transaction::CommitImpl(std::string* message) {
   std::lock_guard<std::mutex> l(mu_);
   if (Outcome o = CheckThread(message); o != Outcome::kOk) return o;
   if (state_ == State::kCommitted || state_ == State::kRolledBack) {
@@ -738,6 +818,7 @@ Outcome Transaction::Rollback(std::string* message) {
   }
   if (Outcome o = CheckThread(message); o != Outcome::kOk) return o;
   RollbackAll(message);
+  ++tm_->rolled_back_;
   tm_->logger().debug("{} rolled back by the application", ToHex(gtrid_));
   return message->empty() ? Outcome::kOk : Outcome::kRmError;
 }
@@ -832,10 +913,7 @@ void TransactionManager::RetryLeftovers() {
   for (const std::string& g : touched) {
     bool left = false;
     for (const Leftover& w : leftovers_) left = left || (w.commit && w.gtrid == g);
-    if (!left && pending_.erase(g)) {
-      Status s = log_->Append(log::EndRecord{g});
-      (void)s;
-    }
+    if (!left && pending_.erase(g)) RecordEnd(g);
   }
 }
 
@@ -845,6 +923,7 @@ void TransactionManager::ReaperLoop() {
   while (!stopping_) {
     reaper_cv_.wait_for(l, std::chrono::milliseconds(200));
     if (stopping_) break;
+    if (remote_) remote_->SetCounters(begun_, committed_, rolled_back_);
     if (!leftovers_.empty() && Clock::now() >= next_retry) {
       l.unlock();
       RetryLeftovers();
@@ -918,21 +997,34 @@ void TransactionManager::LogHeuristic(const std::string& gtrid, const Rm* rm, co
   h.who = who;
   h.why = why;
   h.time_ms = log::NowMs();
-  Status s = log_->Append(h);
+  Status s = Record(h);
   logger_->error("{} heuristic outcome on {}: {} ({}){}", ToHex(gtrid), h.rm, log::HeuristicOutcomeName(h.outcome),
                  why, s.ok() ? "" : "; not recorded: " + s.message());
 }
 
-void TransactionManager::FenceDeadSessions(Rm* rm, RecoveryReport* report) {
+LiveSet TransactionManager::Live() const {
+  if (live_hook_) return live_hook_();
+  LiveSet l;
+  l.max = incarnation_;
+  l.live.insert(incarnation_);
+  return l;
+}
+
+void TransactionManager::FenceDeadSessions(Rm* rm, const LiveSet& live, RecoveryReport* report) {
   PGconn* c = PQconnectdb(rm->plain_info.c_str());
   if (PQstatus(c) != CONNECTION_OK) {
     PQfinish(c);
     return;  // the scan will report the RM unreachable
   }
+  // The sessions of incarnations of this node that are not live (tagged
+  // xatm/<node>/<incarnation> by OpenRms).
   const std::string prefix = "xatm/" + ToHex(node_id_) + "/";
-  const std::string current = SessionTag(node_id_, incarnation_);
-  const std::string where = "application_name LIKE '" + prefix + "%' AND application_name <> '" + current +
-                            "' AND pid <> pg_backend_pid()";
+  std::string live_list;
+  for (uint32_t i : live.live) live_list += (live_list.empty() ? "" : ",") + std::to_string(i);
+  const std::string inc = "split_part(application_name, '/', 3)";
+  std::string where = "application_name LIKE '" + prefix + "%' AND " + inc + " ~ '^[0-9]{1,10}$' AND " + inc +
+                      "::bigint <= " + std::to_string(live.max) + " AND pid <> pg_backend_pid()";
+  if (!live_list.empty()) where += " AND " + inc + "::bigint NOT IN (" + live_list + ")";
   PGresult* r = PQexec(c, ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE " + where).c_str());
   int killed = PQresultStatus(r) == PGRES_TUPLES_OK ? std::atoi(PQgetvalue(r, 0, 0)) : 0;
   PQclear(r);
@@ -987,6 +1079,10 @@ bool ScanRm(TransactionManager* tm, Rm* rm, std::vector<XID>* out, std::string* 
 Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
   *report = RecoveryReport();
   if (options_.read_only && !dry_run) return Status::InvalidArgument("opened read-only: recovery can only be planned");
+  if (remote_) return RemoteRecover(dry_run, report);
+  // Who is live is looked at before the log: a session that dies after the
+  // look is left alone this time, and a dead one can add no decision.
+  const LiveSet live = Live();
   const log::LogState st = log_->State();
   std::set<std::string> skip;
   {
@@ -1001,7 +1097,7 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
   std::map<std::string, std::vector<Found>> ours;
   std::set<const Rm*> reachable;
   for (auto& rm : rms_) {
-    if (rm->spec.type == RmSpec::Type::kPostgres && !dry_run) FenceDeadSessions(rm.get(), report);
+    if (rm->spec.type == RmSpec::Type::kPostgres && !dry_run) FenceDeadSessions(rm.get(), live, report);
     std::vector<XID> xids;
     std::string m;
     if (!ScanRm(this, rm.get(), &xids, &m)) {
@@ -1022,7 +1118,9 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
     bool decided = st.open_commits.count(gtrid) > 0;
     GtridParts p;
     ParseGtrid(gtrid, &p);
-    if (!decided && p.incarnation >= incarnation_) continue;  // a live transaction of ours
+    // Another live session's transaction: its own TM finishes it.
+    if (p.incarnation != incarnation_ && live.Live(p.incarnation)) continue;
+    if (!decided && live.Live(p.incarnation)) continue;  // a live transaction of ours
     bool by_last_resource = false;
     if (!decided) {
       // A last-resource commit leaves its decision in SQLite, not in the log.
@@ -1059,6 +1157,8 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
   // END for decided transactions with nothing left in any RM.
   for (const auto& [gtrid, commit] : st.open_commits) {
     if (skip.count(gtrid)) continue;
+    GtridParts p;
+    if (ParseGtrid(gtrid, &p) && p.incarnation != incarnation_ && live.Live(p.incarnation)) continue;
     bool done = true;
     for (const log::BranchRef& b : commit.branches) {
       Rm* rm = FindRm(b.rm);
@@ -1074,7 +1174,8 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
     if (!done) continue;
     report->actions.push_back("end " + ToHex(gtrid) + " (every branch finished)");
     if (dry_run) continue;
-    if (log_->Append(log::EndRecord{gtrid}).ok()) ++report->ended;
+    RecordEnd(gtrid);
+    ++report->ended;
     std::lock_guard<std::mutex> l(mu_);
     pending_.erase(gtrid);
   }
@@ -1087,7 +1188,9 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
 
 Status TransactionManager::ListInDoubt(std::vector<InDoubt>* out, std::vector<std::string>* unreachable) {
   out->clear();
-  const log::LogState st = log_->State();
+  const LiveSet live = Live();
+  log::LogState st;
+  if (Status s = DecisionState(&st); !s.ok()) return s;
   const uint64_t now_ms = log::NowMs();
   std::set<std::string> seen_decided;
   for (auto& rm : rms_) {
@@ -1104,7 +1207,7 @@ Status TransactionManager::ListInDoubt(std::vector<InDoubt>* out, std::vector<st
       GtridParts p;
       const std::string gtrid(rm::Gtrid(x));
       d.ours = x.formatID == kFormatId && ParseGtrid(gtrid, &p) && p.node_id == node_id_;
-      d.live = d.ours && p.incarnation == incarnation_;
+      d.live = d.ours && live.Live(p.incarnation);
       auto c = st.open_commits.find(gtrid);
       if (c != st.open_commits.end()) {
         d.decision = InDoubt::Decision::kCommit;
@@ -1130,7 +1233,11 @@ Status TransactionManager::Resolve(const std::string& gtrid, bool commit, const 
     *outcome = Outcome::kInvalid;
     return Status::InvalidArgument("opened read-only");
   }
-  const log::LogState st = log_->State();
+  log::LogState st;
+  if (Status s = DecisionState(&st); !s.ok()) {
+    *outcome = Outcome::kLogError;
+    return s;
+  }
   const bool decided = st.open_commits.count(gtrid) > 0;
   if (decided && !commit && !force) {
     *outcome = Outcome::kInvalid;
@@ -1172,7 +1279,7 @@ Status TransactionManager::Resolve(const std::string& gtrid, bool commit, const 
   h.who = who.empty() ? "unknown" : who;
   h.why = why;
   h.time_ms = log::NowMs();
-  Status s = log_->Append(h);
+  Status s = Record(h);
   if (!s.ok()) {
     *outcome = Outcome::kLogError;
     return s;
@@ -1189,16 +1296,14 @@ Status TransactionManager::Resolve(const std::string& gtrid, bool commit, const 
     *outcome = Outcome::kRmError;
     return Status::IOError("not every branch could be finished: " + failed);
   }
-  if (decided) {
-    Status e = log_->Append(log::EndRecord{gtrid});
-    (void)e;
-  }
+  if (decided) RecordEnd(gtrid);
   return Status::OK();
 }
 
 Status TransactionManager::Forget(const std::string& gtrid) {
   if (options_.read_only) return Status::InvalidArgument("opened read-only");
-  const log::LogState st = log_->State();
+  log::LogState st;
+  if (Status s = DecisionState(&st); !s.ok()) return s;
   bool any = false;
   for (const auto& [key, h] : st.heuristics) any = any || std::get<0>(key) == gtrid;
   if (!any) return Status::NotFound("no heuristic outcome is recorded for " + ToHex(gtrid));
@@ -1210,9 +1315,83 @@ Status TransactionManager::Forget(const std::string& gtrid) {
       if (rm::Gtrid(x) == gtrid) rm->sw->xa_forget_entry(&x, rm->rmid, TMNOFLAGS);
     }
   }
-  Status s = log_->Append(log::ForgetRecord{gtrid, "", ""});
+  Status s = Record(log::ForgetRecord{gtrid, "", ""});
   if (s.ok()) logger_->info("{} heuristic outcome forgotten", ToHex(gtrid));
   return s;
+}
+
+// ---------------------------------------------------------------------------
+// Decisions: the local log, or xatmd's
+
+Status TransactionManager::Record(const log::CommitRecord& r) {
+  if (remote_) return remote_->Call(server::Kind::kCommit, log::Encode(r), nullptr);
+  return log_->Append(r);
+}
+
+Status TransactionManager::Record(const log::HeuristicRecord& r) {
+  if (remote_) return remote_->Call(server::Kind::kHeuristic, log::Encode(r), nullptr);
+  return log_->Append(r);
+}
+
+Status TransactionManager::Record(const log::ForgetRecord& r) {
+  if (remote_) return remote_->Call(server::Kind::kForget, log::Encode(r), nullptr);
+  return log_->Append(r);
+}
+
+void TransactionManager::RecordEnd(const std::string& gtrid) {
+  if (remote_) {
+    remote_->Send(server::Kind::kEnd, log::Encode(log::EndRecord{gtrid}));
+    return;
+  }
+  Status s = log_->Append(log::EndRecord{gtrid});
+  (void)s;  // not forced: a lost END is redone by recovery
+}
+
+Status TransactionManager::DecisionState(log::LogState* out) {
+  if (!remote_) {
+    *out = log_->State();
+    return Status::OK();
+  }
+  std::string body;
+  Status s = remote_->Call(server::Kind::kState, "", &body);
+  if (!s.ok()) return s;
+  Decoder d(body);
+  uint32_t n = 0;
+  log::LiveState state;
+  if (!d.GetFixed32(&n)) return Status::Corruption("xatmd sent a malformed STATE reply");
+  for (uint32_t i = 0; i < n; ++i) {
+    uint8_t type = 0;
+    std::string payload;
+    if (!d.GetFixed8(&type) || !d.GetBytes(&payload, server::kMaxFrame)) {
+      return Status::Corruption("xatmd sent a malformed STATE reply");
+    }
+    s = state.Apply(static_cast<log::RecordType>(type), payload, /*validate=*/true);
+    if (!s.ok()) return s;
+  }
+  *out = state.Decoded();
+  return Status::OK();
+}
+
+Status TransactionManager::RemoteRecover(bool dry_run, RecoveryReport* report) {
+  std::string p, body;
+  PutFixed32(&p, dry_run ? 1 : 0);
+  Status s = remote_->Call(server::Kind::kRecover, p, &body);
+  if (!s.ok()) return s;
+  Decoder d(body);
+  uint32_t v[5] = {0, 0, 0, 0, 0};
+  for (uint32_t& x : v) {
+    if (!d.GetFixed32(&x)) return Status::Corruption("xatmd sent a malformed RECOVER reply");
+  }
+  report->committed = static_cast<int>(v[0]);
+  report->rolled_back = static_cast<int>(v[1]);
+  report->ended = static_cast<int>(v[2]);
+  report->left = static_cast<int>(v[3]);
+  for (uint32_t i = 0; i < v[4]; ++i) {
+    std::string line;
+    if (!d.GetBytes(&line, server::kMaxFrame)) return Status::Corruption("xatmd sent a malformed RECOVER reply");
+    report->actions.push_back(line);
+  }
+  return Status::OK();
 }
 
 }  // namespace xtm::tm

@@ -75,6 +75,9 @@
 namespace spdlog {
 class logger;
 }
+namespace xtm::server {
+class ServerClient;
+}
 
 namespace xtm::tm {
 
@@ -94,6 +97,7 @@ enum class Outcome {
   kRmError,      // an RM failed or is unreachable
   kNotFound,
   kLogError,
+  kFenced,       // xatmd declared this session dead: it rolled the transaction back
 };
 
 // One resource manager as the TM uses it.
@@ -124,6 +128,22 @@ struct RecoveryReport {
   std::vector<std::string> unreachable;  // RMs whose scan failed
 };
 
+// The incarnations of this node whose transactions are in flight: recovery
+// leaves their branches (and their PostgreSQL sessions) alone. The embedded TM
+// has one, its own; xatmd has one per connected client session.
+struct LiveSet {
+  uint32_t max = 0;         // incarnations above this were allocated after the look: live
+  std::set<uint32_t> live;  // at most max
+  bool Live(uint32_t incarnation) const { return incarnation > max || live.count(incarnation) > 0; }
+};
+
+// What a TM has done since it opened, for xatmd's metrics.
+struct Counters {
+  uint64_t begun = 0;
+  uint64_t committed = 0;
+  uint64_t rolled_back = 0;
+};
+
 struct OpenOptions {
   // Look, never change: the log is opened read-only (no new incarnation, no
   // recovery), and everything that would write is refused.
@@ -140,7 +160,9 @@ struct OpenOptions {
 class TransactionManager {
  public:
   // Opens every RM (on the calling thread), the decision log, and runs
-  // recovery. *out is set on success only.
+  // recovery. *out is set on success only. With [tm] server, the decisions go
+  // to xatmd instead of a local log: the TM gets a session (its node id and
+  // incarnation) from the server and leaves recovery to it.
   static Status Open(const TmConfig& cfg, std::unique_ptr<TransactionManager>* out,
                      const OpenOptions& options = {});
   ~TransactionManager();
@@ -162,6 +184,13 @@ class TransactionManager {
   // kPending if some branch is left to recovery.
   Outcome Close(std::string* message);
 
+  // xatmd: which incarnations are in flight (default: this TM's own).
+  void SetLiveSet(std::function<LiveSet()> f) { live_hook_ = std::move(f); }
+  // The live decisions: of the local log, or of xatmd's.
+  Status DecisionState(log::LogState* out);
+  bool uses_server() const { return remote_ != nullptr; }
+  Counters counters() const { return {begun_.load(), committed_.load(), rolled_back_.load()}; }
+
   const TmConfig& config() const { return cfg_; }
   const std::string& node_id() const { return node_id_; }
   uint32_t incarnation() const { return incarnation_; }
@@ -179,10 +208,18 @@ class TransactionManager {
 
  private:
   friend class Transaction;
-  TransactionManager(const TmConfig& cfg, const OpenOptions& options) : cfg_(cfg), options_(options) {}
+  TransactionManager(const TmConfig& cfg, const OpenOptions& options);
 
   Status OpenRms();
-  void FenceDeadSessions(Rm* rm, RecoveryReport* report);
+  Status ConnectServer();
+  LiveSet Live() const;
+  void FenceDeadSessions(Rm* rm, const LiveSet& live, RecoveryReport* report);
+  // The decision records, to the local log or to xatmd.
+  Status Record(const log::CommitRecord& r);
+  Status Record(const log::HeuristicRecord& r);
+  Status Record(const log::ForgetRecord& r);
+  void RecordEnd(const std::string& gtrid);
+  Status RemoteRecover(bool dry_run, RecoveryReport* report);
   // Commits one branch of a decided transaction, retrying until deadline.
   // XA_OK when done (committed, or gone after an attempt), else the last code.
   int FinishBranch(Rm* rm, const XID& xid, bool commit, std::chrono::steady_clock::time_point deadline,
@@ -213,7 +250,10 @@ class TransactionManager {
   const TmConfig cfg_;
   const OpenOptions options_;
   std::shared_ptr<spdlog::logger> logger_;
-  std::unique_ptr<log::DecisionLog> log_;
+  std::unique_ptr<log::DecisionLog> log_;            // the embedded TM's (and xatmd's)
+  std::unique_ptr<server::ServerClient> remote_;    // with [tm] server
+  std::function<LiveSet()> live_hook_;
+  std::atomic<uint64_t> begun_{0}, committed_{0}, rolled_back_{0};
   std::string node_id_;
   uint32_t incarnation_ = 0;
   std::atomic<uint64_t> sequence_{0};
@@ -262,6 +302,7 @@ class Transaction {
     void* native = nullptr;
   };
 
+  Outcome CommitImpl(std::string* message);
   Outcome PhaseOne(bool explicit_prepare, std::string* message);
   Outcome CommitWithLastResource(Branch* last, std::string* message);
   // xa_commit of each prepared branch in writers, retried until

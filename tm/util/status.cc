@@ -22,6 +22,7 @@ std::string Status::ToString() const {
     case Code::kBusy: name = "Busy"; break;
     case Code::kNotSupported: name = "Not supported"; break;
     case Code::kUnknownOutcome: name = "Unknown outcome"; break;
+    case Code::kFenced: name = "Fenced"; break;
   }
   return std::string(name) + ": " + msg_;
 }

@@ -20,6 +20,7 @@ class [[nodiscard]] Status {
     kBusy,             // owned by someone else (a lock held by another process)
     kNotSupported,     // e.g. a log written by a newer format version
     kUnknownOutcome,   // an operation may or may not have taken effect
+    kFenced,           // refused: xatmd declared this session dead and resolved its transactions
   };
 
   Status() = default;
@@ -35,6 +36,7 @@ class [[nodiscard]] Status {
   static Status UnknownOutcome(std::string msg) {
     return Status(Code::kUnknownOutcome, std::move(msg));
   }
+  static Status Fenced(std::string msg) { return Status(Code::kFenced, std::move(msg)); }
   // An IOError whose message ends with strerror(err).
   static Status FromErrno(std::string_view what, int err);
 
@@ -47,6 +49,7 @@ class [[nodiscard]] Status {
   bool IsBusy() const { return code_ == Code::kBusy; }
   bool IsNotSupported() const { return code_ == Code::kNotSupported; }
   bool IsUnknownOutcome() const { return code_ == Code::kUnknownOutcome; }
+  bool IsFenced() const { return code_ == Code::kFenced; }
 
   const std::string& message() const { return msg_; }
   // "Corruption: <message>", or "OK".

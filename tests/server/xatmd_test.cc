@@ -1,0 +1,496 @@
+// xatmd as a real server process, with real client processes doing transfers
+// across PostgreSQL and SQLite through it: takeover of killed clients,
+// a killed server, fencing, authentication, malformed frames, admin and
+// metrics through the server.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <regex>
+#include <thread>
+
+#include "server/protocol.h"
+#include "support/temp_dir.h"
+#include "tm/bank.h"
+#include "util/coding.h"
+#include "xatm/xatm.h"
+
+namespace xtm::test {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// One xatmd child process, its stderr in a file.
+class Xatmd {
+ public:
+  Xatmd(std::string config, std::string log) : config_(std::move(config)), log_(std::move(log)) {}
+  ~Xatmd() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  // Starts it and waits until it serves. crash_at: XATM_CRASH_AT for it.
+  void Start(const std::string& crash_at = "") {
+    const size_t before = Log().size();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      if (!crash_at.empty()) ::setenv("XATM_CRASH_AT", crash_at.c_str(), 1);
+      FILE* f = std::fopen(log_.c_str(), "a");
+      ::dup2(fileno(f), 2);
+      ::execl(XATM_XATMD, "xatmd", "--config", config_.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    const auto deadline = Clock::now() + std::chrono::seconds(30);
+    while (Clock::now() < deadline) {
+      if (Log().find("serving:", before) != std::string::npos) return;
+      int st;
+      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = -1;
+        FAIL() << "xatmd exited at start:\n" << Log();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    FAIL() << "xatmd did not start:\n" << Log();
+  }
+  // Sends sig and waits for the process; its exit status.
+  int Stop(int sig) {
+    ::kill(pid_, sig);
+    int st = 0;
+    ::waitpid(pid_, &st, 0);
+    pid_ = -1;
+    return st;
+  }
+  // Waits for it to end by itself (a crash point); its exit status.
+  int Wait() {
+    int st = 0;
+    ::waitpid(pid_, &st, 0);
+    pid_ = -1;
+    return st;
+  }
+  bool Alive() {
+    int st;
+    return pid_ > 0 && ::waitpid(pid_, &st, WNOHANG) == 0;
+  }
+  std::string Log() const {
+    std::ifstream in(log_);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  }
+  int MetricsPort() const {
+    std::smatch m;
+    const std::string l = Log();
+    static const std::regex re("metrics on http://127\\.0\\.0\\.1:([0-9]+)/metrics");
+    std::string::const_iterator from = l.begin();
+    int port = 0;
+    while (std::regex_search(from, l.end(), m, re)) {  // the latest start
+      port = std::stoi(m[1]);
+      from = m[0].second;
+    }
+    return port;
+  }
+
+ private:
+  std::string config_, log_;
+  pid_t pid_ = -1;
+};
+
+std::string HttpGet(int port, const std::string& path) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(port));
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) {
+    const std::string req = "GET " + path + " HTTP/1.0\r\n\r\n";
+    (void)!::write(fd, req.data(), req.size());
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+// The value of an unlabelled metric, or -1.
+double Metric(const std::string& text, const std::string& name) {
+  std::regex re("\n" + name + " ([0-9.e+-]+)\n");
+  std::smatch m;
+  return std::regex_search(text, m, re) ? std::stod(m[1]) : -1;
+}
+
+struct Result {
+  int code = -1;
+  std::string out;
+};
+
+Result Shell(const std::string& cmd) {
+  Result r;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) r.out.append(buf, n);
+  int st = ::pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+bool WaitFor(const std::function<bool()>& cond, int seconds) {
+  const auto deadline = Clock::now() + std::chrono::seconds(seconds);
+  while (Clock::now() < deadline) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return cond();
+}
+
+// Exit codes of the client children.
+constexpr int kChildOk = 0;
+constexpr int kChildOpenFailed = 10;
+constexpr int kChildBadOutcome = 11;
+
+class XatmdTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    bank_ = std::make_unique<Bank>(db_.conninfo(), dir_.path());
+    socket_ = dir_ / "xatmd.sock";
+    config_ = WriteConfig("");
+    server_ = std::make_unique<Xatmd>(config_, dir_ / "xatmd.log");
+  }
+  // The bank's configuration, served by xatmd on a unix socket; extra lines
+  // go into [server].
+  std::string WriteConfig(const std::string& extra, const std::string& name = "xatm-server.conf") {
+    std::string text = ReadFileOrDie(bank_->WriteConfigFile());
+    text.replace(text.find("[tm]\n") + 5, 0, "server = unix:" + socket_ + "\n");
+    // The server says where it listens at level info.
+    text.replace(text.find("log_level = warn"), 16, "log_level = info");
+    text += "\n[server]\nclient_timeout_s = 2\nrecovery_interval_s = 1\nmetrics = 127.0.0.1:0\n" + extra;
+    const std::string path = dir_ / name;
+    WriteFileOrDie(path, text);
+    return path;
+  }
+  void ExpectConsistent() {
+    EXPECT_EQ(2L * kAccounts * kOpening, bank_->PgSum() + bank_->SqliteSum());
+    EXPECT_EQ(bank_->PgTransfers(), bank_->SqliteTransfers());
+  }
+  // A child process: n transfers through xatm_open(config), ids from first.
+  pid_t Transfers(const std::string& config, long first, int n) {
+    pid_t pid = ::fork();
+    if (pid != 0) return pid;
+    xatm* tm = nullptr;
+    if (xatm_open(config.c_str(), &tm) != XATM_OK) {
+      std::fprintf(stderr, "xatm_open: %s\n", xatm_errmsg(tm));
+      ::_exit(kChildOpenFailed);
+    }
+    std::mt19937 rng(static_cast<unsigned>(first));
+    for (int i = 0; i < n; ++i) {
+      xatm_tx* tx = nullptr;
+      if (xatm_start(tm, &tx) != XATM_OK) ::_exit(kChildBadOutcome);
+      const bool ok = TransferStatements(xatm_pgconn(tx, "bank"), xatm_sqlite(tx, "ledger"), first + i,
+                                         static_cast<int>(rng() % kAccounts) + 1,
+                                         static_cast<int>(rng() % kAccounts) + 1, 1);
+      const int rc = ok ? xatm_commit(tx) : xatm_rollback(tx);
+      if (rc != XATM_OK && rc != XATM_EROLLEDBACK) {
+        std::fprintf(stderr, "transfer %ld: %d %s\n", first + i, rc, xatm_errmsg(tm));
+        ::_exit(kChildBadOutcome);
+      }
+      xatm_tx_free(tx);
+    }
+    ::_exit(xatm_close(tm) == XATM_OK ? kChildOk : kChildBadOutcome);
+  }
+  int WaitChild(pid_t pid) {
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
+
+  ScratchDb db_;
+  TempDir dir_;
+  std::unique_ptr<Bank> bank_;
+  std::string socket_, config_;
+  std::unique_ptr<Xatmd> server_;
+};
+
+TEST_F(XatmdTest, ManyClientProcessesTransferThroughOneServer) {
+  server_->Start();
+  constexpr int kProcs = 4, kEach = 40;
+  std::vector<pid_t> kids;
+  for (int p = 0; p < kProcs; ++p) kids.push_back(Transfers(config_, 1000L * (p + 1), kEach));
+  for (pid_t k : kids) EXPECT_EQ(kChildOk, WaitChild(k)) << server_->Log();
+  ExpectConsistent();
+  const size_t committed = bank_->PgTransfers().size();
+  EXPECT_GE(committed, static_cast<size_t>(kProcs * kEach / 2));
+  EXPECT_EQ(0, bank_->PgPrepared());
+  EXPECT_EQ(0, bank_->SqlitePrepared());
+  // Every transaction wrote to both databases: one decision each, in the
+  // server's log, and the clients' counts arrived with their BYE.
+  const std::string m = HttpGet(server_->MetricsPort(), "/metrics");
+  EXPECT_EQ(static_cast<double>(committed), Metric(m, "xatm_decisions_total")) << m;
+  EXPECT_EQ(static_cast<double>(kProcs * kEach), Metric(m, "xatm_transactions_begun_total")) << m;
+  EXPECT_EQ(static_cast<double>(committed), Metric(m, "xatm_transactions_committed_total")) << m;
+  EXPECT_EQ(0, Metric(m, "xatm_clients_connected"));
+  EXPECT_NE(std::string::npos, m.find("xatm_decision_latency_seconds_bucket{le=\"+Inf\"} " + std::to_string(committed)));
+  EXPECT_NE(std::string::npos, m.find("xatm_indoubt_branches{rm=\"bank\"} 0"));
+  const Result dump = Shell(std::string(XATM_CLI) + " --server unix:" + socket_ + " log dump");
+  EXPECT_EQ(0, dump.code) << dump.out;
+  EXPECT_EQ(0, server_->Stop(SIGTERM)) << server_->Log();
+  EXPECT_NE(std::string::npos, server_->Log().find("stopped"));
+}
+
+TEST_F(XatmdTest, KilledClientIsResolvedByTheServerWithoutAnyoneCallingRecovery) {
+  server_->Start();
+  // Two children die holding prepared branches: one before the decision
+  // (rolled back), one after it (committed).
+  struct Case {
+    const char* crash_at;
+    long id;
+    bool commits;
+  } cases[] = {{"tm.prepare.after_all", 1, false}, {"tm.commit.after_decision", 2, true}};
+  for (const Case& c : cases) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::setenv("XATM_CRASH_AT", c.crash_at, 1);
+      xatm* tm = nullptr;
+      if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(kChildOpenFailed);
+      xatm_tx* tx = nullptr;
+      xatm_start(tm, &tx);
+      TransferStatements(xatm_pgconn(tx, "bank"), xatm_sqlite(tx, "ledger"), c.id, 1, 2, 10);
+      xatm_commit(tx);
+      ::_exit(kChildBadOutcome);
+    }
+    ASSERT_EQ(128 + SIGKILL, WaitChild(pid)) << c.crash_at;
+    const auto t0 = Clock::now();
+    ASSERT_TRUE(WaitFor([&] { return bank_->PgPrepared() == 0 && bank_->SqlitePrepared() == 0; }, 10))
+        << c.crash_at << "\n" << server_->Log();
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    std::printf("%s: resolved by the server %.1f s after the client died\n", c.crash_at, s);
+    EXPECT_EQ(c.commits, bank_->PgTransfers().count(c.id) == 1) << c.crash_at;
+    ExpectConsistent();
+  }
+  EXPECT_NE(std::string::npos, server_->Log().find("declared dead"));
+  const std::string m = HttpGet(server_->MetricsPort(), "/metrics");
+  EXPECT_EQ(2, Metric(m, "xatm_takeovers_total")) << m;
+}
+
+TEST_F(XatmdTest, KilledServerGivesAClearErrorAndRestartFinishesTheDecision) {
+  // The server dies right after the decision is durable, before it answers.
+  server_->Start("server.commit.after_decision");
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    xatm* tm = nullptr;
+    if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(kChildOpenFailed);
+    xatm_tx* tx = nullptr;
+    xatm_start(tm, &tx);
+    TransferStatements(xatm_pgconn(tx, "bank"), xatm_sqlite(tx, "ledger"), 7, 1, 2, 10);
+    const int rc = xatm_commit(tx);
+    const std::string msg = xatm_errmsg(tm);
+    std::fprintf(stderr, "commit: %d %s\n", rc, msg.c_str());
+    // The application learns that the outcome is not known now, and why.
+    if (rc != XATM_EUNKNOWN || msg.find("xatmd") == std::string::npos) ::_exit(kChildBadOutcome);
+    // A new transaction on the lost session is refused with a clear error.
+    xatm_tx* tx2 = nullptr;
+    if (xatm_start(tm, &tx2) == XATM_OK) ::_exit(kChildBadOutcome);
+    xatm_tx_free(tx);
+    xatm_close(tm);
+    ::_exit(kChildOk);
+  }
+  const int st = server_->Wait();
+  EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+  EXPECT_EQ(kChildOk, WaitChild(pid));
+  // Still prepared: nobody may decide but the log.
+  EXPECT_EQ(1, bank_->PgPrepared());
+  server_->Start();
+  ASSERT_TRUE(WaitFor([&] { return bank_->PgPrepared() == 0 && bank_->SqlitePrepared() == 0; }, 10)) << server_->Log();
+  EXPECT_EQ(1u, bank_->PgTransfers().count(7));
+  EXPECT_EQ(1u, bank_->SqliteTransfers().count(7));
+  ExpectConsistent();
+}
+
+TEST_F(XatmdTest, LateCommitFromAFencedClientIsRefusedAndNothingIsHalfCommitted) {
+  server_->Start();
+  int ready[2], go[2];
+  ASSERT_EQ(0, ::pipe(ready));
+  ASSERT_EQ(0, ::pipe(go));
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    xatm* tm = nullptr;
+    if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(kChildOpenFailed);
+    xatm_tx* tx = nullptr;
+    xatm_start(tm, &tx);
+    TransferStatements(xatm_pgconn(tx, "bank"), xatm_sqlite(tx, "ledger"), 9, 1, 2, 10);
+    if (xatm_prepare(tx) != XATM_OK) ::_exit(kChildBadOutcome);
+    char c = 'p';
+    if (::write(ready[1], &c, 1) != 1 || ::read(go[0], &c, 1) != 1) ::_exit(kChildBadOutcome);
+    const int rc = xatm_commit(tx);
+    std::fprintf(stderr, "late commit: %d %s\n", rc, xatm_errmsg(tm));
+    ::_exit(rc == XATM_EFENCED ? kChildOk : kChildBadOutcome);
+  }
+  char c;
+  ASSERT_EQ(1, ::read(ready[0], &c, 1));
+  EXPECT_EQ(1, bank_->PgPrepared());
+  // Frozen: no heartbeats. The server declares it dead and rolls back its
+  // prepared PostgreSQL branch (the SQLite one waits for the frozen
+  // process's lock).
+  ::kill(pid, SIGSTOP);
+  ASSERT_TRUE(WaitFor([&] { return bank_->PgPrepared() == 0; }, 15)) << server_->Log();
+  ::kill(pid, SIGCONT);
+  ASSERT_EQ(1, ::write(go[1], "g", 1));
+  EXPECT_EQ(kChildOk, WaitChild(pid)) << server_->Log();
+  ASSERT_TRUE(WaitFor([&] { return bank_->SqlitePrepared() == 0; }, 15)) << server_->Log();
+  EXPECT_EQ(0u, bank_->PgTransfers().count(9));
+  EXPECT_EQ(0u, bank_->SqliteTransfers().count(9));
+  ExpectConsistent();
+  const std::string m = HttpGet(server_->MetricsPort(), "/metrics");
+  EXPECT_GE(Metric(m, "xatm_fenced_requests_total"), 1) << m;
+  for (int fd : {ready[0], ready[1], go[0], go[1]}) ::close(fd);
+}
+
+TEST_F(XatmdTest, TcpNeedsTheTokenAndTheSocketIsNotOpenToOthers) {
+  const std::string token = dir_ / "token";
+  WriteFileOrDie(token, "s3cret-s3cret-s3cret-0123456789\n");
+  // A token others can read is refused before anything starts.
+  ::chmod(token.c_str(), 0644);
+  const std::string cfg = WriteConfig("tcp = 127.0.0.1:0\ntoken_file = " + token + "\n");
+  const Result check = Shell(std::string(XATM_XATMD) + " --config " + cfg + " --check-config");
+  EXPECT_EQ(2, check.code) << check.out;
+  EXPECT_NE(std::string::npos, check.out.find("chmod 600")) << check.out;
+  ::chmod(token.c_str(), 0600);
+  server_ = std::make_unique<Xatmd>(cfg, dir_ / "xatmd.log");
+  server_->Start();
+  struct stat st;
+  ASSERT_EQ(0, ::stat(socket_.c_str(), &st));
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(0u, st.st_mode & 0007) << std::oct << st.st_mode;
+  EXPECT_EQ(0660u, st.st_mode & 0777) << std::oct << st.st_mode;
+
+  std::smatch m;
+  const std::string log = server_->Log();
+  ASSERT_TRUE(std::regex_search(log, m, std::regex("listening on tcp:127\\.0\\.0\\.1:([0-9]+)")));
+  const std::string port = m[1];
+  auto client_config = [&](const std::string& token_file, const std::string& name) {
+    std::string text = ReadFileOrDie(bank_->WriteConfigFile());
+    text.replace(text.find("[tm]\n") + 5, 0, "server = tcp:127.0.0.1:" + port + "\n");
+    text += "\n[server]\ntoken_file = " + token_file + "\n";
+    WriteFileOrDie(dir_ / name, text);
+    return dir_ / name;
+  };
+  const std::string wrong = dir_ / "wrong-token";
+  WriteFileOrDie(wrong, "not-the-token-at-all-000000\n");
+  ::chmod(wrong.c_str(), 0600);
+  xatm* tm = nullptr;
+  EXPECT_NE(XATM_OK, xatm_open(client_config(wrong, "wrong.conf").c_str(), &tm));
+  EXPECT_NE(std::string::npos, std::string(xatm_errmsg(tm)).find("wrong token")) << xatm_errmsg(tm);
+  xatm_close(tm);
+  EXPECT_TRUE(WaitFor([&] { return server_->Log().find("refused a tcp connection: wrong token") != std::string::npos; }, 5));
+  // The right token: a transfer over TCP.
+  const std::string right = client_config(token, "right.conf");
+  EXPECT_EQ(kChildOk, WaitChild(Transfers(right, 500, 5))) << server_->Log();
+  EXPECT_EQ(5u, bank_->PgTransfers().size());
+  ExpectConsistent();
+}
+
+TEST_F(XatmdTest, RandomAndTruncatedFramesNeverCrashTheServer) {
+  server_->Start();
+  server::Address a;
+  ASSERT_TRUE(server::ParseAddress("unix:" + socket_, &a).ok());
+  std::mt19937_64 rng(42);
+  auto hello = [&](uint32_t version) {
+    std::string p;
+    PutFixed32(&p, version);
+    PutFixed32(&p, 0);
+    PutBytes(&p, "");
+    PutBytes(&p, "fuzz");
+    PutFixed32(&p, 1);
+    PutFixed32(&p, 0);
+    PutFixed64(&p, 0);
+    return server::EncodeFrame(static_cast<uint8_t>(server::Kind::kHello), 1, p);
+  };
+  for (int i = 0; i < 400; ++i) {
+    int fd = -1;
+    ASSERT_TRUE(server::Connect(a, &fd).ok()) << i << "\n" << server_->Log();
+    std::string bytes;
+    const int shape = i % 5;
+    if (shape == 0) {  // random bytes
+      bytes.resize(rng() % 200);
+      for (char& ch : bytes) ch = static_cast<char>(rng());
+    } else if (shape == 1) {  // a valid HELLO cut short
+      bytes = hello(server::kProtocolVersion);
+      bytes.resize(rng() % bytes.size());
+    } else if (shape == 2) {  // a huge length
+      PutFixed32(&bytes, 0xfffffff0u);
+      bytes += "xxxxxxxx";
+    } else if (shape == 3) {  // HELLO, then frames of random kinds and payloads
+      bytes = hello(server::kProtocolVersion);
+      for (int k = 0; k < 5; ++k) {
+        std::string payload(rng() % 64, '\0');
+        for (char& ch : payload) ch = static_cast<char>(rng());
+        bytes += server::EncodeFrame(static_cast<uint8_t>(rng() % 12), rng(), payload);
+      }
+      bytes.resize(bytes.size() - rng() % 8);
+    } else {  // a version nobody speaks
+      bytes = hello(99);
+    }
+    (void)server::WriteAll(fd, bytes);
+    ::shutdown(fd, SHUT_WR);
+    char buf[256];
+    while (::read(fd, buf, sizeof buf) > 0) {
+    }
+    ::close(fd);
+    ASSERT_TRUE(server_->Alive()) << "after frame " << i << "\n" << server_->Log();
+  }
+  // Still serving real clients.
+  EXPECT_EQ(kChildOk, WaitChild(Transfers(config_, 700, 5))) << server_->Log();
+  EXPECT_EQ(5u, bank_->PgTransfers().size());
+  ExpectConsistent();
+}
+
+TEST_F(XatmdTest, AdminToolWorksThroughTheServer) {
+  server_->Start();
+  const std::string cli = std::string(XATM_CLI) + " --server unix:" + socket_ + " ";
+  // A branch left in doubt by a client that dies after the decision, with
+  // takeover far away so that it stays for the admin to see.
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setenv("XATM_CRASH_AT", "tm.commit.after_decision", 1);
+    xatm* tm = nullptr;
+    if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(kChildOpenFailed);
+    xatm_tx* tx = nullptr;
+    xatm_start(tm, &tx);
+    TransferStatements(xatm_pgconn(tx, "bank"), xatm_sqlite(tx, "ledger"), 3, 1, 2, 10);
+    xatm_commit(tx);
+    ::_exit(kChildBadOutcome);
+  }
+  ASSERT_EQ(128 + SIGKILL, WaitChild(pid));
+  // Until the server notices (client_timeout_s), the branch is in doubt and live.
+  Result list = Shell(cli + "list --json");
+  EXPECT_TRUE(list.code == 0 || list.code == 1) << list.out;
+  ASSERT_TRUE(WaitFor([&] { return bank_->PgPrepared() == 0 && bank_->SqlitePrepared() == 0; }, 10));
+  list = Shell(cli + "list");
+  EXPECT_EQ(0, list.code) << list.out;
+  EXPECT_NE(std::string::npos, list.out.find("nothing in doubt")) << list.out;
+  const Result health = Shell(cli + "health");
+  EXPECT_EQ(0, health.code) << health.out;
+  EXPECT_NE(std::string::npos, health.out.find("bank")) << health.out;
+  const Result recover = Shell(cli + "recover --dry-run");
+  EXPECT_EQ(0, recover.code) << recover.out;
+  const Result bad = Shell(cli + "show nothex");
+  EXPECT_EQ(2, bad.code) << bad.out;
+  // The applications' configuration names the server: the tool says how to use it.
+  const Result direct = Shell(std::string(XATM_CLI) + " -c " + config_ + " list");
+  EXPECT_EQ(2, direct.code) << direct.out;
+  EXPECT_NE(std::string::npos, direct.out.find("--server")) << direct.out;
+  EXPECT_EQ(1u, bank_->PgTransfers().count(3));
+  ExpectConsistent();
+}
+
+}  // namespace
+}  // namespace xtm::test

@@ -1,0 +1,279 @@
+#include "server/client.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <vector>
+
+#include "util/coding.h"
+
+namespace xtm::server {
+
+namespace {
+
+bool DecodeStatus(Decoder* d, Reply* r) {
+  uint8_t code = 0;
+  if (!d->GetFixed8(&code) || !d->GetBytes(&r->message, kMaxFrame)) return false;
+  r->code = static_cast<ReplyCode>(code);
+  return true;
+}
+
+Status ToStatus(const Reply& r) {
+  switch (r.code) {
+    case ReplyCode::kOk: return Status::OK();
+    case ReplyCode::kError: return Status::InvalidArgument(r.message);
+    case ReplyCode::kFenced: return Status::Fenced(r.message);
+    case ReplyCode::kUnknown: return Status::UnknownOutcome(r.message);
+    case ReplyCode::kDenied: return Status::InvalidArgument(r.message);
+  }
+  return Status::IOError("xatmd sent an unknown reply code");
+}
+
+}  // namespace
+
+Status ServerClient::Connect(const ClientOptions& opts, std::unique_ptr<ServerClient>* out) {
+  out->reset();
+  std::unique_ptr<ServerClient> c(new ServerClient(opts));
+  int fd = -1;
+  Status s = server::Connect(opts.address, &fd);
+  if (!s.ok()) {
+    return Status::IOError(s.message() + " (is xatmd running? [tm] server names where it listens)");
+  }
+  ReplyCode code;
+  std::string message;
+  s = c->Hello(fd, /*resume=*/false, &code, &message);
+  if (!s.ok() || code != ReplyCode::kOk) {
+    ::close(fd);
+    if (!s.ok()) return s;
+    return Status::InvalidArgument("xatmd at " + opts.address.text + " refused the connection: " + message);
+  }
+  c->fd_ = fd;
+  c->reader_ = std::thread([p = c.get()] { p->ReaderLoop(); });
+  if (!opts.admin) c->heartbeat_ = std::thread([p = c.get()] { p->HeartbeatLoop(); });
+  *out = std::move(c);
+  return Status::OK();
+}
+
+ServerClient::~ServerClient() { Close(); }
+
+Status ServerClient::Hello(int fd, bool resume, ReplyCode* code, std::string* message) {
+  std::string p;
+  PutFixed32(&p, kProtocolVersion);
+  PutFixed32(&p, opts_.admin ? kHelloAdmin : 0);
+  PutBytes(&p, opts_.token);
+  PutBytes(&p, opts_.client_name);
+  PutFixed32(&p, static_cast<uint32_t>(::getpid()));
+  PutFixed32(&p, resume ? session_.incarnation : 0);
+  PutFixed64(&p, resume ? session_.key : 0);
+  Status s = WriteAll(fd, EncodeFrame(static_cast<uint8_t>(Kind::kHello), 0, p));
+  Frame f;
+  if (s.ok()) s = ReadFrame(fd, kMaxFrame, &f);
+  if (!s.ok()) return Status::IOError("xatmd at " + opts_.address.text + ": " + s.message());
+  Decoder d(f.payload);
+  Reply r;
+  if (f.kind != (static_cast<uint8_t>(Kind::kHello) | kReplyBit) || !DecodeStatus(&d, &r)) {
+    return Status::IOError("xatmd at " + opts_.address.text + " answered HELLO with a malformed frame");
+  }
+  *code = r.code;
+  *message = r.message;
+  if (r.code != ReplyCode::kOk) return Status::OK();
+  SessionInfo si;
+  if (!d.GetBytes(&si.node_id, 64) || !d.GetBytes(&si.node_name, 256) || !d.GetFixed32(&si.incarnation) ||
+      !d.GetFixed64(&si.key) || !d.GetFixed32(&si.heartbeat_ms)) {
+    return Status::IOError("xatmd at " + opts_.address.text + " answered HELLO with a malformed frame");
+  }
+  if (!resume) session_ = si;
+  return Status::OK();
+}
+
+Status ServerClient::Call(Kind kind, std::string payload, std::string* body) {
+  Pending p;
+  p.kind = static_cast<uint8_t>(kind);
+  std::unique_lock<std::mutex> l(mu_);
+  if (state_ == State::kFenced) return Status::Fenced(end_reason_);
+  if (state_ != State::kOpen) return Status::UnknownOutcome(end_reason_);
+  const uint64_t id = ++next_id_;
+  p.frame = EncodeFrame(p.kind, id, payload);
+  pending_[id] = &p;
+  if (fd_ >= 0 && !WriteAll(fd_, p.frame).ok()) {
+    ::shutdown(fd_, SHUT_RDWR);  // the reader notices, resumes and sends it again
+  }
+  cv_.wait(l, [&] { return p.done; });
+  if (body) *body = std::move(p.reply.body);
+  return ToStatus(p.reply);
+}
+
+Status ServerClient::Check() {
+  std::lock_guard<std::mutex> l(mu_);
+  if (state_ == State::kOpen) return Status::OK();
+  if (state_ == State::kFenced) return Status::Fenced(end_reason_);
+  return Status::UnknownOutcome(end_reason_);
+}
+
+void ServerClient::Send(Kind kind, std::string payload) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (state_ != State::kOpen || fd_ < 0) return;
+  if (!WriteAll(fd_, EncodeFrame(static_cast<uint8_t>(kind), ++next_id_, payload)).ok()) {
+    ::shutdown(fd_, SHUT_RDWR);
+  }
+}
+
+void ServerClient::SetCounters(uint64_t begun, uint64_t committed, uint64_t rolled_back) {
+  std::lock_guard<std::mutex> l(mu_);
+  counters_[0] = begun;
+  counters_[1] = committed;
+  counters_[2] = rolled_back;
+}
+
+void ServerClient::FailPendingLocked(ReplyCode code, const std::string& message) {
+  for (auto& [id, p] : pending_) {
+    p->reply.code = code;
+    p->reply.message = message;
+    p->done = true;
+  }
+  pending_.clear();
+  cv_.notify_all();
+}
+
+void ServerClient::ReaderLoop() {
+  for (;;) {
+    int fd;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      fd = fd_;
+    }
+    Frame f;
+    Status s = fd >= 0 ? ReadFrame(fd, kMaxFrame, &f) : Status::IOError("not connected");
+    if (s.ok()) {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = pending_.find(f.id);
+      if (it == pending_.end() || f.kind != (it->second->kind | kReplyBit)) continue;
+      Decoder d(f.payload);
+      Pending* p = it->second;
+      if (!DecodeStatus(&d, &p->reply)) {
+        p->reply.code = ReplyCode::kError;
+        p->reply.message = "xatmd sent a malformed reply";
+      } else {
+        p->reply.body = f.payload.substr(1 + 4 + p->reply.message.size());
+      }
+      p->done = true;
+      pending_.erase(it);
+      cv_.notify_all();
+      continue;
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (state_ != State::kOpen) {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = -1;
+        FailPendingLocked(state_ == State::kFenced ? ReplyCode::kFenced : ReplyCode::kUnknown, end_reason_);
+        return;
+      }
+    }
+    if (!Resume()) return;
+  }
+}
+
+bool ServerClient::Resume() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.reconnect_ms);
+  std::string why = "the connection was lost";
+  while (std::chrono::steady_clock::now() < deadline) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (state_ == State::kClosed) break;
+    }
+    int fd = -1;
+    Status s = server::Connect(opts_.address, &fd);
+    if (!s.ok()) {
+      why = s.message();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
+    }
+    ReplyCode code;
+    std::string message;
+    s = Hello(fd, /*resume=*/true, &code, &message);
+    if (!s.ok()) {
+      ::close(fd);
+      why = s.message();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    if (code == ReplyCode::kFenced) {
+      // The server still answers requests it executed before the session
+      // was declared dead; everything else gets kFenced on this connection.
+      state_ = State::kFenced;
+      fenced_ = true;
+      end_reason_ = "fenced: xatmd declared this session (incarnation " + std::to_string(session_.incarnation) +
+                    ") dead and resolved its transactions: " + message +
+                    "; close this handle (xatm_close) and open a new one";
+    } else if (code != ReplyCode::kOk) {
+      ::close(fd);
+      state_ = State::kLost;
+      end_reason_ = "the session with xatmd at " + opts_.address.text + " ended: " + message +
+                    "; the outcome of a commit in flight is settled by the server's recovery; close this "
+                    "handle (xatm_close) and open a new one";
+      FailPendingLocked(ReplyCode::kUnknown, end_reason_);
+      return false;
+    }
+    fd_ = fd;
+    for (auto& [id, p] : pending_) {
+      if (!WriteAll(fd_, p->frame).ok()) break;  // the reader finds out
+    }
+    return true;
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  if (state_ == State::kOpen) {
+    state_ = State::kLost;
+    end_reason_ = "lost the connection to xatmd at " + opts_.address.text + " (" + why +
+                  "); the outcome of a commit in flight is settled by the server's recovery; close this handle "
+                  "(xatm_close) and open a new one";
+  }
+  FailPendingLocked(state_ == State::kClosed ? ReplyCode::kError : ReplyCode::kUnknown, end_reason_);
+  return false;
+}
+
+void ServerClient::HeartbeatLoop() {
+  std::unique_lock<std::mutex> l(mu_);
+  const auto every = std::chrono::milliseconds(std::max<uint32_t>(session_.heartbeat_ms, 50));
+  while (state_ == State::kOpen) {
+    const auto next = std::chrono::steady_clock::now() + every;
+    if (cv_.wait_until(l, next, [&] { return state_ != State::kOpen; })) break;
+    if (fd_ < 0) continue;
+    std::string p;
+    for (uint64_t c : counters_) PutFixed64(&p, c);
+    if (!WriteAll(fd_, EncodeFrame(static_cast<uint8_t>(Kind::kPing), ++next_id_, p)).ok()) {
+      ::shutdown(fd_, SHUT_RDWR);
+    }
+  }
+}
+
+void ServerClient::Close() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (state_ == State::kOpen && fd_ >= 0) {
+      std::string p;
+      for (uint64_t c : counters_) PutFixed64(&p, c);
+      (void)WriteAll(fd_, EncodeFrame(static_cast<uint8_t>(Kind::kBye), ++next_id_, p));
+    }
+    if (state_ == State::kOpen) {
+      state_ = State::kClosed;
+      end_reason_ = "the connection to xatmd was closed";
+    }
+    if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
+    cv_.notify_all();
+  }
+  if (reader_.joinable()) reader_.join();
+  if (heartbeat_.joinable()) heartbeat_.join();
+  std::lock_guard<std::mutex> l(mu_);
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+}  // namespace xtm::server

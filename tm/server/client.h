@@ -1,0 +1,122 @@
+// ServerClient: libxatm's side of a connection to xatmd (protocol.h).
+//
+// One ServerClient is one session: xatmd gives it an incarnation under the
+// server's node id, so the XIDs it makes are its own, and it answers for the
+// session until the session ends (BYE) or is declared dead (the connection
+// stayed closed, or no frame arrived, for the server's client_timeout_s).
+//
+// Requests of many threads share the connection; a reader thread matches
+// replies to requests by id. When the connection breaks, the reader
+// reconnects and resumes the session, sending the unanswered requests again
+// with their ids (the server answers each id once). If the session cannot be
+// resumed, every call fails: with Fenced when the server declared the session
+// dead (its transactions were resolved without it), with UnknownOutcome for a
+// decision in flight whose fate the caller cannot know now.
+//
+// Thread-safety: all methods may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "server/protocol.h"
+#include "util/status.h"
+
+namespace xtm::server {
+
+struct ClientOptions {
+  Address address;
+  std::string token;        // required by a TCP listener
+  std::string client_name;  // for the server's log
+  bool admin = false;       // the admin tool: no session
+  int reconnect_ms = 5000;  // how long to try to resume after a broken connection
+};
+
+struct SessionInfo {
+  std::string node_id;
+  std::string node_name;
+  uint32_t incarnation = 0;
+  uint64_t key = 0;
+  uint32_t heartbeat_ms = 1000;
+};
+
+// What a call's reply said.
+struct Reply {
+  ReplyCode code = ReplyCode::kOk;
+  std::string message;
+  std::string body;  // after the status
+};
+
+class ServerClient {
+ public:
+  static Status Connect(const ClientOptions& opts, std::unique_ptr<ServerClient>* out);
+  ~ServerClient();
+
+  const SessionInfo& session() const { return session_; }
+  const std::string& address() const { return opts_.address.text; }
+
+  // Sends a request and waits for its reply. OK: the reply's status was kOk
+  // and *body is what followed it. Otherwise the status says why: Fenced as
+  // Busy with a message beginning "fenced:", the server's refusal as
+  // InvalidArgument, the log's unknown outcome or a lost session as
+  // UnknownOutcome.
+  Status Call(Kind kind, std::string payload, std::string* body);
+  // A request without a reply (END, PING).
+  void Send(Kind kind, std::string payload);
+  // True once the server has declared this session dead.
+  bool fenced() const { return fenced_.load(); }
+  // OK while the session lasts; then why it ended (Fenced, or UnknownOutcome
+  // for a lost session).
+  Status Check();
+  // Counters sent with each heartbeat, for the server's metrics.
+  void SetCounters(uint64_t begun, uint64_t committed, uint64_t rolled_back);
+  // Ends the session cleanly (BYE) and stops the threads.
+  void Close();
+
+ private:
+  explicit ServerClient(const ClientOptions& o) : opts_(o) {}
+  struct Pending {
+    uint8_t kind;
+    std::string frame;
+    bool done = false;
+    Reply reply;
+  };
+  enum class State {
+    kOpen,    // connected, or reconnecting
+    kFenced,  // the server declared the session dead
+    kLost,    // the session could not be resumed
+    kClosed,  // Close() was called
+  };
+
+  // HELLO on fd (new or resumed session); the reply's status code.
+  Status Hello(int fd, bool resume, ReplyCode* code, std::string* message);
+  void ReaderLoop();
+  void HeartbeatLoop();
+  // REQUIRES: mu_ held. Fails every unanswered request.
+  void FailPendingLocked(ReplyCode code, const std::string& message);
+  // Reconnects and resumes; false when the session cannot be resumed.
+  bool Resume();
+
+  const ClientOptions opts_;
+  SessionInfo session_;
+  std::atomic<bool> fenced_{false};
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int fd_ = -1;                          // REQUIRES mu_
+  State state_ = State::kOpen;           // REQUIRES mu_
+  std::string end_reason_;               // REQUIRES mu_: why the session ended
+  uint64_t next_id_ = 0;                 // REQUIRES mu_
+  std::map<uint64_t, Pending*> pending_;  // REQUIRES mu_
+  uint64_t counters_[3] = {0, 0, 0};     // REQUIRES mu_
+  std::thread reader_;
+  std::thread heartbeat_;
+};
+
+}  // namespace xtm::server

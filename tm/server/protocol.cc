@@ -1,0 +1,260 @@
+#include "server/protocol.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include "util/coding.h"
+#include "util/file_util.h"
+
+namespace xtm::server {
+
+std::string EncodeFrame(uint8_t kind, uint64_t id, std::string_view payload) {
+  std::string f;
+  f.reserve(13 + payload.size());
+  PutFixed32(&f, static_cast<uint32_t>(9 + payload.size()));
+  f.push_back(static_cast<char>(kind));
+  PutFixed64(&f, id);
+  f.append(payload.data(), payload.size());
+  return f;
+}
+
+namespace {
+
+Status ReadFull(int fd, char* p, size_t n) {
+  while (n > 0) {
+    ssize_t r = ::read(fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return Status::FromErrno("read from the xatmd connection", errno);
+    if (r == 0) return Status::IOError("the connection was closed");
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+Status ReadFrame(int fd, uint32_t max_len, Frame* out) {
+  char head[4];
+  Status s = ReadFull(fd, head, 4);
+  if (!s.ok()) return s;
+  const uint32_t len = DecodeFixed32(head);
+  if (len < 9 || len > max_len) {
+    return Status::Corruption("frame of " + std::to_string(len) + " bytes (allowed: 9 to " + std::to_string(max_len) +
+                              ")");
+  }
+  std::string body(len, '\0');
+  s = ReadFull(fd, body.data(), len);
+  if (!s.ok()) return s;
+  out->kind = static_cast<uint8_t>(body[0]);
+  out->id = DecodeFixed64(body.data() + 1);
+  out->payload.assign(body, 9);
+  return Status::OK();
+}
+
+Status WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t w = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return Status::FromErrno("write to the xatmd connection", errno);
+    data.remove_prefix(static_cast<size_t>(w));
+  }
+  return Status::OK();
+}
+
+std::string EncodeStatus(ReplyCode code, std::string_view message) {
+  std::string s;
+  s.push_back(static_cast<char>(code));
+  PutBytes(&s, message);
+  return s;
+}
+
+Status ParseAddress(const std::string& text, Address* out) {
+  *out = Address();
+  out->text = text;
+  if (text.rfind("unix:", 0) == 0) {
+    out->path = text.substr(5);
+    if (out->path.empty() || out->path[0] != '/') {
+      return Status::InvalidArgument("server address \"" + text + "\": a unix socket needs an absolute path (unix:/run/xatm/xatmd.sock)");
+    }
+    if (out->path.size() >= sizeof(sockaddr_un::sun_path)) {
+      return Status::InvalidArgument("server address \"" + text + "\": the socket path is longer than " +
+                                     std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes");
+    }
+    return Status::OK();
+  }
+  if (text.rfind("tcp:", 0) == 0) {
+    out->unix_socket = false;
+    const std::string hp = text.substr(4);
+    const size_t colon = hp.rfind(':');
+    if (colon == std::string::npos || colon == 0) {
+      return Status::InvalidArgument("server address \"" + text + "\": expected tcp:HOST:PORT (tcp:127.0.0.1:7420)");
+    }
+    out->host = hp.substr(0, colon);
+    try {
+      size_t n = 0;
+      out->port = std::stoi(hp.substr(colon + 1), &n);
+      if (n != hp.size() - colon - 1 || out->port < 0 || out->port > 65535) throw std::out_of_range("port");
+    } catch (...) {
+      return Status::InvalidArgument("server address \"" + text + "\": the port must be a number from 0 to 65535");
+    }
+    return Status::OK();
+  }
+  return Status::InvalidArgument("server address \"" + text +
+                                 "\": must begin with unix: or tcp: (unix:/run/xatm/xatmd.sock, tcp:127.0.0.1:7420)");
+}
+
+namespace {
+
+Status Resolve(const Address& a, sockaddr_storage* ss, socklen_t* len) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  const std::string port = std::to_string(a.port);
+  int rc = ::getaddrinfo(a.host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0 || res == nullptr) {
+    return Status::IOError("cannot resolve " + a.host + ": " + ::gai_strerror(rc));
+  }
+  std::memcpy(ss, res->ai_addr, res->ai_addrlen);
+  *len = res->ai_addrlen;
+  ::freeaddrinfo(res);
+  return Status::OK();
+}
+
+}  // namespace
+
+Status Connect(const Address& a, int* fd_out) {
+  *fd_out = -1;
+  if (a.unix_socket) {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return Status::FromErrno("socket", errno);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::strncpy(sa.sun_path, a.path.c_str(), sizeof sa.sun_path - 1);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+      const int e = errno;
+      ::close(fd);
+      return Status::FromErrno("cannot connect to xatmd at " + a.text, e);
+    }
+    *fd_out = fd;
+    return Status::OK();
+  }
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  Status s = Resolve(a, &ss, &len);
+  if (!s.ok()) return s;
+  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status::FromErrno("socket", errno);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    const int e = errno;
+    ::close(fd);
+    return Status::FromErrno("cannot connect to xatmd at " + a.text, e);
+  }
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  *fd_out = fd;
+  return Status::OK();
+}
+
+Status Listen(const Address& a, unsigned mode, int* fd_out) {
+  *fd_out = -1;
+  if (a.unix_socket) {
+    // A socket file nobody answers on is what a killed server leaves.
+    struct stat st;
+    if (::lstat(a.path.c_str(), &st) == 0) {
+      if (!S_ISSOCK(st.st_mode)) {
+        return Status::InvalidArgument(a.path + " exists and is not a socket: refusing to replace it");
+      }
+      int probe = -1;
+      if (Connect(a, &probe).ok()) {
+        ::close(probe);
+        return Status::Busy("another xatmd is already listening on " + a.text);
+      }
+      ::unlink(a.path.c_str());
+    }
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return Status::FromErrno("socket", errno);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::strncpy(sa.sun_path, a.path.c_str(), sizeof sa.sun_path - 1);
+    // Created with no access for anyone, then opened to the configured mode:
+    // no moment where a wider mode lets someone in.
+    const mode_t old = ::umask(0777);
+    const int rc = ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    const int e = errno;
+    ::umask(old);
+    if (rc != 0) {
+      ::close(fd);
+      return Status::FromErrno("cannot bind " + a.text, e);
+    }
+    if (::chmod(a.path.c_str(), mode) != 0 || ::listen(fd, 128) != 0) {
+      const int e2 = errno;
+      ::close(fd);
+      return Status::FromErrno("cannot listen on " + a.text, e2);
+    }
+    *fd_out = fd;
+    return Status::OK();
+  }
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  Status s = Resolve(a, &ss, &len);
+  if (!s.ok()) return s;
+  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status::FromErrno("socket", errno);
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, 128) != 0) {
+    const int e = errno;
+    ::close(fd);
+    return Status::FromErrno("cannot listen on " + a.text, e);
+  }
+  *fd_out = fd;
+  return Status::OK();
+}
+
+int BoundPort(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
+  if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+  return 0;
+}
+
+Status ReadTokenFile(const std::string& path, std::string* token) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return Status::FromErrno("token file " + path, errno);
+  if ((st.st_mode & 077) != 0) {
+    return Status::InvalidArgument("token file " + path + " can be read by others (mode " +
+                                   std::to_string((st.st_mode >> 6) & 7) + std::to_string((st.st_mode >> 3) & 7) +
+                                   std::to_string(st.st_mode & 7) + "): chmod 600 it");
+  }
+  std::string text;
+  Status s = file::ReadAll(path, &text);
+  if (!s.ok()) return s;
+  text = text.substr(0, text.find('\n'));
+  while (!text.empty() && (text.back() == '\r' || text.back() == ' ')) text.pop_back();
+  if (text.size() < 16) return Status::InvalidArgument("token file " + path + ": the token must be at least 16 characters");
+  *token = text;
+  return Status::OK();
+}
+
+bool SameSecret(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const size_t n = std::min(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+}  // namespace xtm::server

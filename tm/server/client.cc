@@ -49,7 +49,6 @@ Status ServerClient::Connect(const ClientOptions& opts, std::unique_ptr<ServerCl
     return Status::InvalidArgument("xatmd at " + opts.address.text + " refused the connection: " + message);
   }
   c->fd_ = fd;
-  c->reader_ = std::thread([p = c.get()] { p->ReaderLoop(); });
   if (!opts.admin) c->heartbeat_ = std::thread([p = c.get()] { p->HeartbeatLoop(); });
   *out = std::move(c);
   return Status::OK();
@@ -96,12 +95,56 @@ Status ServerClient::Call(Kind kind, std::string payload, std::string* body) {
   const uint64_t id = ++next_id_;
   p.frame = EncodeFrame(p.kind, id, payload);
   pending_[id] = &p;
-  if (fd_ >= 0 && !WriteAll(fd_, p.frame).ok()) {
-    ::shutdown(fd_, SHUT_RDWR);  // the reader notices, resumes and sends it again
+  // Held-back ENDs go out in the same write.
+  std::string out = std::move(held_);
+  held_.clear();
+  out += p.frame;
+  if (fd_ >= 0 && !WriteAll(fd_, out).ok()) {
+    ::shutdown(fd_, SHUT_RDWR);  // the read below fails, resumes and sends it again
   }
-  cv_.wait(l, [&] { return p.done; });
+  // The waiting callers take turns reading the connection: a single-threaded
+  // client reads its own reply, with no thread in between.
+  while (!p.done) {
+    if (reading_) {
+      cv_.wait(l);
+      continue;
+    }
+    reading_ = true;
+    const int fd = fd_;
+    l.unlock();
+    Frame f;
+    Status s = fd >= 0 ? ReadFrame(fd, kMaxFrame, &f) : Status::IOError("not connected");
+    if (!s.ok()) {
+      l.lock();
+      const bool open = state_ == State::kOpen;
+      if (!open) {
+        FailPendingLocked(state_ == State::kFenced ? ReplyCode::kFenced : ReplyCode::kUnknown, end_reason_);
+      }
+      l.unlock();
+      if (open) Resume();
+    }
+    l.lock();
+    if (s.ok()) DispatchLocked(f);
+    reading_ = false;
+    cv_.notify_all();
+  }
   if (body) *body = std::move(p.reply.body);
   return ToStatus(p.reply);
+}
+
+void ServerClient::DispatchLocked(const Frame& f) {
+  auto it = pending_.find(f.id);
+  if (it == pending_.end() || f.kind != (it->second->kind | kReplyBit)) return;
+  Decoder d(f.payload);
+  Pending* p = it->second;
+  if (!DecodeStatus(&d, &p->reply)) {
+    p->reply.code = ReplyCode::kError;
+    p->reply.message = "xatmd sent a malformed reply";
+  } else {
+    p->reply.body = f.payload.substr(1 + 4 + p->reply.message.size());
+  }
+  p->done = true;
+  pending_.erase(it);
 }
 
 Status ServerClient::Check() {
@@ -114,9 +157,16 @@ Status ServerClient::Check() {
 void ServerClient::Send(Kind kind, std::string payload) {
   std::lock_guard<std::mutex> l(mu_);
   if (state_ != State::kOpen || fd_ < 0) return;
-  if (!WriteAll(fd_, EncodeFrame(static_cast<uint8_t>(kind), ++next_id_, payload)).ok()) {
-    ::shutdown(fd_, SHUT_RDWR);
+  if (kind == Kind::kEnd && held_.size() < 64 * 1024) {
+    // Not forced, and lost ENDs are redone by recovery: they wait for the
+    // next request or heartbeat instead of waking the server on their own.
+    held_ += EncodeFrame(static_cast<uint8_t>(kind), ++next_id_, payload);
+    return;
   }
+  std::string out = std::move(held_);
+  held_.clear();
+  out += EncodeFrame(static_cast<uint8_t>(kind), ++next_id_, payload);
+  if (!WriteAll(fd_, out).ok()) ::shutdown(fd_, SHUT_RDWR);
 }
 
 void ServerClient::SetCounters(uint64_t begun, uint64_t committed, uint64_t rolled_back) {
@@ -134,45 +184,6 @@ void ServerClient::FailPendingLocked(ReplyCode code, const std::string& message)
   }
   pending_.clear();
   cv_.notify_all();
-}
-
-void ServerClient::ReaderLoop() {
-  for (;;) {
-    int fd;
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      fd = fd_;
-    }
-    Frame f;
-    Status s = fd >= 0 ? ReadFrame(fd, kMaxFrame, &f) : Status::IOError("not connected");
-    if (s.ok()) {
-      std::lock_guard<std::mutex> l(mu_);
-      auto it = pending_.find(f.id);
-      if (it == pending_.end() || f.kind != (it->second->kind | kReplyBit)) continue;
-      Decoder d(f.payload);
-      Pending* p = it->second;
-      if (!DecodeStatus(&d, &p->reply)) {
-        p->reply.code = ReplyCode::kError;
-        p->reply.message = "xatmd sent a malformed reply";
-      } else {
-        p->reply.body = f.payload.substr(1 + 4 + p->reply.message.size());
-      }
-      p->done = true;
-      pending_.erase(it);
-      cv_.notify_all();
-      continue;
-    }
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      if (state_ != State::kOpen) {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = -1;
-        FailPendingLocked(state_ == State::kFenced ? ReplyCode::kFenced : ReplyCode::kUnknown, end_reason_);
-        return;
-      }
-    }
-    if (!Resume()) return;
-  }
 }
 
 bool ServerClient::Resume() {
@@ -248,7 +259,10 @@ void ServerClient::HeartbeatLoop() {
     if (fd_ < 0) continue;
     std::string p;
     for (uint64_t c : counters_) PutFixed64(&p, c);
-    if (!WriteAll(fd_, EncodeFrame(static_cast<uint8_t>(Kind::kPing), ++next_id_, p)).ok()) {
+    std::string out = std::move(held_);
+    held_.clear();
+    out += EncodeFrame(static_cast<uint8_t>(Kind::kPing), ++next_id_, p);
+    if (!WriteAll(fd_, out).ok()) {
       ::shutdown(fd_, SHUT_RDWR);
     }
   }
@@ -260,7 +274,10 @@ void ServerClient::Close() {
     if (state_ == State::kOpen && fd_ >= 0) {
       std::string p;
       for (uint64_t c : counters_) PutFixed64(&p, c);
-      (void)WriteAll(fd_, EncodeFrame(static_cast<uint8_t>(Kind::kBye), ++next_id_, p));
+      std::string out = std::move(held_);
+      held_.clear();
+      out += EncodeFrame(static_cast<uint8_t>(Kind::kBye), ++next_id_, p);
+      (void)WriteAll(fd_, out);
     }
     if (state_ == State::kOpen) {
       state_ = State::kClosed;
@@ -269,7 +286,6 @@ void ServerClient::Close() {
     if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
     cv_.notify_all();
   }
-  if (reader_.joinable()) reader_.join();
   if (heartbeat_.joinable()) heartbeat_.join();
   std::lock_guard<std::mutex> l(mu_);
   if (fd_ >= 0) ::close(fd_);

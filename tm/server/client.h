@@ -5,10 +5,10 @@
 // session until the session ends (BYE) or is declared dead (the connection
 // stayed closed, or no frame arrived, for the server's client_timeout_s).
 //
-// Requests of many threads share the connection; a reader thread matches
-// replies to requests by id. When the connection breaks, the reader
-// reconnects and resumes the session, sending the unanswered requests again
-// with their ids (the server answers each id once). If the session cannot be
+// Requests of many threads share the connection; the waiting callers take
+// turns reading it and match replies to requests by id. When the connection
+// breaks, the reading caller reconnects and resumes the session, sending the
+// unanswered requests again with their ids (the server answers each id once). If the session cannot be
 // resumed, every call fails: with Fenced when the server declared the session
 // dead (its transactions were resolved without it), with UnknownOutcome for a
 // decision in flight whose fate the caller cannot know now.
@@ -67,7 +67,8 @@ class ServerClient {
   // InvalidArgument, the log's unknown outcome or a lost session as
   // UnknownOutcome.
   Status Call(Kind kind, std::string payload, std::string* body);
-  // A request without a reply (END, PING).
+  // A request without a reply (END, PING). ENDs are held back and sent with
+  // the next request or heartbeat.
   void Send(Kind kind, std::string payload);
   // True once the server has declared this session dead.
   bool fenced() const { return fenced_.load(); }
@@ -96,7 +97,8 @@ class ServerClient {
 
   // HELLO on fd (new or resumed session); the reply's status code.
   Status Hello(int fd, bool resume, ReplyCode* code, std::string* message);
-  void ReaderLoop();
+  // REQUIRES: mu_ held. Hands a reply to its caller.
+  void DispatchLocked(const Frame& f);
   void HeartbeatLoop();
   // REQUIRES: mu_ held. Fails every unanswered request.
   void FailPendingLocked(ReplyCode code, const std::string& message);
@@ -114,8 +116,9 @@ class ServerClient {
   std::string end_reason_;               // REQUIRES mu_: why the session ended
   uint64_t next_id_ = 0;                 // REQUIRES mu_
   std::map<uint64_t, Pending*> pending_;  // REQUIRES mu_
+  bool reading_ = false;                 // REQUIRES mu_: a caller is reading the connection
+  std::string held_;                     // REQUIRES mu_: END frames not sent yet
   uint64_t counters_[3] = {0, 0, 0};     // REQUIRES mu_
-  std::thread reader_;
   std::thread heartbeat_;
 };
 

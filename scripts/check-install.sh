@@ -19,6 +19,8 @@ ls "$libdir"/libxatm.so* >/dev/null
 [ -f "$libdir/cmake/xatm/xatmConfig.cmake" ] || { echo "check-install: missing CMake package" >&2; exit 1; }
 [ -x "$prefix/bin/xatm" ] || { echo "check-install: missing bin/xatm" >&2; exit 1; }
 "$prefix/bin/xatm" --version >/dev/null
+[ -x "$prefix/bin/xatmd" ] || { echo "check-install: missing bin/xatmd" >&2; exit 1; }
+"$prefix/bin/xatmd" --version >/dev/null
 
 cat > "$work/app.c" <<'C'
 #include <stdio.h>
@@ -53,4 +55,4 @@ if nm -D --defined-only "$libdir/libxatm.so" | awk '{print $3}' | grep -v -E '^(
   nm -D --defined-only "$libdir/libxatm.so" | awk '{print $3}' | grep -v -E '^(xatm_|_init|_fini)' | head >&2
   exit 1
 fi
-echo "check-install: ok (headers, libxatm, xatm.pc, xatm::xatm, bin/xatm)"
+echo "check-install: ok (headers, libxatm, xatm.pc, xatm::xatm, bin/xatm, bin/xatmd)"

@@ -126,7 +126,8 @@ XATM_EXTERN int xatm_config_new(xatm_config **out);
  * Returns XATM_OK, XATM_ECONFIG (message via xatm_config_errmsg), XATM_ENOMEM. */
 XATM_EXTERN int xatm_config_load(const char *path, xatm_config **out);
 
-/* Sets a [tm] key ("log_dir", "node_name", "timeout_s", "server", ...).
+/* Sets a [tm] key ("log_dir", "node_name", "timeout_s", "server", ...), or a
+ * [server] key as "server.KEY" (e.g. "server.token_file").
  * Returns XATM_OK or XATM_ECONFIG for an unknown key or a bad value. */
 XATM_EXTERN int xatm_config_set(xatm_config *cfg, const char *key, const char *value);
 

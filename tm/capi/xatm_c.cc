@@ -212,7 +212,9 @@ int xatm_config_load(const char* path, xatm_config** out) {
 int xatm_config_set(xatm_config* cfg, const char* key, const char* value) {
   if (cfg == nullptr || key == nullptr || value == nullptr) return XATM_EINVAL;
   try {
-    Status s = xtm::tm::SetTmKey(&cfg->cfg, key, value);
+    const std::string k = key;
+    Status s = k.rfind("server.", 0) == 0 ? xtm::tm::SetServerKey(&cfg->cfg, k.substr(7), value)
+                                          : xtm::tm::SetTmKey(&cfg->cfg, k, value);
     cfg->error = s.message();
     return s.ok() ? XATM_OK : XATM_ECONFIG;
   } catch (...) {

@@ -111,9 +111,13 @@ Status ServerClient::Call(Kind kind, std::string payload, std::string* body) {
     }
     reading_ = true;
     const int fd = fd_;
+    if (fd != reader_fd_) {
+      reader_.Reset(fd);
+      reader_fd_ = fd;
+    }
     l.unlock();
     Frame f;
-    Status s = fd >= 0 ? ReadFrame(fd, kMaxFrame, &f) : Status::IOError("not connected");
+    Status s = fd >= 0 ? reader_.Next(&f) : Status::IOError("not connected");
     if (!s.ok()) {
       l.lock();
       const bool open = state_ == State::kOpen;
@@ -191,6 +195,7 @@ bool ServerClient::Resume() {
     std::lock_guard<std::mutex> l(mu_);
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
+    reader_fd_ = -1;  // what is buffered belongs to the old connection
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.reconnect_ms);
   std::string why = "the connection was lost";

@@ -117,6 +117,8 @@ class ServerClient {
   uint64_t next_id_ = 0;                 // REQUIRES mu_
   std::map<uint64_t, Pending*> pending_;  // REQUIRES mu_
   bool reading_ = false;                 // REQUIRES mu_: a caller is reading the connection
+  FrameReader reader_{-1, kMaxFrame};     // used by the reading caller
+  int reader_fd_ = -1;                   // the fd reader_ reads (REQUIRES mu_)
   std::string held_;                     // REQUIRES mu_: END frames not sent yet
   uint64_t counters_[3] = {0, 0, 0};     // REQUIRES mu_
   std::thread heartbeat_;

@@ -63,6 +63,45 @@ Status ReadFrame(int fd, uint32_t max_len, Frame* out) {
   return Status::OK();
 }
 
+Status FrameReader::Next(Frame* out) {
+  for (;;) {
+    const size_t have = buf_.size() - pos_;
+    if (have >= 4) {
+      const uint32_t len = DecodeFixed32(buf_.data() + pos_);
+      if (len < 9 || len > max_len_) {
+        return Status::Corruption("frame of " + std::to_string(len) + " bytes (allowed: 9 to " +
+                                  std::to_string(max_len_) + ")");
+      }
+      if (have >= 4 + static_cast<size_t>(len)) {
+        const char* p = buf_.data() + pos_ + 4;
+        out->kind = static_cast<uint8_t>(p[0]);
+        out->id = DecodeFixed64(p + 1);
+        out->payload.assign(p + 9, len - 9);
+        pos_ += 4 + len;
+        if (pos_ == buf_.size()) {
+          buf_.clear();
+          pos_ = 0;
+        }
+        return Status::OK();
+      }
+    }
+    if (pos_ > 0) {
+      buf_.erase(0, pos_);
+      pos_ = 0;
+    }
+    const size_t old = buf_.size();
+    buf_.resize(old + 64 * 1024);
+    ssize_t r;
+    do {
+      r = ::recv(fd_, buf_.data() + old, buf_.size() - old, 0);
+    } while (r < 0 && errno == EINTR);
+    const int e = errno;
+    buf_.resize(old + (r > 0 ? static_cast<size_t>(r) : 0));
+    if (r < 0) return Status::FromErrno("read from the xatmd connection", e);
+    if (r == 0) return Status::IOError("the connection was closed");
+  }
+}
+
 Status WriteAll(int fd, std::string_view data) {
   while (!data.empty()) {
     ssize_t w = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);

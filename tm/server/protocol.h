@@ -83,6 +83,28 @@ std::string EncodeFrame(uint8_t kind, uint64_t id, std::string_view payload);
 // Reads one frame. IOError on a closed or failed connection, Corruption for a
 // length outside 9..max_len (the connection must then be dropped).
 Status ReadFrame(int fd, uint32_t max_len, Frame* out);
+// Reads frames through a buffer: one recv usually brings several frames (an
+// END and the COMMIT after it), and Buffered() tells whether another one is
+// already here.
+class FrameReader {
+ public:
+  FrameReader(int fd, uint32_t max_len) : fd_(fd), max_len_(max_len) {}
+  void Reset(int fd) {
+    fd_ = fd;
+    buf_.clear();
+    pos_ = 0;
+  }
+  // As ReadFrame.
+  Status Next(Frame* out);
+  bool Buffered() const { return buf_.size() > pos_; }
+
+ private:
+  int fd_;
+  uint32_t max_len_;
+  std::string buf_;
+  size_t pos_ = 0;
+};
+
 // Writes all of data; never raises SIGPIPE.
 Status WriteAll(int fd, std::string_view data);
 

@@ -118,7 +118,8 @@ class ServerImpl final : public Server {
   // HELLO: the session, or null for an admin connection. False: drop it.
   bool Hello(const std::shared_ptr<Conn>& conn, const Frame& f, std::shared_ptr<Session>* session, bool* admin,
              bool* dead);
-  void Handle(const std::shared_ptr<Conn>& conn, const std::shared_ptr<Session>& session, Frame f);
+  // more: another frame of the connection is already read.
+  void Handle(const std::shared_ptr<Conn>& conn, const std::shared_ptr<Session>& session, Frame f, bool more);
   // Answers what a dead session asks: from the cache, else kFenced.
   void HandleDead(const std::shared_ptr<Conn>& conn, const std::shared_ptr<Session>& session, const Frame& f);
   void Reply(const std::shared_ptr<Conn>& conn, const std::shared_ptr<Session>& session, uint8_t kind, uint64_t id,
@@ -301,7 +302,8 @@ void ServerImpl::Serve(std::shared_ptr<Conn> conn) {
   std::shared_ptr<Session> session;
   bool admin = false, dead = false;
   Frame f;
-  Status s = ReadFrame(conn->fd, kMaxRequestFrame, &f);
+  FrameReader reader(conn->fd, kMaxRequestFrame);
+  Status s = reader.Next(&f);
   bool ok = s.ok() && Hello(conn, f, &session, &admin, &dead);
   if (!s.ok() && !s.message().empty() && s.IsCorruption()) log_->warn("connection dropped: {}", s.message());
   if (ok) {
@@ -309,7 +311,7 @@ void ServerImpl::Serve(std::shared_ptr<Conn> conn) {
     ::setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   }
   while (ok && !stopping_) {
-    s = ReadFrame(conn->fd, kMaxRequestFrame, &f);
+    s = reader.Next(&f);
     if (!s.ok()) {
       if (s.IsCorruption()) log_->warn("connection of {} dropped: {}", session ? session->client : "admin", s.message());
       break;
@@ -342,7 +344,7 @@ void ServerImpl::Serve(std::shared_ptr<Conn> conn) {
       log_->warn("connection of {} dropped: unknown request kind {}", session ? session->client : "admin", k);
       break;
     }
-    Handle(conn, session, std::move(f));
+    Handle(conn, session, std::move(f), reader.Buffered());
   }
   if (session) {
     std::lock_guard<std::mutex> l(session->mu);
@@ -462,7 +464,8 @@ void ServerImpl::Reply(const std::shared_ptr<Conn>& conn, const std::shared_ptr<
   if (to) (void)to->Write(frame);
 }
 
-void ServerImpl::Handle(const std::shared_ptr<Conn>& conn, const std::shared_ptr<Session>& session, Frame f) {
+void ServerImpl::Handle(const std::shared_ptr<Conn>& conn, const std::shared_ptr<Session>& session, Frame f,
+                        bool more) {
   const Kind kind = static_cast<Kind>(f.kind);
   switch (kind) {
     case Kind::kPing: {
@@ -511,8 +514,8 @@ void ServerImpl::Handle(const std::shared_ptr<Conn>& conn, const std::shared_ptr
   // client) is written here: no hand-off to a worker on the way to the
   // fsync. Requests of a multi-threaded client that arrive together go to the
   // workers, so that their decisions share one group commit.
-  pollfd more{conn->fd, POLLIN, 0};
-  if (kind == Kind::kCommit && ::poll(&more, 1, 0) == 0) {
+  pollfd next{conn->fd, POLLIN, 0};
+  if (kind == Kind::kCommit && !more && ::poll(&next, 1, 0) == 0) {
     job();
   } else {
     Submit(std::move(job));

@@ -48,6 +48,28 @@ TEST(DecisionLog, IncarnationIsBumpedAtEveryOpenAndNodeIdKept) {
   }
 }
 
+TEST(DecisionLog, EndsAppendedWithACommitShareItsWriteAndSurviveReopen) {
+  TempDir d;
+  {
+    auto l = OpenLogOrDie(d.path());
+    ASSERT_TRUE(l);
+    ASSERT_TRUE(l->Append(MakeCommit("a")).ok());
+    ASSERT_TRUE(l->Append(MakeCommit("b")).ok());
+    const log::LogStats before = l->Stats();
+    ASSERT_TRUE(l->Append(MakeCommit("c"), {log::EndRecord{"a"}, log::EndRecord{"b"}}).ok());
+    const log::LogStats after = l->Stats();
+    EXPECT_EQ(before.batches + 1, after.batches);
+    EXPECT_EQ(before.records + 3, after.records);
+    EXPECT_EQ(before.syncs + 1, after.syncs);
+    EXPECT_EQ(1u, l->State().open_commits.size());
+  }
+  auto l = OpenLogOrDie(d.path());
+  ASSERT_TRUE(l);
+  const log::LogState st = l->State();
+  ASSERT_EQ(1u, st.open_commits.size());
+  EXPECT_EQ(1u, st.open_commits.count("c"));
+}
+
 TEST(DecisionLog, RecordsRoundTripThroughReopen) {
   TempDir d;
   // A gtrid with NULs, quotes and high bytes.

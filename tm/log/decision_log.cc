@@ -324,6 +324,9 @@ Status DecisionLog::Append(const HeuristicRecord& r) {
 Status DecisionLog::Append(const ForgetRecord& r) {
   return AppendFrame(RecordType::kForget, Encode(r), true);
 }
+Status DecisionLog::Append(const CommitRecord& r, const std::vector<EndRecord>& ends_before) {
+  return AppendFrame(RecordType::kCommit, Encode(r), true, &ends_before);
+}
 Status DecisionLog::Append(const NodeRecord& r) {
   return AppendFrame(RecordType::kNode, Encode(r), true);
 }
@@ -348,12 +351,22 @@ Status DecisionLog::Sync() {
   return s;
 }
 
-Status DecisionLog::AppendFrame(RecordType type, std::string payload, bool durable) {
+Status DecisionLog::AppendFrame(RecordType type, std::string payload, bool durable,
+                                const std::vector<EndRecord>* ends_before) {
   if (opts_.read_only) return Status::InvalidArgument("the decision log was opened read-only");
   std::string frame = Frame(type, payload);
+  std::vector<Pending> ends;
+  if (ends_before) {
+    for (const EndRecord& e : *ends_before) {
+      std::string p = Encode(e);
+      std::string f = Frame(RecordType::kEnd, p);
+      ends.push_back(Pending{RecordType::kEnd, std::move(p), std::move(f), nullptr});
+    }
+  }
   Waiter w;
   std::unique_lock<std::mutex> l(mu_);
   if (!failed_.ok()) return failed_;
+  for (Pending& e : ends) pending_.push_back(std::move(e));
   pending_.push_back(Pending{type, std::move(payload), std::move(frame), durable ? &w : nullptr});
   if (!durable && leading_) return Status::OK();  // the busy leader writes it next
   for (;;) {

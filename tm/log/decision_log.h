@@ -103,6 +103,9 @@ class DecisionLog {
   // Not forced: written with the next batch, or at once if no batch is in
   // progress. Lost ENDs are harmless (recovery finds nothing left to do).
   Status Append(const EndRecord& r);
+  // ENDs (unforced) and a COMMIT (durable on OK) in one batch: xatmd appends
+  // the ENDs a client sent ahead of its next decision so, with one write.
+  Status Append(const CommitRecord& r, const std::vector<EndRecord>& ends_before);
   // Makes everything appended so far durable.
   Status Sync();
 
@@ -135,7 +138,8 @@ class DecisionLog {
 
   Status Replay();
   Status OpenNewest();
-  Status AppendFrame(RecordType type, std::string payload, bool durable);
+  Status AppendFrame(RecordType type, std::string payload, bool durable,
+                     const std::vector<EndRecord>* ends_before = nullptr);
   void LeadLocked(std::unique_lock<std::mutex>& lock);
   void HandOffLocked();
   Status WriteBatch(const std::string& bytes, bool sync);

@@ -118,13 +118,16 @@ class ServerImpl final : public Server {
   // HELLO: the session, or null for an admin connection. False: drop it.
   bool Hello(const std::shared_ptr<Conn>& conn, const Frame& f, std::shared_ptr<Session>* session, bool* admin,
              bool* dead);
-  // more: another frame of the connection is already read.
-  void Handle(const std::shared_ptr<Conn>& conn, const std::shared_ptr<Session>& session, Frame f, bool more);
+  // more: another frame of the connection is already read. ends: the
+  // connection's held ENDs, written with the next COMMIT.
+  void Handle(const std::shared_ptr<Conn>& conn, const std::shared_ptr<Session>& session, Frame f, bool more,
+              std::vector<log::EndRecord>* ends);
+  void FlushEnds(std::vector<log::EndRecord>* ends);
   // Answers what a dead session asks: from the cache, else kFenced.
   void HandleDead(const std::shared_ptr<Conn>& conn, const std::shared_ptr<Session>& session, const Frame& f);
   void Reply(const std::shared_ptr<Conn>& conn, const std::shared_ptr<Session>& session, uint8_t kind, uint64_t id,
              const std::string& payload);
-  std::string DoCommit(Session* session, const std::string& payload);
+  std::string DoCommit(Session* session, const std::string& payload, const std::vector<log::EndRecord>& ends);
   std::string DoRecord(Kind kind, Session* session, const std::string& payload);
   std::string DoState();
   std::string DoRecover(const std::string& payload);
@@ -302,6 +305,7 @@ void ServerImpl::Serve(std::shared_ptr<Conn> conn) {
   std::shared_ptr<Session> session;
   bool admin = false, dead = false;
   Frame f;
+  std::vector<log::EndRecord> ends;  // ENDs held to ride with the next decision
   FrameReader reader(conn->fd, kMaxRequestFrame);
   Status s = reader.Next(&f);
   bool ok = s.ok() && Hello(conn, f, &session, &admin, &dead);
@@ -344,8 +348,9 @@ void ServerImpl::Serve(std::shared_ptr<Conn> conn) {
       log_->warn("connection of {} dropped: unknown request kind {}", session ? session->client : "admin", k);
       break;
     }
-    Handle(conn, session, std::move(f), reader.Buffered());
+    Handle(conn, session, std::move(f), reader.Buffered(), &ends);
   }
+  FlushEnds(&ends);
   if (session) {
     std::lock_guard<std::mutex> l(session->mu);
     if (session->conn == conn && session->state == Session::State::kConnected) {
@@ -464,8 +469,16 @@ void ServerImpl::Reply(const std::shared_ptr<Conn>& conn, const std::shared_ptr<
   if (to) (void)to->Write(frame);
 }
 
+void ServerImpl::FlushEnds(std::vector<log::EndRecord>* ends) {
+  for (const log::EndRecord& e : *ends) {
+    Status s = tm_->decision_log()->Append(e);
+    (void)s;  // not forced; a lost END is redone by recovery
+  }
+  ends->clear();
+}
+
 void ServerImpl::Handle(const std::shared_ptr<Conn>& conn, const std::shared_ptr<Session>& session, Frame f,
-                        bool more) {
+                        bool more, std::vector<log::EndRecord>* ends) {
   const Kind kind = static_cast<Kind>(f.kind);
   switch (kind) {
     case Kind::kPing: {
@@ -480,8 +493,9 @@ void ServerImpl::Handle(const std::shared_ptr<Conn>& conn, const std::shared_ptr
     case Kind::kEnd: {
       log::EndRecord r;
       if (!session || !log::Decode(f.payload, &r).ok()) return;
-      Status s = tm_->decision_log()->Append(r);
-      (void)s;  // not forced; a lost END is redone by recovery
+      ends->push_back(std::move(r));
+      // A decision usually follows in the same read: the ENDs go with it.
+      if (!more) FlushEnds(ends);
       return;
     }
     case Kind::kState:
@@ -498,10 +512,19 @@ void ServerImpl::Handle(const std::shared_ptr<Conn>& conn, const std::shared_ptr
     }
     if (!session->in_progress.insert(f.id).second) return;  // its answer is on the way
   }
-  auto job = [this, conn, session, f = std::move(f), kind] {
+  std::vector<log::EndRecord> with;
+  if (kind == Kind::kCommit) {
+    with.swap(*ends);
+  } else {
+    FlushEnds(ends);
+  }
+  auto job = [this, conn, session, f = std::move(f), kind, with = std::move(with)] {
     std::string reply;
     switch (kind) {
-      case Kind::kCommit: reply = session ? DoCommit(session.get(), f.payload) : EncodeStatus(ReplyCode::kError, "an admin connection makes no decisions"); break;
+      case Kind::kCommit:
+        reply = session ? DoCommit(session.get(), f.payload, with)
+                        : EncodeStatus(ReplyCode::kError, "an admin connection makes no decisions");
+        break;
       case Kind::kHeuristic:
       case Kind::kForget: reply = DoRecord(kind, session.get(), f.payload); break;
       case Kind::kRecover: reply = DoRecover(f.payload); break;
@@ -548,12 +571,19 @@ void ServerImpl::HandleDead(const std::shared_ptr<Conn>& conn, const std::shared
 // ---------------------------------------------------------------------------
 // Requests
 
-std::string ServerImpl::DoCommit(Session* session, const std::string& payload) {
+std::string ServerImpl::DoCommit(Session* session, const std::string& payload,
+                                 const std::vector<log::EndRecord>& ends) {
+  // Refused: the ENDs that came with it are written on their own.
+  auto refuse = [&](ReplyCode code, const std::string& why) {
+    std::vector<log::EndRecord> e(ends);
+    FlushEnds(&e);
+    return EncodeStatus(code, why);
+  };
   log::CommitRecord r;
-  if (!log::Decode(payload, &r).ok()) return EncodeStatus(ReplyCode::kError, "malformed COMMIT");
+  if (!log::Decode(payload, &r).ok()) return refuse(ReplyCode::kError, "malformed COMMIT");
   tm::GtridParts p;
   if (!tm::ParseGtrid(r.gtrid, &p) || p.node_id != tm_->node_id() || p.incarnation != session->incarnation) {
-    return EncodeStatus(ReplyCode::kError, "COMMIT of a transaction that is not this session's");
+    return refuse(ReplyCode::kError, "COMMIT of a transaction that is not this session's");
   }
   std::shared_lock<std::shared_mutex> fence(session->fence);
   {
@@ -561,12 +591,12 @@ std::string ServerImpl::DoCommit(Session* session, const std::string& payload) {
     if (session->state == Session::State::kDead) {
       ++metrics_.fenced_requests;
       log_->warn("refused the commit of {} from dead session {}", tm::ToHex(r.gtrid), session->incarnation);
-      return EncodeStatus(ReplyCode::kFenced, "session " + std::to_string(session->incarnation) +
-                                                  " was declared dead; the server rolled its transactions back");
+      return refuse(ReplyCode::kFenced, "session " + std::to_string(session->incarnation) +
+                                            " was declared dead; the server rolled its transactions back");
     }
   }
   const auto t0 = Clock::now();
-  Status s = tm_->decision_log()->Append(r);
+  Status s = tm_->decision_log()->Append(r, ends);
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   if (s.ok()) {
     // If we crash now, the commit is decided: recovery finishes phase two.

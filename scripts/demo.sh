@@ -2,7 +2,8 @@
 # The main job of xatm, end to end on a fresh machine: installs what is
 # missing, builds, starts a private PostgreSQL, and runs money transfers and
 # travel bookings as global transactions across that PostgreSQL and a SQLite
-# file, then shows what each database holds. Everything it creates lives in
+# file, then shows what each database holds, and runs the transfers again
+# through xatmd. Everything it creates lives in
 # one temporary directory, removed at the end (keep it with XATM_DEMO_KEEP=1).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -67,3 +68,16 @@ echo "== the admin tool: nothing in doubt, and the databases' health"
 ./build/tm/xatm -c "$work/xatm.conf" health
 echo "== the decision log: a COMMIT and an END for each transaction that wrote to both databases"
 ./build/tm/xatm -c "$work/xatm.conf" log dump
+
+echo "== the same transfers through xatmd, the server many processes share"
+mkdir -p "$work/server-log"
+sed -e "s|^log_dir = .*|log_dir = $work/server-log\nserver = unix:$work/xatmd.sock|" "$work/xatm.conf" > "$work/xatmd.conf"
+printf '\n[server]\nmetrics = off\n' >> "$work/xatmd.conf"
+./build/tm/xatmd --config "$work/xatmd.conf" 2> "$work/xatmd.log" &
+xatmd_pid=$!
+for _ in $(seq 100); do [ -S "$work/xatmd.sock" ] && break; sleep 0.1; done
+./build/examples/transfer "$work/xatmd.conf"
+echo "  through the server: xatm --server unix:$work/xatmd.sock list"
+./build/tm/xatm --server "unix:$work/xatmd.sock" list
+kill -TERM "$xatmd_pid"
+wait "$xatmd_pid" && echo "  xatmd stopped cleanly (SIGTERM)"

@@ -46,11 +46,13 @@ class Xatmd {
     }
   }
   // Starts it and waits until it serves. crash_at: XATM_CRASH_AT for it.
-  void Start(const std::string& crash_at = "") {
+  // fault_at: XATM_FAULT_AT for it.
+  void Start(const std::string& crash_at = "", const std::string& fault_at = "") {
     const size_t before = Log().size();
     pid_ = ::fork();
     if (pid_ == 0) {
       if (!crash_at.empty()) ::setenv("XATM_CRASH_AT", crash_at.c_str(), 1);
+      if (!fault_at.empty()) ::setenv("XATM_FAULT_AT", fault_at.c_str(), 1);
       FILE* f = std::fopen(log_.c_str(), "a");
       ::dup2(fileno(f), 2);
       ::execl(XATM_XATMD, "xatmd", "--config", config_.c_str(), static_cast<char*>(nullptr));
@@ -351,6 +353,30 @@ TEST_F(XatmdTest, LateCommitFromAFencedClientIsRefusedAndNothingIsHalfCommitted)
   const std::string m = HttpGet(server_->MetricsPort(), "/metrics");
   EXPECT_GE(Metric(m, "xatm_fenced_requests_total"), 1) << m;
   for (int fd : {ready[0], ready[1], go[0], go[1]}) ::close(fd);
+}
+
+TEST_F(XatmdTest, LostReplyIsAnsweredOnceAfterTheClientResumes) {
+  // The server makes the first decision durable, then drops the connection
+  // instead of answering. The client reconnects, resumes its session and
+  // sends the COMMIT again with its request id: it is answered from the
+  // server's reply cache, not executed a second time.
+  server_->Start("", "server.reply.drop:1");
+  EXPECT_EQ(kChildOk, WaitChild(Transfers(config_, 800, 3))) << server_->Log();
+  EXPECT_NE(std::string::npos, server_->Log().find("fault point: dropping the connection")) << server_->Log();
+  EXPECT_NE(std::string::npos, server_->Log().find("resumed")) << server_->Log();
+  const std::set<long> done = bank_->PgTransfers();
+  EXPECT_EQ(3u, done.size());
+  ExpectConsistent();
+  // One COMMIT record per transaction in the server's log.
+  const Result dump = Shell(std::string(XATM_CLI) + " --server unix:" + socket_ + " log dump --json");
+  ASSERT_EQ(0, dump.code) << dump.out;
+  size_t commits = 0;
+  for (size_t at = dump.out.find("\"COMMIT\""); at != std::string::npos; at = dump.out.find("\"COMMIT\"", at + 1)) {
+    ++commits;
+  }
+  EXPECT_EQ(3u, commits) << dump.out;
+  const std::string m = HttpGet(server_->MetricsPort(), "/metrics");
+  EXPECT_EQ(3, Metric(m, "xatm_decisions_total")) << m;
 }
 
 TEST_F(XatmdTest, TcpNeedsTheTokenAndTheSocketIsNotOpenToOthers) {

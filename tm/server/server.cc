@@ -465,6 +465,12 @@ void ServerImpl::Reply(const std::shared_ptr<Conn>& conn, const std::shared_ptr<
     while (session->replies.size() > kReplyCache) session->replies.erase(session->replies.begin());
     to = session->conn;
   }
+  // The reply is lost on the way: the client must resume and ask again.
+  if (to && XATM_FAULT_POINT("server.reply.drop")) {
+    log_->warn("fault point: dropping the connection instead of answering request {}", id);
+    to->Shutdown();
+    return;
+  }
   // To the session's connection now: it may have resumed on another.
   if (to) (void)to->Write(frame);
 }

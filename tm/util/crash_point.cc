@@ -23,17 +23,18 @@ struct Target {
   long hits = 0;
 };
 
-Target& target() {
+Target& crash_target() {
   static Target t;
   return t;
 }
 
-}  // namespace
+Target& fault_target() {
+  static Target t;
+  return t;
+}
 
-void CrashPoint(const char* name) {
-  const char* env = std::getenv("XATM_CRASH_AT");
-  if (env == nullptr) return;
-  Target& t = target();
+// True when this pass of `name` is the one env asks for.
+bool Hit(Target& t, const char* env, const char* name) {
   std::lock_guard<std::mutex> l(t.mu);
   if (t.env != env) {
     t.env = env;
@@ -46,14 +47,26 @@ void CrashPoint(const char* name) {
       t.name.resize(colon);
     }
   }
-  if (t.name != name) return;
-  if (++t.hits != t.nth) return;
+  if (t.name != name) return false;
+  return ++t.hits == t.nth;
+}
+
+}  // namespace
+
+void CrashPoint(const char* name) {
+  const char* env = std::getenv("XATM_CRASH_AT");
+  if (env == nullptr || !Hit(crash_target(), env, name)) return;
   const char msg[] = "xatm: crash point reached: ";
   (void)!::write(2, msg, sizeof msg - 1);
   (void)!::write(2, name, std::strlen(name));
   (void)!::write(2, "\n", 1);
   ::kill(::getpid(), SIGKILL);
   ::pause();
+}
+
+bool FaultPoint(const char* name) {
+  const char* env = std::getenv("XATM_FAULT_AT");
+  return env != nullptr && Hit(fault_target(), env, name);
 }
 
 }  // namespace xtm

@@ -4,13 +4,21 @@
 // XATM_CRASH_AT=name[:nth] makes the process SIGKILL itself the nth time (1
 // by default) it passes the point called name. The list of points is in
 // docs/testing.md.
+//
+// A fault point is the same without the crash: XATM_FAULT_AT=name[:nth]
+// makes XATM_FAULT_POINT(name) true the nth time it is passed (and false
+// otherwise, and always without XATM_FAULT_INJECTION); the code then fails
+// in the way the point describes (e.g. drops a connection).
 #pragma once
 
 #ifdef XATM_FAULT_INJECTION
 namespace xtm {
 void CrashPoint(const char* name);
+bool FaultPoint(const char* name);
 }  // namespace xtm
 #define XATM_CRASH_POINT(name) ::xtm::CrashPoint(name)
+#define XATM_FAULT_POINT(name) ::xtm::FaultPoint(name)
 #else
 #define XATM_CRASH_POINT(name) ((void)0)
+#define XATM_FAULT_POINT(name) false
 #endif

@@ -18,6 +18,7 @@
 #include <random>
 #include <thread>
 
+#include "core/gtrid.h"
 #include "server/protocol.h"
 #include "support/temp_dir.h"
 #include "tm/bank.h"
@@ -164,12 +165,14 @@ class XatmdTest : public ::testing::Test {
   }
   // The bank's configuration, served by xatmd on a unix socket; extra lines
   // go into [server].
-  std::string WriteConfig(const std::string& extra, const std::string& name = "xatm-server.conf") {
+  std::string WriteConfig(const std::string& extra, const std::string& name = "xatm-server.conf",
+                          int client_timeout_s = 2) {
     std::string text = ReadFileOrDie(bank_->WriteConfigFile());
     text.replace(text.find("[tm]\n") + 5, 0, "server = unix:" + socket_ + "\n");
     // The server says where it listens at level info.
     text.replace(text.find("log_level = warn"), 16, "log_level = info");
-    text += "\n[server]\nclient_timeout_s = 2\nrecovery_interval_s = 1\nmetrics = 127.0.0.1:0\n" + extra;
+    text += "\n[server]\nclient_timeout_s = " + std::to_string(client_timeout_s) +
+            "\nrecovery_interval_s = 1\nmetrics = 127.0.0.1:0\n" + extra;
     const std::string path = dir_ / name;
     WriteFileOrDie(path, text);
     return path;
@@ -513,6 +516,61 @@ TEST_F(XatmdTest, AdminToolWorksThroughTheServer) {
   EXPECT_NE(std::string::npos, direct.out.find("--server")) << direct.out;
   EXPECT_EQ(1u, bank_->PgTransfers().count(3));
   ExpectConsistent();
+}
+
+TEST_F(XatmdTest, HandDecisionsThroughTheServerAreRecordedAndForgotten) {
+  // A long client timeout: the dead client's session may still resume, so
+  // the server leaves its prepared branches alone and a person decides.
+  config_ = WriteConfig("", "slow.conf", 300);
+  server_ = std::make_unique<Xatmd>(config_, dir_ / "xatmd.log");
+  server_->Start();
+  int fds[2];
+  ASSERT_EQ(0, ::pipe(fds));
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setenv("XATM_CRASH_AT", "tm.prepare.after_all", 1);
+    xatm* tm = nullptr;
+    if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(kChildOpenFailed);
+    xatm_tx* tx = nullptr;
+    xatm_start(tm, &tx);
+    XID x;
+    xatm_tx_xid(tx, &x);
+    if (::write(fds[1], x.data, 20) != 20) ::_exit(kChildBadOutcome);
+    TransferStatements(xatm_pgconn(tx, "bank"), xatm_sqlite(tx, "ledger"), 5, 1, 2, 10);
+    xatm_commit(tx);
+    ::_exit(kChildBadOutcome);
+  }
+  ::close(fds[1]);
+  char g[20];
+  ASSERT_EQ(20, ::read(fds[0], g, 20));
+  ::close(fds[0]);
+  ASSERT_EQ(128 + SIGKILL, WaitChild(pid));
+  const std::string gtrid = tm::ToHex(std::string(g, 20));
+  const std::string cli = std::string(XATM_CLI) + " --server unix:" + socket_ + " ";
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // a recovery pass or more
+  EXPECT_EQ(1, bank_->PgPrepared());
+  EXPECT_EQ(1, bank_->SqlitePrepared());
+  const Result show = Shell(cli + "show " + gtrid);
+  EXPECT_EQ(0, show.code) << show.out;
+  EXPECT_NE(std::string::npos, show.out.find("in flight")) << show.out;
+  const Result refused = Shell(cli + "commit " + gtrid);
+  EXPECT_EQ(2, refused.code) << refused.out;  // --reason is required
+  const Result commit = Shell(cli + "commit " + gtrid + " --operator ops-alice --reason 'ticket 42'");
+  EXPECT_EQ(0, commit.code) << commit.out;
+  EXPECT_EQ(0, bank_->PgPrepared());
+  EXPECT_EQ(0, bank_->SqlitePrepared());
+  EXPECT_EQ(1u, bank_->PgTransfers().count(5));
+  EXPECT_EQ(1u, bank_->SqliteTransfers().count(5));
+  ExpectConsistent();
+  // The hand decision is in the server's log, with who and why, until forgotten.
+  Result dump = Shell(cli + "log dump");
+  EXPECT_NE(std::string::npos, dump.out.find("ops-alice")) << dump.out;
+  EXPECT_NE(std::string::npos, dump.out.find("ticket 42")) << dump.out;
+  const Result forget = Shell(cli + "forget " + gtrid);
+  EXPECT_EQ(0, forget.code) << forget.out;
+  dump = Shell(cli + "log dump");
+  EXPECT_NE(std::string::npos, dump.out.find("FORGET")) << dump.out;
+  EXPECT_NE(std::string::npos, server_->Log().find("admin: xatm commit " + gtrid)) << server_->Log();
 }
 
 }  // namespace

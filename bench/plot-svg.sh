@@ -12,8 +12,8 @@ NR == 1 { next }
   if ($3 > max) max = $3
 }
 END {
-  split("#4e79a7 #f28e2b #59a14f #e15759 #76b7b2 #edc948 #b07aa1", color, " ")
-  W = 900; H = 420; L = 70; B = 60; T = 40; bw = 22; gap = 40
+  split("#4e79a7 #f28e2b #59a14f #e15759 #76b7b2 #edc948 #b07aa1 #ff9da7 #9c755f", color, " ")
+  W = 900; H = 440; L = 70; B = 80; T = 40; bw = 22; gap = 40
   gw = nm * bw + gap
   printf "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H
   printf "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
@@ -34,7 +34,8 @@ END {
     printf "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s thread%s</text>\n", x0 + nm * bw / 2, T + ph + 18, threads[t], threads[t] == 1 ? "" : "s"
   }
   for (m = 1; m <= nm; m++) {
-    printf "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">%s</text>\n", L + (m - 1) * 150, H - 22, color[m], L + (m - 1) * 150 + 16, H - 12, modes[m]
+    lx = L + ((m - 1) % 4) * 190; ly = H - 40 + int((m - 1) / 4) * 18
+    printf "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">%s</text>\n", lx, ly, color[m], lx + 16, ly + 10, modes[m]
   }
   print "</svg>"
 }' "$1"

@@ -7,6 +7,9 @@
 //   xatm         one global transaction through xatm (default settings)
 //   xatm-lrc     the same with last_resource_commit = true (SQLite commits last,
 //                in one phase, holding the decision)
+//   xatm-bg      the same with background_phase_two = true (xatm_commit returns
+//                once the decision is durable and SQLite committed; PostgreSQL's
+//                COMMIT PREPARED runs on a TM thread)
 //   local-pg2    two local commits on two PostgreSQL databases
 //   xatm-pg2     a global transaction over the two PostgreSQL databases
 //   manual-pg2   PostgreSQL's PREPARE TRANSACTION / COMMIT PREPARED by hand
@@ -188,6 +191,18 @@ int main(int argc, char** argv) {
   xatm* lrc = nullptr;
   if (xatm_open_config(cfg, &lrc) != XATM_OK) Die(xatm_errmsg(lrc));
   xatm_config_free(cfg);
+  // And one with background phase two.
+  std::filesystem::create_directories(a.dir + "/log-bg");
+  xatm_config_new(&cfg);
+  xatm_config_set(cfg, "log_dir", (a.dir + "/log-bg").c_str());
+  xatm_config_set(cfg, "log_level", "warn");
+  xatm_config_set(cfg, "background_phase_two", "true");
+  xatm_config_add_pgsql(cfg, "bank", a.pg.c_str());
+  xatm_config_add_pgsql(cfg, "bank2", a.pg2.c_str());
+  xatm_config_add_sqlite(cfg, "ledger", ("path=" + a.dir + "/bench.db busy_timeout_ms=60000").c_str());
+  xatm* bg = nullptr;
+  if (xatm_open_config(cfg, &bg) != XATM_OK) Die(xatm_errmsg(bg));
+  xatm_config_free(cfg);
 
   auto pick = [](std::mt19937& r) { return 1 + static_cast<int>(r() % kAccounts); };
   std::map<std::string, Op> modes;
@@ -209,13 +224,14 @@ int main(int argc, char** argv) {
   };
   modes["xatm-lrc"] = [&](Local&, std::mt19937& r, long) { return transfer(lrc, r); };
   modes["xatm"] = [&](Local&, std::mt19937& r, long) { return transfer(tm, r); };
+  modes["xatm-bg"] = [&](Local&, std::mt19937& r, long) { return transfer(bg, r); };
   modes["local-pg2"] = [&](Local& l, std::mt19937& r, long) {
     return PgOk(l.pg, "BEGIN") && PgOk(l.pg, Update(pick(r))) && PgOk(l.pg, "COMMIT") && PgOk(l.pg2, "BEGIN") &&
            PgOk(l.pg2, Update(pick(r))) && PgOk(l.pg2, "COMMIT");
   };
-  modes["xatm-pg2"] = [&](Local&, std::mt19937& r, long) {
+  auto pg2 = [&](xatm* t, std::mt19937& r) {
     xatm_tx* tx = nullptr;
-    if (xatm_start(tm, &tx) != XATM_OK) return false;
+    if (xatm_start(t, &tx) != XATM_OK) return false;
     PGconn* p1 = xatm_pgconn(tx, "bank");
     PGconn* p2 = xatm_pgconn(tx, "bank2");
     bool ok = p1 && p2 && PgOk(p1, Update(pick(r))) && PgOk(p2, Update(pick(r)));
@@ -223,6 +239,8 @@ int main(int argc, char** argv) {
     xatm_tx_free(tx);
     return ok;
   };
+  modes["xatm-pg2"] = [&](Local&, std::mt19937& r, long) { return pg2(tm, r); };
+  modes["xatm-bg-pg2"] = [&](Local&, std::mt19937& r, long) { return pg2(bg, r); };
   modes["manual-pg2"] = [&](Local& l, std::mt19937& r, long id) {
     const std::string g = "bench-" + std::to_string(id);
     return PgOk(l.pg, "BEGIN") && PgOk(l.pg, Update(pick(r))) && PgOk(l.pg2, "BEGIN") &&
@@ -230,7 +248,8 @@ int main(int argc, char** argv) {
            PgOk(l.pg2, "PREPARE TRANSACTION '" + g + "b'") && PgOk(l.pg, "COMMIT PREPARED '" + g + "a'") &&
            PgOk(l.pg2, "COMMIT PREPARED '" + g + "b'");
   };
-  const std::vector<std::string> order = {"local", "xatm", "xatm-lrc", "local-pg2", "xatm-pg2", "manual-pg2"};
+  const std::vector<std::string> order = {"local",     "xatm",     "xatm-lrc",    "xatm-bg",
+                                          "local-pg2", "xatm-pg2", "xatm-bg-pg2", "manual-pg2"};
   std::map<std::pair<std::string, int>, std::vector<Result>> results;
   std::ofstream csv(a.csv);
   csv << "round,mode,threads,tps,p50_us,p99_us,failed\n";
@@ -247,6 +266,7 @@ int main(int argc, char** argv) {
   }
   xatm_close(tm);
   xatm_close(lrc);
+  xatm_close(bg);
   auto median = [](const std::vector<Result>& v) { return xtm::bench::MedianBy(v, &Result::tps); };
   std::ofstream summary(a.csv + ".summary.csv");
   summary << "mode,threads,tps,p50_us,p99_us,time_vs_local\n";

@@ -85,11 +85,13 @@ void Soak(const int rounds, bool last_resource) {
   for (int round = 0; round < rounds && Clock::now() < deadline; ++round) {
     int fds[2];
     ASSERT_EQ(0, ::pipe(fds));
+    auto hold = proxy.HoldForFork();
     pid_t pid = ::fork();
     if (pid == 0) {
       ::close(fds[0]);
       Worker(config, (round + 1) * 1000000L, fds[1]);
     }
+    hold.unlock();
     ::close(fds[1]);
     // Disruptions for this round.
     const char* stmt = rng() % 2 ? "PREPARE TRANSACTION" : "COMMIT PREPARED";

@@ -67,6 +67,7 @@ class TwoPcFailure : public ::testing::Test {
   }
   // One transfer in a child process that dies at crash point `at`.
   void TransferInChildDyingAt(const std::string& at, long id) {
+    auto hold = proxy_.HoldForFork();
     pid_t pid = ::fork();
     if (pid == 0) {
       ::setenv("XATM_CRASH_AT", at.c_str(), 1);
@@ -80,12 +81,14 @@ class TwoPcFailure : public ::testing::Test {
       xatm_commit(tx);
       ::_exit(3);  // the crash point was not reached
     }
+    hold.unlock();
     int st = 0;
     ::waitpid(pid, &st, 0);
     ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "the child did not die at " << at;
   }
   // Recovery in a child that dies at crash point `at`.
   void RecoverInChildDyingAt(const std::string& at) {
+    auto hold = proxy_.HoldForFork();
     pid_t pid = ::fork();
     if (pid == 0) {
       ::setenv("XATM_CRASH_AT", at.c_str(), 1);
@@ -93,6 +96,7 @@ class TwoPcFailure : public ::testing::Test {
       xatm_open(config_.c_str(), &tm);
       ::_exit(3);
     }
+    hold.unlock();
     int st = 0;
     ::waitpid(pid, &st, 0);
     ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "the recovering child did not die at " << at;

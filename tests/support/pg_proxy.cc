@@ -101,12 +101,15 @@ void PgProxy::AcceptLoop() {
       ::close(c);
       continue;
     }
+    std::shared_lock<std::shared_mutex> g(gate_);
     std::lock_guard<std::mutex> l(mu_);
     workers_.emplace_back([this, c] { Serve(c); });
   }
 }
 
 void PgProxy::Serve(int client) {
+  // Released only while waiting in poll; destroyed last, after the buffers.
+  std::shared_lock<std::shared_mutex> g(gate_);
   int server = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -130,7 +133,10 @@ void PgProxy::Serve(int client) {
   char buf[65536];
   while (!stop_) {
     pollfd p[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
-    if (::poll(p, 2, 100) <= 0) continue;
+    g.unlock();
+    const int ready = ::poll(p, 2, 100);
+    g.lock();
+    if (ready <= 0) continue;
     if (p[0].revents) {
       ssize_t n = ::recv(client, buf, sizeof buf, 0);
       if (n <= 0) break;

@@ -117,6 +117,52 @@ TEST_F(TmCrash, ChildKilledAtRandomMomentsLosesNothingAndLeavesNothingPrepared) 
   EXPECT_GT(acked.size(), 40u);
 }
 
+// The bank's configuration with background_phase_two = true.
+std::string BackgroundConfig(const std::string& config) {
+  std::string text = ReadFileOrDie(config);
+  text.replace(text.find("[tm]\n") + 5, 0, "background_phase_two = true\n");
+  const std::string path = config + ".background";
+  WriteFileOrDie(path, text);
+  return path;
+}
+
+TEST_F(TmCrash, BackgroundPhaseTwoCrashAfterTheHandOffCommitsAtRecovery) {
+  const std::string config = BackgroundConfig(config_);
+  CrashOneTransfer(config, "tm.commit.handed_off", 1);
+  // SQLite committed on the caller's thread; PostgreSQL was still to do.
+  EXPECT_EQ(1u, bank_->SqliteTransfers().count(1));
+  RecoverNow(config);
+  ExpectAtomic(*bank_, {1});
+}
+
+TEST_F(TmCrash, BackgroundPhaseTwoChildKilledAtRandomMomentsLosesNothing) {
+  const std::string config = BackgroundConfig(config_);
+  std::set<long> acked;
+  std::mt19937 rng(7);
+  for (int round = 0; round < 6; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    int fds[2];
+    ASSERT_EQ(0, ::pipe(fds));
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(fds[0]);
+      TransferLoop(config, (round + 1) * 100000L, fds[1], -1);
+    }
+    ::close(fds[1]);
+    const int want = 5 + static_cast<int>(rng() % 25);
+    long id;
+    for (int got = 0; got < want && ::read(fds[0], &id, sizeof id) == sizeof id; ++got) acked.insert(id);
+    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 20000));
+    ::kill(pid, SIGKILL);
+    while (::read(fds[0], &id, sizeof id) == sizeof id) acked.insert(id);
+    ::close(fds[0]);
+    ::waitpid(pid, nullptr, 0);
+    RecoverNow(config);
+    ExpectAtomic(*bank_, acked);
+  }
+  EXPECT_GT(acked.size(), 30u);
+}
+
 TEST_F(TmCrash, CrashAfterTheCommitRecordCommitsEveryBranchAtRecovery) {
   CrashOneTransfer(config_, "tm.commit.after_decision", 1);
   EXPECT_EQ(1, bank_->PgPrepared());

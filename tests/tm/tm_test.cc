@@ -260,6 +260,44 @@ TEST_F(TmTest, ConcurrentTransfersConserveMoneyWhileACheckerWatches) {
   ExpectConsistent();
 }
 
+TEST_F(TmTest, BackgroundPhaseTwoFinishesEveryTransferByClose) {
+  std::string text = ReadFileOrDie(bank_->WriteConfigFile());
+  text.replace(text.find("[tm]\n") + 5, 0, "background_phase_two = true\n");
+  const std::string config = dir_ / "background.conf";
+  WriteFileOrDie(config, text);
+  ASSERT_EQ(XATM_OK, xatm_open(config.c_str(), &tm_)) << xatm_errmsg(tm_);
+  constexpr int kThreads = 4, kEach = 25;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < kThreads; ++t) {
+    workers.emplace_back([&, t] {
+      std::mt19937 rng(static_cast<unsigned>(t));
+      for (int i = 0; i < kEach; ++i) {
+        int amount = static_cast<int>(rng() % 20) - 10;
+        if (Transfer(t * 1000 + i, 1 + static_cast<int>(rng() % kAccounts), 1 + static_cast<int>(rng() % kAccounts),
+                     amount) != XATM_OK) {
+          failures++;
+        }
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  // Close waits for the branches handed to the background.
+  ASSERT_EQ(XATM_OK, xatm_close(tm_));
+  tm_ = nullptr;
+  EXPECT_EQ(0, failures.load());
+  EXPECT_EQ(static_cast<size_t>(kThreads * kEach), bank_->PgTransfers().size());
+  ExpectConsistent();
+  // Every decision has its END: nothing is left for recovery.
+  size_t commits = 0, ends = 0;
+  for (const log::LoggedRecord& r : Scan().records) {
+    commits += r.type == log::RecordType::kCommit;
+    ends += r.type == log::RecordType::kEnd;
+  }
+  EXPECT_EQ(static_cast<size_t>(kThreads * kEach), commits);
+  EXPECT_EQ(commits, ends);
+}
+
 TEST_F(TmTest, TimeoutRollsBackAndReleasesLocks) {
   Open(/*timeout_s=*/1);
   xatm_tx* tx = nullptr;

@@ -74,6 +74,9 @@ Status SetTmKey(TmConfig* cfg, const std::string& key, const std::string& value)
   } else if (key == "last_resource_commit") {
     if (value != "true" && value != "false") return Bad(where, "must be true or false");
     cfg->last_resource_commit = value == "true";
+  } else if (key == "background_phase_two") {
+    if (value != "true" && value != "false") return Bad(where, "must be true or false");
+    cfg->background_phase_two = value == "true";
   } else if (key == "recover_on_open") {
     if (value != "true" && value != "false") return Bad(where, "must be true or false");
     cfg->recover_on_open = value == "true";
@@ -90,7 +93,7 @@ Status SetTmKey(TmConfig* cfg, const std::string& key, const std::string& value)
     return Bad(cfg->source + ": [tm]", "unknown key \"" + key +
                                            "\" (known: log_dir, node_name, timeout_s, commit_retry_s, "
                                            "log_level, log_file, log_segment_kb, recover_on_open, "
-                                           "last_resource_commit, server)");
+                                           "last_resource_commit, background_phase_two, server)");
   }
   return Status::OK();
 }

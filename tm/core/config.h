@@ -12,6 +12,9 @@
 //   recover_on_open = true           false: leave recovery to `xatm recover` (or xatm_recover)
 //   last_resource_commit = false     true: with one SQLite branch among others, commit it last in
 //                                    one phase with the decision inside its own transaction
+//   background_phase_two = false     true: xatm_commit returns once the decision is durable and the
+//                                    SQLite branches are committed; the others are committed by a
+//                                    background thread (readers may see them a moment later)
 //   server = unix:/run/xatm/xatmd.sock   (optional) where xatmd listens; an application with this
 //                                    key uses the server's decision log instead of log_dir
 //
@@ -63,6 +66,7 @@ struct TmConfig {
   int log_segment_kb = 4096;
   bool recover_on_open = true;
   bool last_resource_commit = false;
+  bool background_phase_two = false;
   std::string server;  // [tm] server: empty for the embedded TM
   struct Server {
     std::string tcp;

@@ -141,6 +141,9 @@ Status TransactionManager::Open(const TmConfig& cfg_in, std::unique_ptr<Transact
     tm->logger_->info("opened: session of xatmd at {} (node {}, incarnation {}), {} resource manager(s)", cfg.server,
                       ToHex(tm->node_id_), tm->incarnation_, tm->rms_.size());
     tm->reaper_ = std::thread([t = tm.get()] { t->ReaperLoop(); });
+    if (cfg.background_phase_two) {
+      for (int i = 0; i < 2; ++i) tm->phase_two_.emplace_back([t = tm.get()] { t->PhaseTwoLoop(); });
+    }
     *out = std::move(tm);
     return Status::OK();
   }
@@ -163,6 +166,9 @@ Status TransactionManager::Open(const TmConfig& cfg_in, std::unique_ptr<Transact
     return Status::OK();
   }
   tm->reaper_ = std::thread([t = tm.get()] { t->ReaperLoop(); });
+  if (cfg.background_phase_two) {
+    for (int i = 0; i < 2; ++i) tm->phase_two_.emplace_back([t = tm.get()] { t->PhaseTwoLoop(); });
+  }
   if (options.recover && cfg.recover_on_open) {
     RecoveryReport report;
     s = tm->Recover(/*dry_run=*/false, &report);
@@ -229,6 +235,7 @@ Status TransactionManager::OpenRms() {
 }
 
 TransactionManager::~TransactionManager() {
+  StopPhaseTwo();
   {
     std::lock_guard<std::mutex> l(mu_);
     stopping_ = true;
@@ -250,6 +257,7 @@ TransactionManager::~TransactionManager() {
 
 Outcome TransactionManager::Close(std::string* message) {
   if (options_.read_only) return Outcome::kOk;
+  StopPhaseTwo();  // what was handed off is finished first
   {
     std::lock_guard<std::mutex> l(mu_);
     stopping_ = true;
@@ -576,7 +584,31 @@ Outcome Transaction::PhaseTwo(std::string* message) {
     tm_->in_flight_.insert(gtrid_);
   }
   std::vector<Branch*> left;
-  const Outcome worst = FinishWriters(writers, &left, message);
+  Outcome worst = Outcome::kOk;
+  if (logged && tm_->cfg_.background_phase_two) {
+    // SQLite branches now (their transactions are open on this thread), the
+    // others in the background.
+    std::vector<Branch*> now, later;
+    for (Branch* b : writers) (b->rm->spec.type == RmSpec::Type::kSqlite ? now : later).push_back(b);
+    worst = FinishWriters(now, &left, message);
+    if (left.empty() && worst == Outcome::kOk && !later.empty()) {
+      TransactionManager::Handoff h;
+      h.gtrid = gtrid_;
+      for (Branch* b : later) {
+        h.branches.push_back({b->rm, b->xid, true, gtrid_});
+        b->st = Branch::St::kDone;
+      }
+      tm_->HandOff(std::move(h));
+      // If we crash now, the commit is decided: recovery finishes phase two.
+      XATM_CRASH_POINT("tm.commit.handed_off");
+      tm_->logger().info("{} committed ({} branch(es) finishing in the background)", hex, later.size());
+      return Outcome::kOk;
+    }
+    const Outcome rest = FinishWriters(later, &left, message);
+    if (worst == Outcome::kOk) worst = rest;
+  } else {
+    worst = FinishWriters(writers, &left, message);
+  }
   if (!left.empty()) {
     if (!logged) {
       // A single prepared branch that cannot be reached: record the decision
@@ -880,6 +912,65 @@ std::vector<std::string> TransactionManager::TakeFinishedDecisions() {
   out.assign(finished_decisions_.end() - static_cast<long>(n), finished_decisions_.end());
   finished_decisions_.resize(finished_decisions_.size() - n);
   return out;
+}
+
+void TransactionManager::HandOff(Handoff h) {
+  std::lock_guard<std::mutex> l(mu_);
+  handoffs_.push_back(std::move(h));
+  phase_two_cv_.notify_all();
+}
+
+void TransactionManager::StopPhaseTwo() {
+  if (phase_two_.empty()) return;
+  {
+    std::unique_lock<std::mutex> l(mu_);
+    phase_two_cv_.wait(l, [&] { return handoffs_.empty() && handoffs_busy_ == 0; });
+    phase_two_stopping_ = true;
+  }
+  phase_two_cv_.notify_all();
+  for (std::thread& t : phase_two_) t.join();
+  phase_two_.clear();
+}
+
+// On a phase-two thread (its own RM connections).
+void TransactionManager::PhaseTwoLoop() {
+  for (;;) {
+    Handoff h;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      phase_two_cv_.wait(l, [&] { return phase_two_stopping_ || !handoffs_.empty(); });
+      if (handoffs_.empty()) return;
+      h = std::move(handoffs_.front());
+      handoffs_.pop_front();
+      ++handoffs_busy_;
+    }
+    const auto deadline = Clock::now() + std::chrono::seconds(cfg_.commit_retry_s);
+    bool all = true;
+    for (Leftover& b : h.branches) {
+      std::string m;
+      int rc = FinishBranch(b.rm, b.xid, /*commit=*/true, deadline, &m);
+      if (rc == XA_OK) continue;
+      if (rc == XA_HEURCOM) {
+        b.rm->sw->xa_forget_entry(&b.xid, b.rm->rmid, TMNOFLAGS);
+        continue;
+      }
+      if (rc == XA_HEURMIX || rc == XA_HEURHAZ || rc == XA_HEURRB || rc == XAER_NOTA) {
+        LogHeuristic(h.gtrid, b.rm, b.xid, rc == XAER_NOTA ? XA_HEURHAZ : rc, "xatm", m);
+        continue;
+      }
+      logger_->warn("{} branch on {} not committed yet: {}; retrying", ToHex(h.gtrid), b.rm->spec.name, m);
+      AddLeftover(b);
+      all = false;
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      in_flight_.erase(h.gtrid);
+      if (!all) pending_.insert(h.gtrid);
+      --handoffs_busy_;
+      phase_two_cv_.notify_all();
+    }
+    if (all) RecordEnd(h.gtrid);
+  }
 }
 
 void TransactionManager::AddLeftover(Leftover l) {

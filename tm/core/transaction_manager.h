@@ -27,6 +27,14 @@
 //                 without END.
 //  6. END         appended unforced once every branch is finished.
 //
+// Background phase two (background_phase_two = true, two or more prepared
+// branches): after step 4 the SQLite branches are committed on the caller's
+// thread (their transactions are open there), and the others are handed to
+// the TM's phase-two threads, which commit them on their own connections and
+// write END; xatm_commit returns at the hand-off. Until then another reader
+// sees those branches' old rows and a writer waits for their locks.
+// Crash after the hand-off: the decision is durable; recovery commits.
+//
 // Last-resource commit (last_resource_commit = true, one SQLite branch among
 // others): step 4 is the SQLite branch's own one-phase COMMIT, with a
 // decision row (xatm_decision: the gtrid) written inside that transaction;
@@ -58,6 +66,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -240,6 +249,15 @@ class TransactionManager {
     std::string gtrid;
   };
   void AddLeftover(Leftover l);
+  // Background phase two: commit branches of gtrid, then END.
+  struct Handoff {
+    std::string gtrid;
+    std::vector<Leftover> branches;
+  };
+  void HandOff(Handoff h);
+  void PhaseTwoLoop();
+  // Waits until everything handed off is finished, then stops the threads.
+  void StopPhaseTwo();
   void RetryLeftovers();
   // Last-resource decisions: whether a decision row for gtrid is in any
   // SQLite RM (1), in none (0), or cannot be known now (-1: an RM is down).
@@ -268,6 +286,11 @@ class TransactionManager {
   bool stopping_ = false;                // REQUIRES mu_
   std::condition_variable reaper_cv_;
   std::thread reaper_;
+  std::deque<Handoff> handoffs_;         // REQUIRES mu_: background phase two to do
+  int handoffs_busy_ = 0;                // REQUIRES mu_: being committed now
+  bool phase_two_stopping_ = false;      // REQUIRES mu_
+  std::condition_variable phase_two_cv_;  // work arrived, or the queue drained
+  std::vector<std::thread> phase_two_;
 };
 
 class Transaction {

@@ -25,6 +25,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Background phase two: its threads, and how many hand-offs may wait for
+// them before callers finish their own phase two again (so that a backlog
+// never builds up behind the prepared branches' locks).
+constexpr int kPhaseTwoThreads = 4;
+constexpr size_t kPhaseTwoQueue = 2 * kPhaseTwoThreads;
+
 // rmids are unique in the process, so that several TMs never share one.
 std::atomic<int> g_next_rmid{1000};
 std::atomic<int> g_logger_serial{0};
@@ -142,7 +148,7 @@ Status TransactionManager::Open(const TmConfig& cfg_in, std::unique_ptr<Transact
                       ToHex(tm->node_id_), tm->incarnation_, tm->rms_.size());
     tm->reaper_ = std::thread([t = tm.get()] { t->ReaperLoop(); });
     if (cfg.background_phase_two) {
-      for (int i = 0; i < 2; ++i) tm->phase_two_.emplace_back([t = tm.get()] { t->PhaseTwoLoop(); });
+      for (int i = 0; i < kPhaseTwoThreads; ++i) tm->phase_two_.emplace_back([t = tm.get()] { t->PhaseTwoLoop(); });
     }
     *out = std::move(tm);
     return Status::OK();
@@ -167,7 +173,7 @@ Status TransactionManager::Open(const TmConfig& cfg_in, std::unique_ptr<Transact
   }
   tm->reaper_ = std::thread([t = tm.get()] { t->ReaperLoop(); });
   if (cfg.background_phase_two) {
-    for (int i = 0; i < 2; ++i) tm->phase_two_.emplace_back([t = tm.get()] { t->PhaseTwoLoop(); });
+    for (int i = 0; i < kPhaseTwoThreads; ++i) tm->phase_two_.emplace_back([t = tm.get()] { t->PhaseTwoLoop(); });
   }
   if (options.recover && cfg.recover_on_open) {
     RecoveryReport report;
@@ -591,14 +597,11 @@ Outcome Transaction::PhaseTwo(std::string* message) {
     std::vector<Branch*> now, later;
     for (Branch* b : writers) (b->rm->spec.type == RmSpec::Type::kSqlite ? now : later).push_back(b);
     worst = FinishWriters(now, &left, message);
-    if (left.empty() && worst == Outcome::kOk && !later.empty()) {
-      TransactionManager::Handoff h;
-      h.gtrid = gtrid_;
-      for (Branch* b : later) {
-        h.branches.push_back({b->rm, b->xid, true, gtrid_});
-        b->st = Branch::St::kDone;
-      }
-      tm_->HandOff(std::move(h));
+    TransactionManager::Handoff h;
+    h.gtrid = gtrid_;
+    for (Branch* b : later) h.branches.push_back({b->rm, b->xid, true, gtrid_});
+    if (left.empty() && worst == Outcome::kOk && !later.empty() && tm_->HandOff(std::move(h))) {
+      for (Branch* b : later) b->st = Branch::St::kDone;
       // If we crash now, the commit is decided: recovery finishes phase two.
       XATM_CRASH_POINT("tm.commit.handed_off");
       tm_->logger().info("{} committed ({} branch(es) finishing in the background)", hex, later.size());
@@ -914,10 +917,12 @@ std::vector<std::string> TransactionManager::TakeFinishedDecisions() {
   return out;
 }
 
-void TransactionManager::HandOff(Handoff h) {
+bool TransactionManager::HandOff(Handoff&& h) {
   std::lock_guard<std::mutex> l(mu_);
+  if (handoffs_.size() >= kPhaseTwoQueue) return false;  // busy: the caller does it
   handoffs_.push_back(std::move(h));
-  phase_two_cv_.notify_all();
+  phase_two_cv_.notify_one();
+  return true;
 }
 
 void TransactionManager::StopPhaseTwo() {

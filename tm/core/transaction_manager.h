@@ -31,7 +31,8 @@
 // branches): after step 4 the SQLite branches are committed on the caller's
 // thread (their transactions are open there), and the others are handed to
 // the TM's phase-two threads, which commit them on their own connections and
-// write END; xatm_commit returns at the hand-off. Until then another reader
+// write END; xatm_commit returns at the hand-off. When those threads are
+// behind, the caller commits the branches itself, as without the option. Until then another reader
 // sees those branches' old rows and a writer waits for their locks.
 // Crash after the hand-off: the decision is durable; recovery commits.
 //
@@ -254,7 +255,8 @@ class TransactionManager {
     std::string gtrid;
     std::vector<Leftover> branches;
   };
-  void HandOff(Handoff h);
+  // False when the phase-two threads are behind: the caller finishes itself.
+  bool HandOff(Handoff&& h);
   void PhaseTwoLoop();
   // Waits until everything handed off is finished, then stops the threads.
   void StopPhaseTwo();

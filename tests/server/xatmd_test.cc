@@ -573,5 +573,54 @@ TEST_F(XatmdTest, HandDecisionsThroughTheServerAreRecordedAndForgotten) {
   EXPECT_NE(std::string::npos, server_->Log().find("admin: xatm commit " + gtrid)) << server_->Log();
 }
 
+TEST_F(XatmdTest, CApiRecoveryCallsOfAClientGoThroughTheServer) {
+  // As above: a dead client's prepared branches that the server leaves alone
+  // for now; another client lists and resolves them with the C API.
+  config_ = WriteConfig("", "slow.conf", 300);
+  server_ = std::make_unique<Xatmd>(config_, dir_ / "xatmd.log");
+  server_->Start();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setenv("XATM_CRASH_AT", "tm.prepare.after_all", 1);
+    xatm* tm = nullptr;
+    if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(kChildOpenFailed);
+    xatm_tx* tx = nullptr;
+    xatm_start(tm, &tx);
+    TransferStatements(xatm_pgconn(tx, "bank"), xatm_sqlite(tx, "ledger"), 6, 1, 2, 10);
+    xatm_commit(tx);
+    ::_exit(kChildBadOutcome);
+  }
+  ASSERT_EQ(128 + SIGKILL, WaitChild(pid));
+  xatm* tm = nullptr;
+  ASSERT_EQ(XATM_OK, xatm_open(config_.c_str(), &tm)) << xatm_errmsg(tm);
+  xatm_indoubt* list = nullptr;
+  size_t n = 0;
+  ASSERT_EQ(XATM_OK, xatm_indoubt_list(tm, &list, &n)) << xatm_errmsg(tm);
+  ASSERT_EQ(2u, n);
+  XID x = list[0].xid;
+  for (size_t i = 0; i < n; ++i) {
+    EXPECT_EQ(XATM_DECISION_NONE, list[i].decision);
+    EXPECT_EQ(1, list[i].ours);  // made under the server's node id
+  }
+  xatm_indoubt_free(list);
+  // Still live for the server (it may resume): recovery leaves it.
+  EXPECT_EQ(XATM_OK, xatm_recover(tm)) << xatm_errmsg(tm);
+  EXPECT_EQ(1, bank_->PgPrepared());
+  ASSERT_EQ(XATM_OK, xatm_resolve(tm, &x, /*commit=*/0, "ops-bob", "customer cancelled")) << xatm_errmsg(tm);
+  EXPECT_EQ(0, bank_->PgPrepared());
+  EXPECT_EQ(0, bank_->SqlitePrepared());
+  EXPECT_EQ(0u, bank_->PgTransfers().count(6));
+  ExpectConsistent();
+  // The heuristic record is in the server's log, until forgotten.
+  ASSERT_EQ(XATM_OK, xatm_indoubt_list(tm, &list, &n));
+  xatm_indoubt_free(list);
+  EXPECT_EQ(0u, n);
+  EXPECT_EQ(XATM_OK, xatm_forget(tm, &x)) << xatm_errmsg(tm);
+  EXPECT_EQ(XATM_OK, xatm_close(tm));
+  const Result dump = Shell(std::string(XATM_CLI) + " --server unix:" + socket_ + " log dump");
+  EXPECT_NE(std::string::npos, dump.out.find("ops-bob")) << dump.out;
+  EXPECT_NE(std::string::npos, dump.out.find("FORGET")) << dump.out;
+}
+
 }  // namespace
 }  // namespace xtm::test

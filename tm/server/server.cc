@@ -136,6 +136,7 @@ class ServerImpl final : public Server {
   void Submit(std::function<void()> job);
   void WorkerLoop();
   void MonitorLoop();
+  void JoinFinishedConnections();
   void Takeover(const std::shared_ptr<Session>& s, const std::string& why);
   void RecoveryPass();
   tm::LiveSet Live();
@@ -161,7 +162,9 @@ class ServerImpl final : public Server {
   std::map<uint32_t, std::shared_ptr<Session>> sessions_;  // REQUIRES mu_
   uint32_t next_incarnation_ = 0;                          // REQUIRES mu_
   std::set<std::shared_ptr<Conn>> conns_;                  // REQUIRES mu_
-  std::vector<std::thread> conn_threads_;                  // REQUIRES mu_
+  std::map<uint64_t, std::thread> conn_threads_;           // REQUIRES mu_: by connection number
+  std::vector<uint64_t> finished_conns_;                   // REQUIRES mu_: threads to join
+  uint64_t next_conn_ = 0;                                 // REQUIRES mu_
   bool recover_now_ = false;                               // REQUIRES mu_
   std::condition_variable monitor_cv_;
   std::mt19937_64 rng_{std::random_device{}()};           // REQUIRES mu_
@@ -252,12 +255,12 @@ void ServerImpl::Stop() {
     monitor_cv_.notify_all();
     jobs_cv_.notify_all();
     for (std::thread& t : threads_) t.join();
-    std::vector<std::thread> conn_threads;
+    std::map<uint64_t, std::thread> conn_threads;
     {
       std::lock_guard<std::mutex> l(mu_);
       conn_threads.swap(conn_threads_);
     }
-    for (std::thread& t : conn_threads) t.join();
+    for (auto& [n, t] : conn_threads) t.join();
     for (auto& [fd, tcp] : listeners_) ::close(fd);
     if (unix_addr_.unix_socket && !listeners_.empty()) ::unlink(unix_addr_.path.c_str());
     if (metrics_fd_ >= 0) ::close(metrics_fd_);
@@ -296,7 +299,12 @@ void ServerImpl::AcceptLoop() {
       ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
       std::lock_guard<std::mutex> l(mu_);
       conns_.insert(conn);
-      conn_threads_.emplace_back([this, conn] { Serve(conn); });
+      const uint64_t n = ++next_conn_;
+      conn_threads_.emplace(n, std::thread([this, conn, n] {
+                              Serve(conn);
+                              std::lock_guard<std::mutex> g(mu_);
+                              finished_conns_.push_back(n);
+                            }));
     }
   }
 }
@@ -748,6 +756,23 @@ void ServerImpl::Takeover(const std::shared_ptr<Session>& s, const std::string& 
   monitor_cv_.notify_all();
 }
 
+// A connection's thread, once it has returned, is joined here: a server that
+// runs for months keeps no dead threads' stacks.
+void ServerImpl::JoinFinishedConnections() {
+  std::vector<std::thread> done;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (uint64_t n : finished_conns_) {
+      auto it = conn_threads_.find(n);
+      if (it == conn_threads_.end()) continue;
+      done.push_back(std::move(it->second));
+      conn_threads_.erase(it);
+    }
+    finished_conns_.clear();
+  }
+  for (std::thread& t : done) t.join();
+}
+
 void ServerImpl::MonitorLoop() {
   const auto timeout = std::chrono::seconds(cfg_.srv.client_timeout_s);
   const auto interval = std::chrono::seconds(cfg_.srv.recovery_interval_s);
@@ -783,6 +808,7 @@ void ServerImpl::MonitorLoop() {
       recover = recover_now_ || now >= next_recovery;
       recover_now_ = false;
     }
+    JoinFinishedConnections();
     for (auto& [s, why] : dying) Takeover(s, why);
     if (!dying.empty()) recover = true;
     if (recover) {

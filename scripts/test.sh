@@ -45,7 +45,7 @@ done
 echo "== ctest (build-tsan: group commit, concurrent transfers, timeouts, the reaper, xatmd)"
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 ctest --test-dir build-tsan --output-on-failure -j "$(nproc)" \
-  -R 'GroupCommit|DecisionLogCrash|Concurrent|Timeout|Threads|LastResource|Xatmd' || status=1
+  -R 'GroupCommit|DecisionLogCrash|Concurrent|Timeout|Threads|LastResource|Xatmd|BackgroundPhaseTwo' || status=1
 
 # The 2PC failure cases, as a table: case, injection, expected, observed.
 [ -f build/tests/failure-cases.tsv ] && bash scripts/failure-table.sh build/tests/failure-cases.tsv || true

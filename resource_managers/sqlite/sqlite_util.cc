@@ -121,6 +121,7 @@ bool ReadTables(sqlite3* db, std::vector<std::pair<std::string, TableInfo>>* out
         types.push_back(Upper(info.Text(2)));
         notnull.push_back(info.Int(3) != 0);
         t.pk.push_back(info.Int(5) > 0);
+        t.pk_pos.push_back(static_cast<int>(info.Int(5)));
       }
       int npk = static_cast<int>(std::count(t.pk.begin(), t.pk.end(), true));
       t.has_pk = npk > 0;

@@ -116,11 +116,12 @@ class Digest {
   void Add(sqlite3_value* v);  // NULL pointer is not allowed
   void AddBytes(std::string_view b);
   void AddColumn(sqlite3_stmt* st, int col);
+  // A value by its parts (as Add and AddColumn feed it).
+  void AddTyped(int type, int64_t i, double d, const void* p, size_t n);
   uint64_t value() const { return h_; }
 
  private:
   void Mix(const void* p, size_t n);
-  void AddTyped(int type, int64_t i, double d, const void* p, size_t n);
   uint64_t h_ = 1469598103934665603ull;
 };
 
@@ -131,6 +132,7 @@ uint64_t SchemaFingerprint(sqlite3* db);
 struct TableInfo {
   std::vector<std::string> columns;  // in table order
   std::vector<bool> pk;              // per column
+  std::vector<int> pk_pos;           // per column: its 1-based place in the primary key, 0 if none
   bool has_pk = false;
   bool is_virtual = false;
   bool nullable_pk = false;  // a rowid table whose declared key columns accept NULL

@@ -3,15 +3,17 @@
 //
 // Lifecycle of a branch on one connection (the thread's handle for rmid):
 //
-//  1. xa_start    BEGIN IMMEDIATE; a session object (the session extension)
-//                 records every change to the main database; the authorizer
+//  1. xa_start    BEGIN IMMEDIATE; the pre-update hook records every change
+//                 to the main database (capture.h: the session extension's
+//                 method and changeset format, set up once per connection);
+//                 the authorizer
 //                 refuses, at the statement, what a changeset cannot carry:
 //                 DDL, ATTACH, writes to tables without a PRIMARY KEY, to
 //                 virtual, temp or attached tables, and BEGIN/COMMIT/ROLLBACK.
 //  2. xa_end      the association ends (TMFAIL rolls back at once).
 //  3. xa_prepare  no deferred foreign-key violation may be pending and no row
-//                 with a NULL key may have been written; an empty session
-//                 commits and votes XA_RDONLY. Otherwise the changeset is
+//                 with a NULL key may have been written; a branch that
+//                 changed nothing commits and votes XA_RDONLY. Otherwise the changeset is
 //                 taken, a commit marker (a random token) is inserted inside
 //                 the branch's transaction, and changeset, token, a digest of
 //                 every touched row's full pre-image and a schema fingerprint
@@ -62,6 +64,7 @@
 #include "common/branch.h"
 #include "common/xid_util.h"
 #include "sqlite/sqlite_rm.h"
+#include "sqlite/capture.h"
 #include "sqlite/sqlite_util.h"
 #include "util/crash_point.h"
 #include "xatm/rm_sqlite.h"
@@ -98,8 +101,7 @@ struct RmConn {
   BranchState state = BranchState::kNone;
   XID xid{};
   int rb_code = XA_RBROLLBACK;
-  sqlite3_session* session = nullptr;
-  std::set<std::string> touched;                  // tables with changes in the branch
+  Capture capture;                                // the branch's changes (capture.h)
   std::map<std::string, uint64_t> null_key_rows;  // digest of NULL-key rows at xa_start
   std::string token;                              // marker of the prepared branch
   sqlite3_int64 changes_at_prepare = 0;           // sqlite3_total_changes64 after prepare
@@ -123,7 +125,6 @@ struct RmConn {
       std::lock_guard<std::mutex> l(g_handles_mu);
       g_handles.erase(db);
     }
-    if (session) sqlite3session_delete(session);
     main_stmts.Clear();
     side_stmts.Clear();
     lazy_stmts.Clear();
@@ -274,7 +275,7 @@ int Authorize(void* ctx, int action, const char* a1, const char* a2, const char*
 //    into a rollback of the branch (which then votes no, or is replayed from
 //    its sidecar record if it was prepared);
 //  - xa_prepare checks that the schema is unchanged, that every table the
-//    session saw written is one it can carry, and that no other database
+//    branch wrote is one a changeset can carry, and that no other database
 //    (temp, attached) was written;
 //  - the commit of a prepared branch checks that nothing was written on the
 //    handle since prepare; if something was, the transaction is rolled back
@@ -289,9 +290,19 @@ int CommitHook(void* ctx) {
   return 1;
 }
 
+// Every row change on the handle: captured while a branch records.
+void PreUpdateHook(void* ctx, sqlite3* db, int op, const char* zdb, const char* table, sqlite3_int64,
+                   sqlite3_int64) {
+  auto* rc = static_cast<RmConn*>(ctx);
+  if (!rc->capture.on() || std::strcmp(zdb, "main") != 0) return;
+  auto t = rc->tables.find(table);
+  rc->capture.OnPreUpdate(db, op, table, t == rc->tables.end() ? nullptr : &t->second);
+}
+
 void InstallGuards(RmConn* rc) {
   sqlite3_set_authorizer(rc->db, Authorize, rc);
   sqlite3_commit_hook(rc->db, CommitHook, rc);
+  sqlite3_preupdate_hook(rc->db, PreUpdateHook, rc);
 }
 
 // Makes the application's prepared statements be judged again under the
@@ -307,10 +318,6 @@ void RejudgeStatements(RmConn* rc) {
   }
 }
 
-int TableFilter(void* ctx, const char* table) {
-  static_cast<RmConn*>(ctx)->touched.insert(table);
-  return 1;
-}
 
 // Digest of the rows of a table whose declared key has a NULL: the session
 // extension silently skips such rows.
@@ -549,57 +556,6 @@ std::string KeyText(sqlite3_changeset_iter* it, int ncol, int op, const unsigned
   return s + ")";
 }
 
-// At prepare: for each change, a digest of the touched row's full pre-image
-// (0 for an INSERT: no row before). REQUIRES: inside the branch's transaction.
-bool PreImageDigests(RmConn* rc, const std::string& changeset, std::string* out, std::string* why) {
-  sqlite3_changeset_iter* it = nullptr;
-  if (sqlite3changeset_start(&it, static_cast<int>(changeset.size()),
-                             const_cast<char*>(changeset.data())) != SQLITE_OK) {
-    *why = "cannot read the changeset";
-    return false;
-  }
-  bool ok = true;
-  Internal in(rc);
-  while (ok && sqlite3changeset_next(it) == SQLITE_ROW) {
-    const auto [tab, ncol, op, pk] = Change::Of(it);
-    uint64_t digest = 0;
-    if (op == SQLITE_DELETE) {
-      Digest d;
-      for (int i = 0; i < ncol; ++i) {
-        sqlite3_value* v;
-        sqlite3changeset_old(it, i, &v);
-        d.Add(v);
-      }
-      digest = d.value();
-    } else if (op == SQLITE_UPDATE) {
-      // The pre-image: the row as the branch left it, with the old values of
-      // the columns the branch changed.
-      const TableInfo& t = rc->tables[tab];
-      Digest d;
-      int found = ReadRow(rc->db, &rc->main_stmts, tab, t,
-                          [&](int i) { sqlite3_value* v; sqlite3changeset_old(it, i, &v); return v; },
-                          [&](sqlite3_stmt* st) {
-                            for (int i = 0; i < ncol; ++i) {
-                              sqlite3_value* old = nullptr;
-                              sqlite3changeset_old(it, i, &old);
-                              if (old) d.Add(old);
-                              else d.AddColumn(st, i);
-                            }
-                          });
-      if (found != 1) {
-        *why = std::string("cannot read back a changed row of ") + tab;
-        ok = false;
-      }
-      digest = d.value();
-    }
-    char b[8];
-    std::memcpy(b, &digest, 8);
-    out->append(b, 8);
-  }
-  sqlite3changeset_finalize(it);
-  return ok;
-}
-
 // At replay: every touched row must still be as it was before the branch.
 // Empty string if so, else what differs. REQUIRES: inside the replay's
 // transaction on db.
@@ -665,9 +621,7 @@ int RollbackCodeOf(int sqlite_rc) {
 }
 
 void EndSession(RmConn* rc) {
-  if (rc->session) sqlite3session_delete(rc->session);
-  rc->session = nullptr;
-  rc->touched.clear();
+  rc->capture.Clear();
   rc->null_key_rows.clear();
 }
 
@@ -1039,12 +993,7 @@ int SqStart(XID* xid, int rmid, long flags) {
                                              : ""));
     }
   }
-  if (sqlite3session_create(rc->db, "main", &rc->session) != SQLITE_OK) {
-    ForgetBranch(rc);
-    return Fail(rmid, XAER_RMERR, "cannot create a session object");
-  }
-  sqlite3session_table_filter(rc->session, TableFilter, rc);
-  sqlite3session_attach(rc->session, nullptr);
+  rc->capture.Begin();
   for (const auto& [name, t] : rc->tables) {
     if (t.nullable_pk && name.rfind("xatm_", 0) != 0) rc->null_key_rows[name] = NullKeyRows(rc, name);
   }
@@ -1100,7 +1049,7 @@ int CheckCommittable(RmConn* rc) {
                                               "cannot carry it");
     }
   }
-  for (const std::string& table : rc->touched) {
+  for (const std::string& table : rc->capture.touched()) {
     auto t = rc->tables.find(table);
     if (t != rc->tables.end() && !t->second.has_pk) {
       return MarkRollbackOnly(rc, XA_RBOTHER, "table " + table + ", which has no PRIMARY KEY, was "
@@ -1113,7 +1062,7 @@ int CheckCommittable(RmConn* rc) {
       }
     }
   }
-  for (const std::string& table : rc->touched) {
+  for (const std::string& table : rc->capture.touched()) {
     auto base = rc->null_key_rows.find(table);
     if (base != rc->null_key_rows.end() && NullKeyRows(rc, table) != base->second) {
       return MarkRollbackOnly(rc, XA_RBINTEGRITY,
@@ -1151,7 +1100,7 @@ int SqPrepare(XID* xid, int rmid, long flags) {
     return vote;
   }
   Internal in(rc);
-  if (sqlite3session_isempty(rc->session)) {
+  if (rc->capture.empty() && rc->capture.problem().empty()) {
     // Read-only: nothing to make durable; the lock goes now.
     int c = Run(rc->main_stmts, rc->db, "COMMIT");
     if (c != SQLITE_OK) {
@@ -1161,19 +1110,17 @@ int SqPrepare(XID* xid, int rmid, long flags) {
     ForgetBranch(rc);
     return XA_RDONLY;
   }
-  int n = 0;
-  void* p = nullptr;
-  if (sqlite3session_changeset(rc->session, &n, &p) != SQLITE_OK) {
-    sqlite3_free(p);
+  // The changeset and each changed row's full pre-image digest, read while
+  // the branch's transaction is still open.
+  std::string changeset, digests, capture_why;
+  if (!rc->capture.Changeset(rc->db, &rc->main_stmts, &changeset, &digests, &capture_why)) {
     ForgetBranch(rc);
-    return Fail(rmid, XA_RBOTHER, "cannot take the branch's changeset");
+    return Fail(rmid, XA_RBOTHER, "cannot take the branch's changeset: " + capture_why);
   }
-  std::string changeset(static_cast<char*>(p), static_cast<size_t>(n));
-  sqlite3_free(p);
   // The commit marker, inside the branch's transaction (but not in its
   // changeset: a replay writes it itself): it commits exactly when the work
   // does.
-  sqlite3session_enable(rc->session, 0);
+  rc->capture.Stop();
   char token[16];
   sqlite3_randomness(sizeof token, token);
   rc->token.assign(token, sizeof token);
@@ -1182,11 +1129,6 @@ int SqPrepare(XID* xid, int rmid, long flags) {
     std::string e = Err(rc->db);
     ForgetBranch(rc);
     return Fail(rmid, XA_RBOTHER, "cannot write the commit marker: " + e);
-  }
-  std::string digests, why;
-  if (!PreImageDigests(rc, changeset, &digests, &why)) {
-    ForgetBranch(rc);
-    return Fail(rmid, XA_RBOTHER, "cannot prepare: " + why);
   }
   // DDL is refused in branches: the schema is still the one read at xa_start.
   const uint64_t fp = rc->schema_fp;

@@ -185,11 +185,7 @@ void LiveState::AppendSnapshot(std::string* out) const {
 // base. Appends then overwrite blocks that are already allocated, so an
 // fdatasync flushes data only, not the file's size and extent metadata; and a
 // full disk shows itself when a segment is created, not in the middle of one.
-std::string DecisionLog::Preallocated(std::string contents, uint64_t base) const {
-  const uint64_t want = base + opts_.segment_bytes;
-  if (contents.size() < want) contents.resize(want, '\0');
-  return contents;
-}
+uint64_t DecisionLog::PreallocatedSize(uint64_t base) const { return base + opts_.segment_bytes; }
 
 std::string DecisionLog::SegmentPath(uint64_t number) const {
   return opts_.dir + "/" + SegmentName(number);
@@ -278,7 +274,7 @@ Status DecisionLog::Replay() {
 Status DecisionLog::OpenNewest() {
   if (segments_.empty()) {
     std::string header = SegmentHeader(1);
-    Status s = file::ReplaceFile(opts_.dir, SegmentName(1), Preallocated(header, header.size()));
+    Status s = file::ReplaceFile(opts_.dir, SegmentName(1), header, PreallocatedSize(header.size()));
     if (!s.ok()) return s;
     segments_.push_back(1);
     size_ = base_size_ = header.size();
@@ -488,7 +484,9 @@ Status DecisionLog::Roll(const std::string& bytes) {
   const uint64_t base = contents.size();
   contents += bytes;
   const uint64_t used = contents.size();
-  Status s = file::ReplaceFile(opts_.dir, SegmentName(number), Preallocated(std::move(contents), base));
+  // Zeros follow the records up to the segment's size, so that appends
+  // never change the file's size (fdatasync then writes no metadata).
+  Status s = file::ReplaceFile(opts_.dir, SegmentName(number), contents, PreallocatedSize(base));
   if (!s.ok()) return Status::IOError(s.message() + "; the records were not logged");
   // If we crash now, the new segment alone holds everything: the older ones
   // are redundant, and replaying them first changes nothing.

@@ -145,7 +145,8 @@ class DecisionLog {
   Status WriteBatch(const std::string& bytes, bool sync);
   Status Roll(const std::string& bytes);
   std::string SegmentPath(uint64_t number) const;
-  std::string Preallocated(std::string contents, uint64_t base) const;
+  // The size a segment is created with: its header and snapshot, then room.
+  uint64_t PreallocatedSize(uint64_t base) const;
 
   const LogOptions opts_;
   LockFile lock_;

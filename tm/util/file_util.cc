@@ -1,5 +1,7 @@
 #include "util/file_util.h"
 
+#include <algorithm>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -82,12 +84,19 @@ Status ListDir(const std::string& dir, std::vector<std::string>* names) {
   return Status::OK();
 }
 
-Status ReplaceFile(const std::string& dir, const std::string& name, std::string_view contents) {
+Status ReplaceFile(const std::string& dir, const std::string& name, std::string_view contents,
+                   uint64_t zero_pad_to) {
   const std::string tmp = dir + "/" + name + ".tmp";
   const std::string path = dir + "/" + name;
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Status::FromErrno("create " + tmp, errno);
   Status s = WriteAll(fd, contents, tmp);
+  static const char kZeros[64 * 1024] = {};
+  for (uint64_t at = contents.size(); s.ok() && at < zero_pad_to;) {
+    const uint64_t n = std::min<uint64_t>(sizeof kZeros, zero_pad_to - at);
+    s = WriteAll(fd, std::string_view(kZeros, n), tmp);
+    at += n;
+  }
   if (s.ok() && ::fsync(fd) != 0) s = Status::FromErrno("fsync " + tmp, errno);
   ::close(fd);
   if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {

@@ -23,6 +23,9 @@ Status ReadAll(const std::string& path, std::string* out);
 // Names (not paths) of the entries of dir, unsorted, without "." and "..".
 Status ListDir(const std::string& dir, std::vector<std::string>* names);
 // Writes path atomically: temp file, fsync, rename, fsync of the directory.
-Status ReplaceFile(const std::string& dir, const std::string& name, std::string_view contents);
+// zero_pad_to: the file is then filled with zero bytes up to this size
+// (written in small pieces, never held in memory at once).
+Status ReplaceFile(const std::string& dir, const std::string& name, std::string_view contents,
+                   uint64_t zero_pad_to = 0);
 
 }  // namespace xtm::file

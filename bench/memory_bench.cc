@@ -1,0 +1,148 @@
+// xatm-memory-bench: does a TM process's memory stay flat? One TM runs N
+// transfers (one UPDATE on PostgreSQL, one on SQLite, two-phase with the
+// decision log) on several threads and reports its resident set size as it
+// goes: after a warm-up, then every tenth of the run, and at the end.
+//
+//   xatm-memory-bench --pg CONNINFO --dir DIR [--transactions N] [--threads T]
+#include <libpq-fe.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "xatm/xatm.h"
+
+namespace {
+
+constexpr int kAccounts = 10000;
+
+void Die(const std::string& m) {
+  std::fprintf(stderr, "xatm-memory-bench: %s\n", m.c_str());
+  std::exit(1);
+}
+
+long RssKb() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+  }
+  return -1;
+}
+
+bool PgOk(PGconn* c, const std::string& sql) {
+  PGresult* r = PQexec(c, sql.c_str());
+  const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+  PQclear(r);
+  return ok;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string pg, dir = "bench-data";
+  long total = 1000000;
+  int threads = 8;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--pg") pg = v;
+    else if (k == "--dir") dir = v;
+    else if (k == "--transactions") total = std::atol(v.c_str());
+    else if (k == "--threads") threads = std::atoi(v.c_str());
+    else Die("unknown option " + k);
+  }
+  if (pg.empty()) Die("give --pg CONNINFO");
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir + "/log");
+  {
+    PGconn* c = PQconnectdb(pg.c_str());
+    if (PQstatus(c) != CONNECTION_OK) Die(PQerrorMessage(c));
+    PgOk(c, "SET client_min_messages = warning");
+    PgOk(c, "DROP TABLE IF EXISTS accounts");
+    PgOk(c, "CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL)");
+    PgOk(c, "INSERT INTO accounts SELECT g, 0 FROM generate_series(1, " + std::to_string(kAccounts) + ") g");
+    PQfinish(c);
+    sqlite3* db = nullptr;
+    sqlite3_open((dir + "/bench.db").c_str(), &db);
+    const std::string sql = "PRAGMA journal_mode = WAL; CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);"
+                            "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < " +
+                            std::to_string(kAccounts) + ") INSERT INTO accounts SELECT i, 0 FROM s;";
+    if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) Die(sqlite3_errmsg(db));
+    sqlite3_close(db);
+  }
+  xatm_config* cfg = nullptr;
+  xatm_config_new(&cfg);
+  xatm_config_set(cfg, "log_dir", (dir + "/log").c_str());
+  xatm_config_set(cfg, "log_level", "warn");
+  xatm_config_add_pgsql(cfg, "bank", pg.c_str());
+  xatm_config_add_sqlite(cfg, "ledger", ("path=" + dir + "/bench.db busy_timeout_ms=60000").c_str());
+  xatm* tm = nullptr;
+  if (xatm_open_config(cfg, &tm) != XATM_OK) Die(xatm_errmsg(tm));
+  xatm_config_free(cfg);
+
+  std::atomic<long> next{0}, done{0}, failed{0};
+  const long warmup = std::min<long>(10000, total / 10);
+  long rss_start = -1;
+  std::printf("| transactions | RSS KiB |\n|---:|---:|\n");
+  std::vector<std::thread> ts;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int t = 0; t < threads; ++t) {
+    ts.emplace_back([&, t] {
+      std::mt19937 rng(static_cast<unsigned>(t + 1));
+      auto pick = [&] { return std::to_string(1 + rng() % kAccounts); };
+      while (next++ < total) {
+        xatm_tx* tx = nullptr;
+        if (xatm_start(tm, &tx) != XATM_OK) Die(xatm_errmsg(tm));
+        PGconn* p = xatm_pgconn(tx, "bank");
+        sqlite3* db = xatm_sqlite(tx, "ledger");
+        bool ok = p && db && PgOk(p, "UPDATE accounts SET balance = balance + 1 WHERE id = " + pick()) &&
+                  sqlite3_exec(db, ("UPDATE accounts SET balance = balance - 1 WHERE id = " + pick()).c_str(),
+                               nullptr, nullptr, nullptr) == SQLITE_OK;
+        ok = ok ? xatm_commit(tx) == XATM_OK : (xatm_rollback(tx), false);
+        xatm_tx_free(tx);
+        (ok ? done : failed)++;
+      }
+    });
+  }
+  // Report from the main thread.
+  long reported = 0;
+  while (done + failed < total) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const long n = done + failed;
+    if (rss_start < 0 && n >= warmup) {
+      rss_start = RssKb();
+      std::printf("| %ld (after warm-up) | %ld |\n", n, rss_start);
+      std::fflush(stdout);
+    }
+    if (n - reported >= total / 10) {
+      reported = n;
+      std::printf("| %ld | %ld |\n", n, RssKb());
+      std::fflush(stdout);
+    }
+  }
+  for (auto& th : ts) th.join();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const long rss_end = RssKb();
+  std::printf("| %ld (end) | %ld |\n\n", static_cast<long>(done + failed), rss_end);
+  std::printf("%ld committed, %ld rolled back (lock conflicts), %.0f tx/s; RSS after warm-up %ld KiB, at the end "
+              "%ld KiB (%+.1f%%); decision log on disk: %ld KiB\n",
+              static_cast<long>(done), static_cast<long>(failed), static_cast<double>(done + failed) / secs, rss_start,
+              rss_end, rss_start > 0 ? 100.0 * static_cast<double>(rss_end - rss_start) / static_cast<double>(rss_start) : 0.0,
+              [&] {
+                long kb = 0;
+                for (const auto& e : std::filesystem::directory_iterator(dir + "/log")) {
+                  if (e.is_regular_file()) kb += static_cast<long>(e.file_size() / 1024);
+                }
+                return kb;
+              }());
+  xatm_close(tm);
+  return 0;
+}

@@ -225,7 +225,6 @@ bool ServerClient::Resume() {
       // The server still answers requests it executed before the session
       // was declared dead; everything else gets kFenced on this connection.
       state_ = State::kFenced;
-      fenced_ = true;
       end_reason_ = "fenced: xatmd declared this session (incarnation " + std::to_string(session_.incarnation) +
                     ") dead and resolved its transactions: " + message +
                     "; close this handle (xatm_close) and open a new one";

@@ -70,8 +70,6 @@ class ServerClient {
   // A request without a reply (END, PING). ENDs are held back and sent with
   // the next request or heartbeat.
   void Send(Kind kind, std::string payload);
-  // True once the server has declared this session dead.
-  bool fenced() const { return fenced_.load(); }
   // OK while the session lasts; then why it ended (Fenced, or UnknownOutcome
   // for a lost session).
   Status Check();
@@ -107,7 +105,6 @@ class ServerClient {
 
   const ClientOptions opts_;
   SessionInfo session_;
-  std::atomic<bool> fenced_{false};
 
   std::mutex mu_;
   std::condition_variable cv_;

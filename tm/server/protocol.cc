@@ -156,52 +156,53 @@ Status ParseAddress(const std::string& text, Address* out) {
 
 namespace {
 
-Status Resolve(const Address& a, sockaddr_storage* ss, socklen_t* len) {
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  const std::string port = std::to_string(a.port);
-  int rc = ::getaddrinfo(a.host.c_str(), port.c_str(), &hints, &res);
-  if (rc != 0 || res == nullptr) {
-    return Status::IOError("cannot resolve " + a.host + ": " + ::gai_strerror(rc));
+// The socket address of a, and a socket (close-on-exec) of its family.
+Status OpenSocket(const Address& a, sockaddr_storage* ss, socklen_t* len, int* fd) {
+  *ss = sockaddr_storage{};
+  if (a.unix_socket) {
+    auto* sa = reinterpret_cast<sockaddr_un*>(ss);
+    sa->sun_family = AF_UNIX;
+    std::strncpy(sa->sun_path, a.path.c_str(), sizeof sa->sun_path - 1);
+    *len = sizeof(sockaddr_un);
+  } else {
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    const std::string port = std::to_string(a.port);
+    const int rc = ::getaddrinfo(a.host.c_str(), port.c_str(), &hints, &res);
+    if (rc != 0 || res == nullptr) return Status::IOError("cannot resolve " + a.host + ": " + ::gai_strerror(rc));
+    std::memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    ::freeaddrinfo(res);
   }
-  std::memcpy(ss, res->ai_addr, res->ai_addrlen);
-  *len = res->ai_addrlen;
-  ::freeaddrinfo(res);
+  *fd = ::socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (*fd < 0) return Status::FromErrno("socket", errno);
   return Status::OK();
+}
+
+// Closes fd and returns the error of what failed on it.
+Status CloseFailed(int fd, const std::string& what) {
+  const int e = errno;
+  ::close(fd);
+  return Status::FromErrno(what, e);
 }
 
 }  // namespace
 
 Status Connect(const Address& a, int* fd_out) {
   *fd_out = -1;
-  if (a.unix_socket) {
-    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return Status::FromErrno("socket", errno);
-    sockaddr_un sa{};
-    sa.sun_family = AF_UNIX;
-    std::strncpy(sa.sun_path, a.path.c_str(), sizeof sa.sun_path - 1);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-      const int e = errno;
-      ::close(fd);
-      return Status::FromErrno("cannot connect to xatmd at " + a.text, e);
-    }
-    *fd_out = fd;
-    return Status::OK();
-  }
-  sockaddr_storage ss{};
+  sockaddr_storage ss;
   socklen_t len = 0;
-  Status s = Resolve(a, &ss, &len);
+  int fd = -1;
+  Status s = OpenSocket(a, &ss, &len, &fd);
   if (!s.ok()) return s;
-  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Status::FromErrno("socket", errno);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
-    const int e = errno;
-    ::close(fd);
-    return Status::FromErrno("cannot connect to xatmd at " + a.text, e);
+    return CloseFailed(fd, "cannot connect to xatmd at " + a.text);
   }
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (!a.unix_socket) {
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
   *fd_out = fd;
   return Status::OK();
 }
@@ -222,42 +223,28 @@ Status Listen(const Address& a, unsigned mode, int* fd_out) {
       }
       ::unlink(a.path.c_str());
     }
-    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return Status::FromErrno("socket", errno);
-    sockaddr_un sa{};
-    sa.sun_family = AF_UNIX;
-    std::strncpy(sa.sun_path, a.path.c_str(), sizeof sa.sun_path - 1);
+  }
+  sockaddr_storage ss;
+  socklen_t len = 0;
+  int fd = -1;
+  Status s = OpenSocket(a, &ss, &len, &fd);
+  if (!s.ok()) return s;
+  if (a.unix_socket) {
     // Created with no access for anyone, then opened to the configured mode:
     // no moment where a wider mode lets someone in.
     const mode_t old = ::umask(0777);
-    const int rc = ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    const int rc = ::bind(fd, reinterpret_cast<sockaddr*>(&ss), len);
     const int e = errno;
     ::umask(old);
-    if (rc != 0) {
-      ::close(fd);
-      return Status::FromErrno("cannot bind " + a.text, e);
-    }
-    if (::chmod(a.path.c_str(), mode) != 0 || ::listen(fd, 128) != 0) {
-      const int e2 = errno;
-      ::close(fd);
-      return Status::FromErrno("cannot listen on " + a.text, e2);
-    }
-    *fd_out = fd;
-    return Status::OK();
+    errno = e;
+    if (rc != 0) return CloseFailed(fd, "cannot bind " + a.text);
+    if (::chmod(a.path.c_str(), mode) != 0) return CloseFailed(fd, "cannot set the mode of " + a.text);
+  } else {
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) return CloseFailed(fd, "cannot bind " + a.text);
   }
-  sockaddr_storage ss{};
-  socklen_t len = 0;
-  Status s = Resolve(a, &ss, &len);
-  if (!s.ok()) return s;
-  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Status::FromErrno("socket", errno);
-  int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, 128) != 0) {
-    const int e = errno;
-    ::close(fd);
-    return Status::FromErrno("cannot listen on " + a.text, e);
-  }
+  if (::listen(fd, 128) != 0) return CloseFailed(fd, "cannot listen on " + a.text);
   *fd_out = fd;
   return Status::OK();
 }

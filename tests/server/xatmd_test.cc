@@ -216,6 +216,33 @@ class XatmdTest : public ::testing::Test {
     }
     ::_exit(xatm_close(tm) == XATM_OK ? kChildOk : kChildBadOutcome);
   }
+  // A transfer through config_ in a child that dies at crash point `at`;
+  // returns its gtrid (hex) once the child is dead.
+  std::string TransferDyingAt(const std::string& at, long id) {
+    int fds[2];
+    EXPECT_EQ(0, ::pipe(fds));
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::setenv("XATM_CRASH_AT", at.c_str(), 1);
+      xatm* tm = nullptr;
+      if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(kChildOpenFailed);
+      xatm_tx* tx = nullptr;
+      xatm_start(tm, &tx);
+      XID x;
+      xatm_tx_xid(tx, &x);
+      if (::write(fds[1], x.data, 20) != 20) ::_exit(kChildBadOutcome);
+      TransferStatements(xatm_pgconn(tx, "bank"), xatm_sqlite(tx, "ledger"), id, 1, 2, 10);
+      xatm_commit(tx);
+      ::_exit(kChildBadOutcome);
+    }
+    ::close(fds[1]);
+    char g[20];
+    const bool got = ::read(fds[0], g, 20) == 20;
+    ::close(fds[0]);
+    EXPECT_EQ(128 + SIGKILL, WaitChild(pid)) << "the child did not die at " << at;
+    EXPECT_TRUE(got);
+    return got ? tm::ToHex(std::string(g, 20)) : "";
+  }
   int WaitChild(pid_t pid) {
     int st = 0;
     ::waitpid(pid, &st, 0);
@@ -268,18 +295,7 @@ TEST_F(XatmdTest, KilledClientIsResolvedByTheServerWithoutAnyoneCallingRecovery)
     bool commits;
   } cases[] = {{"tm.prepare.after_all", 1, false}, {"tm.commit.after_decision", 2, true}};
   for (const Case& c : cases) {
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      ::setenv("XATM_CRASH_AT", c.crash_at, 1);
-      xatm* tm = nullptr;
-      if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(kChildOpenFailed);
-      xatm_tx* tx = nullptr;
-      xatm_start(tm, &tx);
-      TransferStatements(xatm_pgconn(tx, "bank"), xatm_sqlite(tx, "ledger"), c.id, 1, 2, 10);
-      xatm_commit(tx);
-      ::_exit(kChildBadOutcome);
-    }
-    ASSERT_EQ(128 + SIGKILL, WaitChild(pid)) << c.crash_at;
+    TransferDyingAt(c.crash_at, c.id);
     const auto t0 = Clock::now();
     ASSERT_TRUE(WaitFor([&] { return bank_->PgPrepared() == 0 && bank_->SqlitePrepared() == 0; }, 10))
         << c.crash_at << "\n" << server_->Log();
@@ -505,18 +521,7 @@ TEST_F(XatmdTest, AdminToolWorksThroughTheServer) {
   const std::string cli = std::string(XATM_CLI) + " --server unix:" + socket_ + " ";
   // A branch left in doubt by a client that dies after the decision, with
   // takeover far away so that it stays for the admin to see.
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::setenv("XATM_CRASH_AT", "tm.commit.after_decision", 1);
-    xatm* tm = nullptr;
-    if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(kChildOpenFailed);
-    xatm_tx* tx = nullptr;
-    xatm_start(tm, &tx);
-    TransferStatements(xatm_pgconn(tx, "bank"), xatm_sqlite(tx, "ledger"), 3, 1, 2, 10);
-    xatm_commit(tx);
-    ::_exit(kChildBadOutcome);
-  }
-  ASSERT_EQ(128 + SIGKILL, WaitChild(pid));
+  TransferDyingAt("tm.commit.after_decision", 3);
   // Until the server notices (client_timeout_s), the branch is in doubt and live.
   Result list = Shell(cli + "list --json");
   EXPECT_TRUE(list.code == 0 || list.code == 1) << list.out;
@@ -545,28 +550,8 @@ TEST_F(XatmdTest, HandDecisionsThroughTheServerAreRecordedAndForgotten) {
   config_ = WriteConfig("", "slow.conf", 300);
   server_ = std::make_unique<Xatmd>(config_, dir_ / "xatmd.log");
   server_->Start();
-  int fds[2];
-  ASSERT_EQ(0, ::pipe(fds));
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::setenv("XATM_CRASH_AT", "tm.prepare.after_all", 1);
-    xatm* tm = nullptr;
-    if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(kChildOpenFailed);
-    xatm_tx* tx = nullptr;
-    xatm_start(tm, &tx);
-    XID x;
-    xatm_tx_xid(tx, &x);
-    if (::write(fds[1], x.data, 20) != 20) ::_exit(kChildBadOutcome);
-    TransferStatements(xatm_pgconn(tx, "bank"), xatm_sqlite(tx, "ledger"), 5, 1, 2, 10);
-    xatm_commit(tx);
-    ::_exit(kChildBadOutcome);
-  }
-  ::close(fds[1]);
-  char g[20];
-  ASSERT_EQ(20, ::read(fds[0], g, 20));
-  ::close(fds[0]);
-  ASSERT_EQ(128 + SIGKILL, WaitChild(pid));
-  const std::string gtrid = tm::ToHex(std::string(g, 20));
+  const std::string gtrid = TransferDyingAt("tm.prepare.after_all", 5);
+  ASSERT_FALSE(gtrid.empty());
   const std::string cli = std::string(XATM_CLI) + " --server unix:" + socket_ + " ";
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // a recovery pass or more
   EXPECT_EQ(1, bank_->PgPrepared());
@@ -600,18 +585,7 @@ TEST_F(XatmdTest, CApiRecoveryCallsOfAClientGoThroughTheServer) {
   config_ = WriteConfig("", "slow.conf", 300);
   server_ = std::make_unique<Xatmd>(config_, dir_ / "xatmd.log");
   server_->Start();
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::setenv("XATM_CRASH_AT", "tm.prepare.after_all", 1);
-    xatm* tm = nullptr;
-    if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(kChildOpenFailed);
-    xatm_tx* tx = nullptr;
-    xatm_start(tm, &tx);
-    TransferStatements(xatm_pgconn(tx, "bank"), xatm_sqlite(tx, "ledger"), 6, 1, 2, 10);
-    xatm_commit(tx);
-    ::_exit(kChildBadOutcome);
-  }
-  ASSERT_EQ(128 + SIGKILL, WaitChild(pid));
+  TransferDyingAt("tm.prepare.after_all", 6);
   xatm* tm = nullptr;
   ASSERT_EQ(XATM_OK, xatm_open(config_.c_str(), &tm)) << xatm_errmsg(tm);
   xatm_indoubt* list = nullptr;

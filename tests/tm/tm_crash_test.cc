@@ -89,17 +89,19 @@ class TmCrash : public ::testing::Test {
   std::string config_;
 };
 
-TEST_F(TmCrash, ChildKilledAtRandomMomentsLosesNothingAndLeavesNothingPrepared) {
+// Rounds of a transfer child SIGKILLed at a random moment, each followed by
+// recovery and the atomicity checks. Returns the acknowledged transfers.
+std::set<long> KillAtRandomMoments(Bank& bank, const std::string& config, int rounds, unsigned seed) {
   std::set<long> acked;
-  std::mt19937 rng(42);
-  for (int round = 0; round < 8; ++round) {
+  std::mt19937 rng(seed);
+  for (int round = 0; round < rounds; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
     int fds[2];
-    ASSERT_EQ(0, ::pipe(fds));
+    EXPECT_EQ(0, ::pipe(fds));
     pid_t pid = ::fork();
     if (pid == 0) {
       ::close(fds[0]);
-      TransferLoop(config_, (round + 1) * 100000L, fds[1], -1);
+      TransferLoop(config, (round + 1) * 100000L, fds[1], -1);
     }
     ::close(fds[1]);
     const int want = 5 + static_cast<int>(rng() % 25);
@@ -111,10 +113,14 @@ TEST_F(TmCrash, ChildKilledAtRandomMomentsLosesNothingAndLeavesNothingPrepared) 
     while (::read(fds[0], &id, sizeof id) == sizeof id) acked.insert(id);
     ::close(fds[0]);
     ::waitpid(pid, nullptr, 0);
-    RecoverNow(config_);
-    ExpectAtomic(*bank_, acked);
+    RecoverNow(config);
+    ExpectAtomic(bank, acked);
   }
-  EXPECT_GT(acked.size(), 40u);
+  return acked;
+}
+
+TEST_F(TmCrash, ChildKilledAtRandomMomentsLosesNothingAndLeavesNothingPrepared) {
+  EXPECT_GT(KillAtRandomMoments(*bank_, config_, 8, 42).size(), 40u);
 }
 
 // The bank's configuration with background_phase_two = true.
@@ -136,31 +142,7 @@ TEST_F(TmCrash, BackgroundPhaseTwoCrashAfterTheHandOffCommitsAtRecovery) {
 }
 
 TEST_F(TmCrash, BackgroundPhaseTwoChildKilledAtRandomMomentsLosesNothing) {
-  const std::string config = BackgroundConfig(config_);
-  std::set<long> acked;
-  std::mt19937 rng(7);
-  for (int round = 0; round < 6; ++round) {
-    SCOPED_TRACE("round " + std::to_string(round));
-    int fds[2];
-    ASSERT_EQ(0, ::pipe(fds));
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      ::close(fds[0]);
-      TransferLoop(config, (round + 1) * 100000L, fds[1], -1);
-    }
-    ::close(fds[1]);
-    const int want = 5 + static_cast<int>(rng() % 25);
-    long id;
-    for (int got = 0; got < want && ::read(fds[0], &id, sizeof id) == sizeof id; ++got) acked.insert(id);
-    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 20000));
-    ::kill(pid, SIGKILL);
-    while (::read(fds[0], &id, sizeof id) == sizeof id) acked.insert(id);
-    ::close(fds[0]);
-    ::waitpid(pid, nullptr, 0);
-    RecoverNow(config);
-    ExpectAtomic(*bank_, acked);
-  }
-  EXPECT_GT(acked.size(), 30u);
+  EXPECT_GT(KillAtRandomMoments(*bank_, BackgroundConfig(config_), 6, 7).size(), 30u);
 }
 
 TEST_F(TmCrash, CrashAfterTheCommitRecordCommitsEveryBranchAtRecovery) {

@@ -1,7 +1,12 @@
 // Helpers shared by the benchmark drivers.
 #pragma once
 
+#include <libpq-fe.h>
+#include <sqlite3.h>
+
 #include <algorithm>
+#include <sstream>
+#include <string>
 #include <vector>
 
 namespace xtm::bench {
@@ -19,6 +24,56 @@ template <typename R>
 R MedianBy(std::vector<R> rounds, double R::*field) {
   std::sort(rounds.begin(), rounds.end(), [field](const R& a, const R& b) { return a.*field < b.*field; });
   return rounds[rounds.size() / 2];
+}
+
+// Runs sql on c; true if it succeeded.
+inline bool PgOk(PGconn* c, const std::string& sql) {
+  PGresult* r = PQexec(c, sql.c_str());
+  const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+  PQclear(r);
+  return ok;
+}
+
+// A fresh table accounts (id PRIMARY KEY, balance 0) with ids first..last,
+// in the PostgreSQL database of conninfo. "" or the error.
+inline std::string MakePgAccounts(const std::string& conninfo, int first, int last) {
+  PGconn* c = PQconnectdb(conninfo.c_str());
+  std::string err;
+  if (PQstatus(c) != CONNECTION_OK) {
+    err = PQerrorMessage(c);
+  } else if (!PgOk(c, "SET client_min_messages = warning") || !PgOk(c, "DROP TABLE IF EXISTS accounts") ||
+             !PgOk(c, "CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL)") ||
+             !PgOk(c, "INSERT INTO accounts SELECT g, 0 FROM generate_series(" + std::to_string(first) + ", " +
+                          std::to_string(last) + ") g") ||
+             !PgOk(c, "VACUUM ANALYZE accounts")) {
+    err = PQerrorMessage(c);
+  }
+  PQfinish(c);
+  return err;
+}
+
+// The same in a new SQLite file at path (WAL mode). "" or the error.
+inline std::string MakeSqliteAccounts(const std::string& path, int first, int last) {
+  sqlite3* db = nullptr;
+  sqlite3_open(path.c_str(), &db);
+  const std::string sql = "PRAGMA journal_mode = WAL;"
+                          "CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);"
+                          "WITH RECURSIVE s(i) AS (SELECT " + std::to_string(first) +
+                          " UNION ALL SELECT i + 1 FROM s WHERE i < " + std::to_string(last) +
+                          ") INSERT INTO accounts SELECT i, 0 FROM s;";
+  std::string err;
+  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) err = sqlite3_errmsg(db);
+  sqlite3_close(db);
+  return err;
+}
+
+// "1,4,16" as numbers.
+inline std::vector<int> IntList(const std::string& text) {
+  std::vector<int> out;
+  std::stringstream s(text);
+  std::string n;
+  while (std::getline(s, n, ',')) out.push_back(std::atoi(n.c_str()));
+  return out;
 }
 
 }  // namespace xtm::bench

@@ -18,9 +18,12 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.h"
 #include "xatm/xatm.h"
 
 namespace {
+
+using xtm::bench::PgOk;
 
 constexpr int kAccounts = 10000;
 
@@ -36,13 +39,6 @@ long RssKb() {
     if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
   }
   return -1;
-}
-
-bool PgOk(PGconn* c, const std::string& sql) {
-  PGresult* r = PQexec(c, sql.c_str());
-  const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
-  PQclear(r);
-  return ok;
 }
 
 }  // namespace
@@ -62,22 +58,8 @@ int main(int argc, char** argv) {
   if (pg.empty()) Die("give --pg CONNINFO");
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir + "/log");
-  {
-    PGconn* c = PQconnectdb(pg.c_str());
-    if (PQstatus(c) != CONNECTION_OK) Die(PQerrorMessage(c));
-    PgOk(c, "SET client_min_messages = warning");
-    PgOk(c, "DROP TABLE IF EXISTS accounts");
-    PgOk(c, "CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL)");
-    PgOk(c, "INSERT INTO accounts SELECT g, 0 FROM generate_series(1, " + std::to_string(kAccounts) + ") g");
-    PQfinish(c);
-    sqlite3* db = nullptr;
-    sqlite3_open((dir + "/bench.db").c_str(), &db);
-    const std::string sql = "PRAGMA journal_mode = WAL; CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);"
-                            "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < " +
-                            std::to_string(kAccounts) + ") INSERT INTO accounts SELECT i, 0 FROM s;";
-    if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) Die(sqlite3_errmsg(db));
-    sqlite3_close(db);
-  }
+  if (std::string e = xtm::bench::MakePgAccounts(pg, 1, kAccounts); !e.empty()) Die(e);
+  if (std::string e = xtm::bench::MakeSqliteAccounts(dir + "/bench.db", 1, kAccounts); !e.empty()) Die(e);
   xatm_config* cfg = nullptr;
   xatm_config_new(&cfg);
   xatm_config_set(cfg, "log_dir", (dir + "/log").c_str());

@@ -23,6 +23,7 @@
 #include "core/gtrid.h"
 #include "log/decision_log.h"
 #include "sqlite/sqlite_rm.h"
+#include "bench_util.h"
 #include "xatm/rm_pgsql.h"
 #include "xatm/rm_sqlite.h"
 #include "xatm/xatm.h"
@@ -68,21 +69,8 @@ int main(int argc, char** argv) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir + "/log");
   const std::string db_path = dir + "/ledger.db";
-  {
-    PGconn* c = PQconnectdb(pg.c_str());
-    if (PQstatus(c) != CONNECTION_OK) Die(PQerrorMessage(c));
-    PQclear(PQexec(c, "DROP TABLE IF EXISTS accounts"));
-    PQclear(PQexec(c, "CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL)"));
-    PQclear(PQexec(c, ("INSERT INTO accounts SELECT g, 0 FROM generate_series(0, " + std::to_string(count) + ") g").c_str()));
-    PQfinish(c);
-    sqlite3* db = nullptr;
-    sqlite3_open(db_path.c_str(), &db);
-    std::string sql = "PRAGMA journal_mode = WAL; CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);"
-                      "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < " +
-                      std::to_string(count) + ") INSERT INTO accounts SELECT i, 0 FROM s;";
-    if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) Die(sqlite3_errmsg(db));
-    sqlite3_close(db);
-  }
+  if (std::string e = xtm::bench::MakePgAccounts(pg, 0, count); !e.empty()) Die(e);
+  if (std::string e = xtm::bench::MakeSqliteAccounts(db_path, 0, count); !e.empty()) Die(e);
   // The log, and its node id: the transactions below belong to incarnation 1,
   // which is dead by the time recovery runs.
   std::string node;

@@ -10,14 +10,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mkdir -p "${1:-$root/bench/results}" && cd "${1:-$root/bench/results}" && pwd)
 shift || true
-work=$(mktemp -d /tmp/xatm-sbench-XXXXXX)
-chmod 755 "$work"
-cleanup() { bash "$root/scripts/pg-cluster.sh" stop "$work/pg" >/dev/null 2>&1 || true; rm -rf "$work"; }
-trap cleanup EXIT
-pgenv=$(bash "$root/scripts/pg-cluster.sh" start "$work/pg")
-eval "$pgenv"
-psql -X -q "$XATM_TEST_PG_CONNINFO" -c "CREATE DATABASE bench1" -c "CREATE DATABASE bench2"
-base="host=$XATM_TEST_PG_DIR port=$XATM_TEST_PG_PORT user=postgres"
+. "$root/bench/private-pg.sh"
+private_pg sbench bench1 bench2
 "$root/build/bench/xatm-server-bench" --pg "$base dbname=bench1" --pg2 "$base dbname=bench2" --dir "$work/data" \
   --xatmd "$root/build/tm/xatmd" --csv "$out/xatm-server-bench.csv" "$@" | tee "$out/xatm-server-bench.md"
 echo "wrote $out/xatm-server-bench.csv and $out/xatm-server-bench.md"

@@ -37,6 +37,8 @@
 
 namespace {
 
+using xtm::bench::PgOk;
+
 using Clock = std::chrono::steady_clock;
 constexpr int kAccounts = 10000;
 
@@ -50,13 +52,6 @@ struct Args {
 void Die(const std::string& m) {
   std::fprintf(stderr, "xatm-server-bench: %s\n", m.c_str());
   std::exit(1);
-}
-
-bool PgOk(PGconn* c, const std::string& sql) {
-  PGresult* r = PQexec(c, sql.c_str());
-  bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
-  PQclear(r);
-  return ok;
 }
 
 std::string Update(int id) { return "UPDATE accounts SET balance = balance + 1 WHERE id = " + std::to_string(id); }
@@ -166,10 +161,7 @@ int main(int argc, char** argv) {
     else if (k == "--seconds") a.seconds = std::atof(v.c_str());
     else if (k == "--rounds") a.rounds = std::atoi(v.c_str());
     else if (k == "--procs") {
-      a.procs.clear();
-      std::stringstream s(v);
-      std::string n;
-      while (std::getline(s, n, ',')) a.procs.push_back(std::atoi(n.c_str()));
+      a.procs = xtm::bench::IntList(v);
     } else {
       Die("unknown option " + k);
     }
@@ -179,23 +171,9 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(a.dir + "/server-log");
   a.dir = std::filesystem::absolute(a.dir).string();
   for (const std::string& ci : {a.pg, a.pg2}) {
-    PGconn* c = PQconnectdb(ci.c_str());
-    if (PQstatus(c) != CONNECTION_OK) Die(PQerrorMessage(c));
-    PgOk(c, "DROP TABLE IF EXISTS accounts");
-    PgOk(c, "CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL)");
-    PgOk(c, "INSERT INTO accounts SELECT g, 0 FROM generate_series(1, " + std::to_string(kAccounts) + ") g");
-    PgOk(c, "VACUUM ANALYZE accounts");
-    PQfinish(c);
+    if (std::string e = xtm::bench::MakePgAccounts(ci, 1, kAccounts); !e.empty()) Die(e);
   }
-  {
-    sqlite3* db = nullptr;
-    sqlite3_open((a.dir + "/bench.db").c_str(), &db);
-    std::string sql = "PRAGMA journal_mode = WAL; CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);"
-                      "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < " +
-                      std::to_string(kAccounts) + ") INSERT INTO accounts SELECT i, 0 FROM s;";
-    if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) Die(sqlite3_errmsg(db));
-    sqlite3_close(db);
-  }
+  if (std::string e = xtm::bench::MakeSqliteAccounts(a.dir + "/bench.db", 1, kAccounts); !e.empty()) Die(e);
   // The server, with the same RMs.
   const std::string conf = a.dir + "/xatmd.conf";
   std::ofstream(conf) << "[tm]\nlog_dir = " << a.dir << "/server-log\nserver = unix:" << a.dir

@@ -43,6 +43,8 @@
 
 namespace {
 
+using xtm::bench::PgOk;
+
 using Clock = std::chrono::steady_clock;
 constexpr int kAccounts = 10000;
 
@@ -56,13 +58,6 @@ struct Args {
 void Die(const std::string& m) {
   std::fprintf(stderr, "xatm-bench: %s\n", m.c_str());
   std::exit(1);
-}
-
-bool PgOk(PGconn* c, const std::string& sql) {
-  PGresult* r = PQexec(c, sql.c_str());
-  bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
-  PQclear(r);
-  return ok;
 }
 
 std::string Update(int id) {
@@ -140,10 +135,7 @@ int main(int argc, char** argv) {
     else if (k == "--seconds") a.seconds = std::atof(v.c_str());
     else if (k == "--rounds") a.rounds = std::atoi(v.c_str());
     else if (k == "--threads") {
-      a.threads.clear();
-      std::stringstream s(v);
-      std::string n;
-      while (std::getline(s, n, ',')) a.threads.push_back(std::atoi(n.c_str()));
+      a.threads = xtm::bench::IntList(v);
     } else {
       Die("unknown option " + k);
     }
@@ -153,23 +145,9 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(a.dir + "/log");
   // The accounts, on every side.
   for (const std::string& ci : {a.pg, a.pg2}) {
-    PGconn* c = PQconnectdb(ci.c_str());
-    if (PQstatus(c) != CONNECTION_OK) Die(PQerrorMessage(c));
-    PgOk(c, "DROP TABLE IF EXISTS accounts");
-    PgOk(c, "CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL)");
-    PgOk(c, "INSERT INTO accounts SELECT g, 0 FROM generate_series(1, " + std::to_string(kAccounts) + ") g");
-    PgOk(c, "VACUUM ANALYZE accounts");
-    PQfinish(c);
+    if (std::string e = xtm::bench::MakePgAccounts(ci, 1, kAccounts); !e.empty()) Die(e);
   }
-  {
-    sqlite3* db = nullptr;
-    sqlite3_open((a.dir + "/bench.db").c_str(), &db);
-    std::string sql = "PRAGMA journal_mode = WAL; CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);"
-                      "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < " +
-                      std::to_string(kAccounts) + ") INSERT INTO accounts SELECT i, 0 FROM s;";
-    if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) Die(sqlite3_errmsg(db));
-    sqlite3_close(db);
-  }
+  if (std::string e = xtm::bench::MakeSqliteAccounts(a.dir + "/bench.db", 1, kAccounts); !e.empty()) Die(e);
   xatm_config* cfg = nullptr;
   xatm_config_new(&cfg);
   xatm_config_set(cfg, "log_dir", (a.dir + "/log").c_str());

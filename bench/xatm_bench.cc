@@ -16,7 +16,7 @@
 //                on both (no decision log: not crash-safe, the floor for 2PC)
 //
 //   xatm-bench --pg CONNINFO --pg2 CONNINFO --dir DIR [--seconds S] [--rounds N]
-//              [--threads 1,4,16] [--csv FILE]
+//              [--threads 1,4,16] [--modes local,xatm,...] [--csv FILE]
 //
 // Prints a table (median round per cell) and writes every round to the CSV.
 #include <libpq-fe.h>
@@ -53,6 +53,7 @@ struct Args {
   double seconds = 2;
   int rounds = 3;
   std::vector<int> threads = {1, 4, 16};
+  std::vector<std::string> modes;  // empty: all
 };
 
 void Die(const std::string& m) {
@@ -136,6 +137,9 @@ int main(int argc, char** argv) {
     else if (k == "--rounds") a.rounds = std::atoi(v.c_str());
     else if (k == "--threads") {
       a.threads = xtm::bench::IntList(v);
+    } else if (k == "--modes") {
+      std::stringstream ss(v);
+      for (std::string m; std::getline(ss, m, ',');) a.modes.push_back(m);
     } else {
       Die("unknown option " + k);
     }
@@ -226,8 +230,14 @@ int main(int argc, char** argv) {
            PgOk(l.pg2, "PREPARE TRANSACTION '" + g + "b'") && PgOk(l.pg, "COMMIT PREPARED '" + g + "a'") &&
            PgOk(l.pg2, "COMMIT PREPARED '" + g + "b'");
   };
-  const std::vector<std::string> order = {"local",     "xatm",     "xatm-lrc",    "xatm-bg",
-                                          "local-pg2", "xatm-pg2", "xatm-bg-pg2", "manual-pg2"};
+  std::vector<std::string> order = {"local",     "xatm",     "xatm-lrc",    "xatm-bg",
+                                    "local-pg2", "xatm-pg2", "xatm-bg-pg2", "manual-pg2"};
+  if (!a.modes.empty()) {
+    for (const std::string& m : a.modes) {
+      if (!modes.count(m)) Die("unknown mode " + m);
+    }
+    order = a.modes;
+  }
   std::map<std::pair<std::string, int>, std::vector<Result>> results;
   std::ofstream csv(a.csv);
   csv << "round,mode,threads,tps,p50_us,p99_us,failed\n";
@@ -250,12 +260,15 @@ int main(int argc, char** argv) {
   summary << "mode,threads,tps,p50_us,p99_us,time_vs_local\n";
   std::printf("| threads | mode | tx/s | p50 ms | p99 ms | time vs local |\n|---:|---|---:|---:|---:|---:|\n");
   for (int threads : a.threads) {
-    const double base = median(results[{"local", threads}]).tps;
-    const double base2 = median(results[{"local-pg2", threads}]).tps;
+    auto tps = [&](const std::string& m) {
+      auto it = results.find({m, threads});
+      return it == results.end() ? 0.0 : median(it->second).tps;
+    };
+    const double base = tps("local"), base2 = tps("local-pg2");
     for (const std::string& m : order) {
       Result r = median(results[{m, threads}]);
       const double ref = m.find("pg2") != std::string::npos ? base2 : base;
-      const double ratio = r.tps > 0 ? ref / r.tps : 0.0;
+      const double ratio = r.tps > 0 && ref > 0 ? ref / r.tps : 0.0;
       std::printf("| %d | %s | %.0f | %.2f | %.2f | %.2f× |\n", threads, m.c_str(), r.tps, r.p50_us / 1000,
                   r.p99_us / 1000, ratio);
       summary << m << "," << threads << "," << r.tps << "," << r.p50_us << "," << r.p99_us << "," << ratio << "\n";

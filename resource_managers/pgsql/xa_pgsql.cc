@@ -4,7 +4,10 @@
 //
 //   xa_start     BEGIN (and a check that no prepared transaction has the gid)
 //   ...          the application's statements, on xatm_pgsql_conn(rmid)
-//   xa_end       the association ends; a failed statement or TMFAIL rolls back
+//   xa_end       the association ends; a failed statement or TMFAIL rolls back.
+//                With TMSUCCESS the query for the transaction id that
+//                xa_prepare needs is sent, not waited for: its round trip
+//                overlaps the TM's work on other branches until the next call
 //   xa_prepare   read-only? COMMIT, XA_RDONLY. Else PREPARE TRANSACTION 'gid',
 //                which succeeded only if the command tag says so
 //   xa_commit    COMMIT PREPARED 'gid' (or COMMIT, with TMONEPHASE)
@@ -80,6 +83,11 @@ struct RmConn {
   // inside a transaction block (PostgreSQL refuses COMMIT PREPARED there).
   PGconn* aux = nullptr;
 
+  // The transaction-id query sent by xa_end(TMSUCCESS), and its answer once
+  // the next call has read it (see TakeXidQuery).
+  bool xid_query_sent = false;
+  Result xid_result;
+
   rm::RecoverCursor scan;
 
   ~RmConn() {
@@ -139,6 +147,29 @@ bool Lost(RmConn* rc, PGconn* c, const PGresult* r) {
 }
 
 bool Dead(const RmConn* rc) { return rc->broken || PQstatus(rc->pg) == CONNECTION_BAD; }
+
+const char* XidSql(const RmConn* rc) {
+  return rc->modern ? "SELECT pg_current_xact_id_if_assigned()" : "SELECT txid_current_if_assigned()";
+}
+
+// Reads the answer to the query xa_end sent, so that the connection is free
+// again; keeps it in rc->xid_result for the call that needs it (xa_prepare,
+// one-phase xa_commit); any other call just drops it. Every call but xa_open
+// starts here. The answer is missing if the application ran a statement on
+// the connection after xa_end (libpq then discards pending results): the
+// caller asks again.
+void TakeXidQuery(RmConn* rc) {
+  rc->xid_result.reset();
+  if (!rc->xid_query_sent) return;
+  rc->xid_query_sent = false;
+  while (PGresult* r = PQgetResult(rc->pg)) {
+    if (!rc->xid_result) {
+      rc->xid_result.reset(r);
+    } else {
+      PQclear(r);
+    }
+  }
+}
 
 // Runs one or more statements as one simple query; returns every result.
 // False if no result came back at all (the connection is gone).
@@ -262,9 +293,17 @@ int EnsureBackendGone(RmConn* rc, const std::string& pid, const std::string& sta
   }
 }
 
+// The query that counts the prepared transactions named like xid, in any
+// database of the cluster (gids are unique cluster-wide). It reads the
+// function under the pg_prepared_xacts view: the view joins pg_authid and
+// pg_database, which made planning and running it cost three times a BEGIN.
+std::string CountPreparedSql(PGconn* c, const XID& xid) {
+  return "SELECT count(*) FROM pg_catalog.pg_prepared_xact() WHERE gid = " + GidLiteral(c, xid);
+}
+
 // Whether gid is prepared (in any database of the cluster). -1 on error.
 int GidPrepared(PGconn* c, const XID& xid) {
-  Result r = Exec(c, "SELECT count(*) FROM pg_prepared_xacts WHERE gid = " + GidLiteral(c, xid));
+  Result r = Exec(c, CountPreparedSql(c, xid));
   if (!Ok(r)) return -1;
   return std::atoi(PQgetvalue(r.get(), 0, 0)) > 0 ? 1 : 0;
 }
@@ -308,6 +347,7 @@ int Enter(int rmid, long flags, long allowed, RmConn** rc) {
     return Fail(rmid, XAER_PROTO, "xa_open was not called for rmid " + std::to_string(rmid) +
                                       " on this thread");
   }
+  TakeXidQuery(*rc);
   // A connection lost while no branch was open is replaced silently.
   if (Dead(*rc) && (*rc)->state == BranchState::kNone) {
     if (Reconnect(*rc) != XA_OK) {
@@ -370,7 +410,7 @@ int PgStart(XID* xid, int rmid, long flags) {
                 "the connection is inside a transaction the TM did not start: commit or roll it back");
   }
   std::vector<Result> rs = ExecAll(
-      rc->pg, "BEGIN; SELECT count(*) FROM pg_prepared_xacts WHERE gid = " + GidLiteral(rc->pg, *xid));
+rc->pg, "BEGIN; " + CountPreparedSql(rc->pg, *xid));
   if (rs.size() != 2 || !Ok(rs[0]) || !Ok(rs[1])) {
     const PGresult* bad = rs.empty() ? nullptr : rs.back().get();
     bool lost = Lost(rc, rc->pg, bad);
@@ -411,6 +451,7 @@ int PgEnd(XID* xid, int rmid, long flags) {
                             "(COMMIT, ROLLBACK or PREPARE must be left to the TM)");
   }
   rc->state = BranchState::kIdle;
+  rc->xid_query_sent = PQsendQuery(rc->pg, XidSql(rc)) == 1;
   return XA_OK;
 }
 
@@ -468,8 +509,7 @@ int PgPrepare(XID* xid, int rmid, long flags) {
   }
   // The transaction id (recorded to resolve a lost PREPARE) tells a
   // read-only branch too: no id was assigned.
-  Result r = Exec(rc->pg, rc->modern ? "SELECT pg_current_xact_id_if_assigned()"
-                                     : "SELECT txid_current_if_assigned()");
+  Result r = rc->xid_result ? std::move(rc->xid_result) : Exec(rc->pg, XidSql(rc));
   if (!Ok(r)) {
     if (Lost(rc, rc->pg, r.get())) {
       rc->state = BranchState::kNone;
@@ -567,9 +607,12 @@ int OnePhaseCommit(RmConn* rc) {
                 "the branch's transaction is not healthy; rolled back");
   }
   const std::string pid = rc->backend_pid, start = rc->backend_start;
-  std::vector<Result> rs = ExecAll(rc->pg, std::string(rc->modern ? "SELECT pg_current_xact_id_if_assigned()"
-                                                                   : "SELECT txid_current_if_assigned()") +
-                                               "; COMMIT");
+  std::vector<Result> rs;
+  if (!rc->xid_result) {
+    rs = ExecAll(rc->pg, XidSql(rc) + std::string("; COMMIT"));
+  } else if (rs.push_back(std::move(rc->xid_result)); Ok(rs[0])) {
+    rs.push_back(Exec(rc->pg, "COMMIT"));  // as the one query above: COMMIT only after a good answer
+  }
   if (rs.size() == 2 && Ok(rs[1]) && std::strcmp(PQcmdStatus(rs[1].get()), "COMMIT") == 0) {
     rc->state = BranchState::kNone;
     return XA_OK;

@@ -249,7 +249,9 @@ TEST_F(TwoPcFailure, Case08_CoordinatorFailureBeforePrepare) {
 
 TEST_F(TwoPcFailure, Case09_CoordinatorFailureDuringPrepare) {
   TransferInChildDyingAt("tm.prepare.before_branch:2", 10);
-  EXPECT_EQ(1, bank_->PgPrepared());  // the first branch is prepared
+  // Branches are prepared last-joined first: SQLite's is prepared.
+  EXPECT_EQ(1, bank_->SqlitePrepared());
+  EXPECT_EQ(0, bank_->PgPrepared());
   Recover();
   std::string o = Outcome(10);
   EXPECT_EQ("rolled back on both; nothing prepared or locked", o);

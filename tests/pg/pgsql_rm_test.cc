@@ -275,6 +275,55 @@ TEST_F(PgRmTest, ReadOnlyBranchVotesReadOnlyAndLeavesNothingPrepared) {
   EXPECT_EQ(XAER_NOTA, Commit(x, 1));
 }
 
+// xa_end sends the transaction-id query that xa_prepare reads. A statement the
+// application runs on the connection between the two (outside the branch's
+// association: a protocol violation, but libpq allows it) must not leave
+// xa_prepare with the answer from before it.
+TEST_F(PgRmTest, StatementBetweenEndAndPrepareIsNotMissedByTheVote) {
+  XID x = MakeXid("g-late-write", "b");
+  ASSERT_EQ(XA_OK, Start(x, 1));
+  EXPECT_EQ("100", Sql(1, "SELECT v FROM acct WHERE id = 1"));
+  ASSERT_EQ(XA_OK, End(x, 1));  // read-only so far
+  EXPECT_EQ("", Sql(1, "UPDATE acct SET v = 7 WHERE id = 1"));
+  // The branch wrote: it is prepared, not committed as read-only.
+  ASSERT_EQ(XA_OK, Prepare(x, 1)) << pgsql::LastError(1);
+  EXPECT_EQ("1", Prepared());
+  EXPECT_EQ("100", V(1));
+  ASSERT_EQ(XA_OK, Rollback(x, 1)) << pgsql::LastError(1);
+  EXPECT_EQ("100", V(1));
+
+  // And the other way round: a write before xa_end, a read after it.
+  XID y = MakeXid("g-late-read", "b");
+  ASSERT_EQ(XA_OK, Start(y, 1));
+  Sql(1, "UPDATE acct SET v = 8 WHERE id = 2");
+  ASSERT_EQ(XA_OK, End(y, 1));
+  EXPECT_EQ("8", Sql(1, "SELECT v FROM acct WHERE id = 2"));
+  ASSERT_EQ(XA_OK, Prepare(y, 1)) << pgsql::LastError(1);
+  ASSERT_EQ(XA_OK, Commit(y, 1)) << pgsql::LastError(1);
+  EXPECT_EQ("8", V(2));
+  EXPECT_EQ("0", Prepared());
+}
+
+// The answer to xa_end's query is dropped by any other call: ended, joined
+// again, written, ended, one-phase committed.
+TEST_F(PgRmTest, JoinAfterEndAndOnePhaseCommitUseAFreshAnswer) {
+  XID x = MakeXid("g-rejoin", "b");
+  ASSERT_EQ(XA_OK, Start(x, 1));
+  ASSERT_EQ(XA_OK, End(x, 1));  // nothing written yet
+  ASSERT_EQ(XA_OK, Start(x, 1, TMJOIN)) << pgsql::LastError(1);
+  Sql(1, "UPDATE acct SET v = 9 WHERE id = 3");
+  ASSERT_EQ(XA_OK, End(x, 1));
+  ASSERT_EQ(XA_OK, Commit(x, 1, TMONEPHASE)) << pgsql::LastError(1);
+  EXPECT_EQ("9", V(3));
+  // A read-only branch ended and committed in one phase.
+  XID y = MakeXid("g-ro-1pc", "b");
+  ASSERT_EQ(XA_OK, Start(y, 1));
+  EXPECT_EQ("9", Sql(1, "SELECT v FROM acct WHERE id = 3"));
+  ASSERT_EQ(XA_OK, End(y, 1));
+  ASSERT_EQ(XA_OK, Commit(y, 1, TMONEPHASE)) << pgsql::LastError(1);
+  EXPECT_EQ(PQTRANS_IDLE, PQtransactionStatus(xatm_pgsql_conn(1)));
+}
+
 TEST_F(PgRmTest, TmFailVotesRollbackAndReleasesLocksAtOnce) {
   XID x = MakeXid("g-tmfail", "b");
   ASSERT_EQ(XA_OK, Start(x, 1));

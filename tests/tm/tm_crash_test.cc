@@ -164,7 +164,9 @@ TEST_F(TmCrash, CrashWithEveryBranchPreparedButNoDecisionRollsBackAtRecovery) {
 
 TEST_F(TmCrash, CrashWithSomeBranchesPreparedRollsBackAtRecovery) {
   CrashOneTransfer(config_, "tm.prepare.before_branch:2", 3);
-  EXPECT_EQ(1, bank_->PgPrepared());
+  // Branches are prepared last-joined first: SQLite's is prepared.
+  EXPECT_EQ(1, bank_->SqlitePrepared());
+  EXPECT_EQ(0, bank_->PgPrepared());
   RecoverNow(config_);
   ExpectAtomic(*bank_, {});
 }

@@ -504,8 +504,11 @@ Outcome Transaction::PhaseOne(bool explicit_prepare, std::string* message) {
     tm_->logger().error("{} {}", ToHex(gtrid_), *message);
     return Outcome::kUnknown;
   }
-  // xa_prepare on every branch (a vote).
-  for (Branch& b : branches_) {
+  // xa_prepare on every branch (a vote), the last one ended first: an RM may
+  // start work at xa_end (the PostgreSQL RM sends the query its vote needs),
+  // which then overlaps the other branches' prepares.
+  for (auto it = branches_.rbegin(); it != branches_.rend(); ++it) {
+    Branch& b = *it;
     if (!why.empty()) break;
     if (b.st != Branch::St::kEnded) continue;
     XATM_CRASH_POINT("tm.prepare.before_branch");

@@ -12,6 +12,8 @@
 //                COMMIT PREPARED runs on a TM thread)
 //   local-pg2    two local commits on two PostgreSQL databases
 //   xatm-pg2     a global transaction over the two PostgreSQL databases
+//   xatm-lrc-pg2 the same with last_resource_commit = true (the second
+//                database commits last, in one phase, holding the decision)
 //   manual-pg2   PostgreSQL's PREPARE TRANSACTION / COMMIT PREPARED by hand
 //                on both (no decision log: not crash-safe, the floor for 2PC)
 //
@@ -169,6 +171,7 @@ int main(int argc, char** argv) {
   xatm_config_set(cfg, "log_level", "warn");
   xatm_config_set(cfg, "last_resource_commit", "true");
   xatm_config_add_pgsql(cfg, "bank", a.pg.c_str());
+  xatm_config_add_pgsql(cfg, "bank2", a.pg2.c_str());
   xatm_config_add_sqlite(cfg, "ledger", ("path=" + a.dir + "/bench.db busy_timeout_ms=60000").c_str());
   xatm* lrc = nullptr;
   if (xatm_open_config(cfg, &lrc) != XATM_OK) Die(xatm_errmsg(lrc));
@@ -223,6 +226,7 @@ int main(int argc, char** argv) {
   };
   modes["xatm-pg2"] = [&](Local&, std::mt19937& r, long) { return pg2(tm, r); };
   modes["xatm-bg-pg2"] = [&](Local&, std::mt19937& r, long) { return pg2(bg, r); };
+  modes["xatm-lrc-pg2"] = [&](Local&, std::mt19937& r, long) { return pg2(lrc, r); };
   modes["manual-pg2"] = [&](Local& l, std::mt19937& r, long id) {
     const std::string g = "bench-" + std::to_string(id);
     return PgOk(l.pg, "BEGIN") && PgOk(l.pg, Update(pick(r))) && PgOk(l.pg2, "BEGIN") &&
@@ -230,8 +234,8 @@ int main(int argc, char** argv) {
            PgOk(l.pg2, "PREPARE TRANSACTION '" + g + "b'") && PgOk(l.pg, "COMMIT PREPARED '" + g + "a'") &&
            PgOk(l.pg2, "COMMIT PREPARED '" + g + "b'");
   };
-  std::vector<std::string> order = {"local",     "xatm",     "xatm-lrc",    "xatm-bg",
-                                    "local-pg2", "xatm-pg2", "xatm-bg-pg2", "manual-pg2"};
+  std::vector<std::string> order = {"local",    "xatm",         "xatm-lrc",    "xatm-bg",   "local-pg2",
+                                    "xatm-pg2", "xatm-lrc-pg2", "xatm-bg-pg2", "manual-pg2"};
   if (!a.modes.empty()) {
     for (const std::string& m : a.modes) {
       if (!modes.count(m)) Die("unknown mode " + m);

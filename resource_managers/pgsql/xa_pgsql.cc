@@ -173,9 +173,10 @@ void TakeXidQuery(RmConn* rc) {
 
 // Runs one or more statements as one simple query; returns every result.
 // False if no result came back at all (the connection is gone).
-std::vector<Result> ExecAll(PGconn* c, const std::string& sql) {
+std::vector<Result> ExecAll(PGconn* c, const std::string& sql, const char* crash_point_after_send = nullptr) {
   std::vector<Result> out;
   if (!PQsendQuery(c, sql.c_str())) return out;
+  if (crash_point_after_send) XATM_CRASH_POINT(crash_point_after_send);
   while (PGresult* r = PQgetResult(c)) out.emplace_back(r);
   return out;
 }
@@ -607,11 +608,15 @@ int OnePhaseCommit(RmConn* rc) {
                 "the branch's transaction is not healthy; rolled back");
   }
   const std::string pid = rc->backend_pid, start = rc->backend_start;
+  // A crash after the send leaves the COMMIT running on the server.
+  const char* sent = "pgsql.onephase.after_send";
   std::vector<Result> rs;
   if (!rc->xid_result) {
-    rs = ExecAll(rc->pg, XidSql(rc) + std::string("; COMMIT"));
+    rs = ExecAll(rc->pg, XidSql(rc) + std::string("; COMMIT"), sent);
   } else if (rs.push_back(std::move(rc->xid_result)); Ok(rs[0])) {
-    rs.push_back(Exec(rc->pg, "COMMIT"));  // as the one query above: COMMIT only after a good answer
+    // As the one query above: COMMIT only after a good answer.
+    std::vector<Result> c = ExecAll(rc->pg, "COMMIT", sent);
+    for (Result& r : c) rs.push_back(std::move(r));
   }
   if (rs.size() == 2 && Ok(rs[1]) && std::strcmp(PQcmdStatus(rs[1].get()), "COMMIT") == 0) {
     rc->state = BranchState::kNone;

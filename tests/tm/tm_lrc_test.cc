@@ -1,11 +1,16 @@
-// Last-resource commit: the SQLite branch commits last, in one phase, with
-// the decision row inside its own transaction; no decision-log record.
+// Last-resource commit: the SQLite branch (or, with none, the last-joined
+// PostgreSQL branch) commits last, in one phase, with the decision row inside
+// its own transaction; no decision-log record.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
+#include <random>
+#include <set>
+#include <thread>
 
 #include "log/decision_log.h"
 #include "tm/bank.h"
@@ -158,6 +163,265 @@ TEST_F(LastResource, CrashAfterTheLastResourceCommittedIsFinishedAtRecovery) {
   ExpectConsistent();
   EXPECT_EQ(std::set<long>{8}, bank_->PgTransfers());
   EXPECT_EQ(0, Commits());
+}
+
+#endif
+
+// Moves amount from a's account to b's (both 1 + id % 10) as transfer id.
+bool PgLastResourceStatements(PGconn* a, PGconn* b, long id, int amount = 10) {
+  auto ok = [](PGconn* c, const std::string& sql) {
+    PGresult* r = PQexec(c, sql.c_str());
+    bool good = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    return good;
+  };
+  const std::string n = std::to_string(amount), i = std::to_string(id), acct = std::to_string(1 + id % 10);
+  return ok(a, "UPDATE accounts SET balance = balance - " + n + " WHERE id = " + acct) &&
+         ok(a, "INSERT INTO transfers VALUES (" + i + ")") &&
+         ok(b, "UPDATE accounts SET balance = balance + " + n + " WHERE id = " + acct) &&
+         ok(b, "INSERT INTO transfers VALUES (" + i + ")");
+}
+
+// PostgreSQL as the last resource: two databases, no SQLite branch. The
+// first is prepared; the second commits in one phase with its decision row.
+class PgLastResource : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (ScratchDb* d : {&a_, &b_}) {
+      PGconn* c = ConnectOrDie(d->conninfo());
+      Exec(c, "CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL CHECK (balance >= 0))");
+      Exec(c, "INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 10) g");
+      Exec(c, "CREATE TABLE transfers (id bigint PRIMARY KEY)");
+      PQfinish(c);
+    }
+    std::filesystem::create_directories(dir_.path() + "/log");
+    config_ = dir_.path() + "/xatm.conf";
+    std::ofstream(config_) << "[tm]\nlog_dir = " << dir_.path() << "/log\nnode_name = test\n"
+                           << "commit_retry_s = 5\nlog_level = warn\nlast_resource_commit = true\n\n"
+                           << "[rm.a]\ntype = postgresql\nconninfo = " << a_.conninfo() << "\n\n"
+                           << "[rm.b]\ntype = postgresql\nconninfo = " << b_.conninfo() << "\n";
+  }
+  void TearDown() override { xatm_close(tm_); }
+  void Open() { ASSERT_EQ(XATM_OK, xatm_open(config_.c_str(), &tm_)) << xatm_errmsg(tm_); }
+  std::string One(ScratchDb& d, const std::string& sql) {
+    PGconn* c = ConnectOrDie(d.conninfo());
+    std::string v = Exec(c, sql);
+    PQfinish(c);
+    return v;
+  }
+  std::string Sum(ScratchDb& d) { return One(d, "SELECT sum(balance) FROM accounts"); }
+  std::string Transfers(ScratchDb& d) { return One(d, "SELECT count(*) FROM transfers"); }
+  std::string Prepared(ScratchDb& d) {
+    return One(d, "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()");
+  }
+  std::string Decisions(ScratchDb& d) { return One(d, "SELECT count(*) FROM xatm.decision"); }
+  int Commits() {
+    log::LogScan s;
+    EXPECT_TRUE(log::ScanLog(dir_.path() + "/log", &s).ok());
+    int n = 0;
+    for (const auto& r : s.records) n += r.type == log::RecordType::kCommit;
+    return n;
+  }
+  int Transfer(long id, int amount = 10) {
+    xatm_tx* tx = nullptr;
+    EXPECT_EQ(XATM_OK, xatm_start(tm_, &tx));
+    PGconn* a = xatm_pgconn(tx, "a");
+    PGconn* b = xatm_pgconn(tx, "b");
+    int rc = PgLastResourceStatements(a, b, id, amount) ? xatm_commit(tx) : (xatm_rollback(tx), XATM_ERM);
+    error_ = xatm_errmsg(tm_);
+    xatm_tx_free(tx);
+    return rc;
+  }
+
+  ScratchDb a_, b_;
+  TempDir dir_;
+  std::string config_;
+  xatm* tm_ = nullptr;
+  std::string error_;
+};
+
+TEST_F(PgLastResource, CommitsBothWithOnePrepareAndNoLogRecord) {
+  Open();
+  // The decision table was made at open.
+  EXPECT_EQ("0", Decisions(a_));
+  EXPECT_EQ("0", Decisions(b_));
+  ASSERT_EQ(XATM_OK, Transfer(1)) << error_;
+  EXPECT_EQ("990", Sum(a_));
+  EXPECT_EQ("1010", Sum(b_));
+  EXPECT_EQ("1", Transfers(a_));
+  EXPECT_EQ("1", Transfers(b_));
+  EXPECT_EQ("0", Prepared(a_));
+  EXPECT_EQ("0", Prepared(b_));
+  EXPECT_EQ(0, Commits());
+  EXPECT_EQ("0", Decisions(a_));
+  EXPECT_EQ("1", Decisions(b_));  // b, joined last, holds it
+  ASSERT_EQ(XATM_OK, Transfer(2)) << error_;
+  EXPECT_EQ("1", Decisions(b_));  // the first row went with the second transaction
+  EXPECT_EQ(0, Commits());
+  // Many transactions leave one row, not one each.
+  for (long id = 3; id < 40; ++id) ASSERT_EQ(XATM_OK, Transfer(id, 1)) << error_;
+  EXPECT_EQ("1", Decisions(b_));
+  EXPECT_EQ("39", Transfers(a_));
+  EXPECT_EQ("39", Transfers(b_));
+}
+
+TEST_F(PgLastResource, FirstVotingNoRollsBackTheLastResourceToo) {
+  Open();
+  EXPECT_EQ(XATM_ERM, Transfer(1, 500));  // a's CHECK fails: the application rolls back
+  xatm_tx* tx = nullptr;
+  ASSERT_EQ(XATM_OK, xatm_start(tm_, &tx));
+  PGconn* a = xatm_pgconn(tx, "a");
+  PGconn* b = xatm_pgconn(tx, "b");
+  PQclear(PQexec(b, "UPDATE accounts SET balance = balance + 5 WHERE id = 2"));
+  // A deferred constraint that fails only at PREPARE on a.
+  PQclear(PQexec(a, "CREATE TABLE d (id int PRIMARY KEY, r int REFERENCES d(id) DEFERRABLE INITIALLY DEFERRED)"));
+  PQclear(PQexec(a, "INSERT INTO d VALUES (1, 2)"));
+  EXPECT_EQ(XATM_EROLLEDBACK, xatm_commit(tx)) << xatm_errmsg(tm_);
+  xatm_tx_free(tx);
+  EXPECT_EQ("1000", Sum(a_));
+  EXPECT_EQ("1000", Sum(b_));
+  EXPECT_EQ("0", Prepared(a_));
+  EXPECT_EQ("0", Decisions(b_));
+}
+
+TEST_F(PgLastResource, OpenSaysHowToMakeTheTableWhenItCannot) {
+  const std::string role = "xatm_lrc_plain_" + std::to_string(::getpid());
+  One(a_, "CREATE ROLE " + role + " LOGIN");
+  std::ifstream in(config_);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  const std::string conninfo = b_.conninfo() + " user=" + role;
+  text.replace(text.rfind(b_.conninfo()), b_.conninfo().size(), conninfo);
+  std::ofstream(config_, std::ios::trunc) << text;
+  EXPECT_NE(XATM_OK, xatm_open(config_.c_str(), &tm_));
+  const std::string m = xatm_errmsg(tm_);
+  EXPECT_NE(std::string::npos, m.find("xatm.decision")) << m;
+  EXPECT_NE(std::string::npos, m.find("\"b\"")) << m;
+  EXPECT_NE(std::string::npos, m.find("last_resource_commit = false")) << m;
+  xatm_close(tm_);
+  tm_ = nullptr;
+  // Made by someone who may, it is used by the plain role.
+  One(b_, "CREATE SCHEMA xatm; CREATE TABLE xatm.decision (gtrid bytea PRIMARY KEY, decided_at bigint NOT NULL); "
+          "GRANT USAGE ON SCHEMA xatm TO " + role + "; GRANT SELECT, INSERT, DELETE ON xatm.decision TO " + role +
+          "; GRANT SELECT, INSERT, UPDATE ON accounts, transfers TO " + role);
+  Open();
+  ASSERT_EQ(XATM_OK, Transfer(1)) << error_;
+  EXPECT_EQ("1", Decisions(b_));
+  xatm_close(tm_);
+  tm_ = nullptr;
+  One(b_, "DROP OWNED BY " + role);
+  One(a_, "DROP ROLE " + role);
+}
+
+#ifdef XATM_FAULT_INJECTION
+
+void PgCrashingTransfer(const std::string& config, const char* at, long id) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setenv("XATM_CRASH_AT", at, 1);
+    xatm* tm = nullptr;
+    if (xatm_open(config.c_str(), &tm) != XATM_OK) ::_exit(2);
+    xatm_tx* tx = nullptr;
+    xatm_start(tm, &tx);
+    PGconn* a = xatm_pgconn(tx, "a");
+    PGconn* b = xatm_pgconn(tx, "b");
+    if (!PgLastResourceStatements(a, b, id)) ::_exit(4);
+    xatm_commit(tx);
+    ::_exit(3);
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFSIGNALED(st)) << "the child did not die at " << at << " (status " << st << ")";
+}
+
+TEST_F(PgLastResource, CrashBeforeTheLastResourceCommitsIsPresumedAbort) {
+  Open();  // makes the tables
+  xatm_close(tm_);
+  tm_ = nullptr;
+  PgCrashingTransfer(config_, "tm.lrc.before_last", 7);
+  EXPECT_EQ("1", Prepared(a_));
+  Open();  // recovery
+  EXPECT_EQ("0", Prepared(a_));
+  EXPECT_EQ("1000", Sum(a_));
+  EXPECT_EQ("1000", Sum(b_));
+  EXPECT_EQ("0", Transfers(a_));
+}
+
+TEST_F(PgLastResource, CrashAfterTheLastResourceCommittedIsFinishedAtRecovery) {
+  PgCrashingTransfer(config_, "tm.lrc.after_last", 8);
+  EXPECT_EQ("1", Prepared(a_));
+  EXPECT_EQ("1", Transfers(b_));
+  EXPECT_EQ("1", Decisions(b_));
+  Open();  // recovery commits a's branch from the decision row
+  EXPECT_EQ("0", Prepared(a_));
+  EXPECT_EQ("1", Transfers(a_));
+  EXPECT_EQ("990", Sum(a_));
+  EXPECT_EQ("1010", Sum(b_));
+  EXPECT_EQ(0, Commits());
+}
+
+// The process dies with its COMMIT (and the decision row) sent to the last
+// resource, before the answer: the server may still be committing when the
+// next process looks. Recovery ends the dead process's sessions first, so it
+// sees the outcome the server reached.
+TEST_F(PgLastResource, CrashWithTheLastCommitInFlightIsSettledFromTheServersOutcome) {
+  PgCrashingTransfer(config_, "pgsql.onephase.after_send", 9);
+  Open();
+  EXPECT_EQ("0", Prepared(a_));
+  // Whatever the server did with the COMMIT, both sides agree.
+  EXPECT_EQ(Transfers(a_), Transfers(b_));
+  EXPECT_EQ(Sum(b_) == "1010" ? "990" : "1000", Sum(a_));
+}
+
+// Random kills over many last-resource transfers: every acknowledged
+// transfer is on both sides, no other transfer on only one.
+TEST_F(PgLastResource, RandomKillsLoseNothingAcknowledged) {
+  Open();
+  xatm_close(tm_);
+  tm_ = nullptr;
+  std::mt19937 rng(11);
+  std::set<long> acked;
+  long next = 100;
+  for (int round = 0; round < 6; ++round) {
+    int fds[2];
+    ASSERT_EQ(0, ::pipe(fds));
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(fds[0]);
+      xatm* tm = nullptr;
+      if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(2);
+      for (long id = next;; ++id) {
+        xatm_tx* tx = nullptr;
+        if (xatm_start(tm, &tx) != XATM_OK) ::_exit(5);
+        PGconn* a = xatm_pgconn(tx, "a");
+        PGconn* b = xatm_pgconn(tx, "b");
+        int rc = PgLastResourceStatements(a, b, id, id % 2 ? 1 : -1) ? xatm_commit(tx) : (xatm_rollback(tx), XATM_ERM);
+        xatm_tx_free(tx);
+        if (rc == XATM_OK && ::write(fds[1], &id, sizeof id) != sizeof id) ::_exit(6);
+      }
+    }
+    ::close(fds[1]);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100 + rng() % 300));
+    ::kill(pid, SIGKILL);
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    long id;
+    while (::read(fds[0], &id, sizeof id) == sizeof id) acked.insert(id);
+    ::close(fds[0]);
+    next += 100000;
+    Open();  // recovery
+    xatm_close(tm_);
+    tm_ = nullptr;
+    EXPECT_EQ("0", Prepared(a_));
+    EXPECT_EQ("0", Prepared(b_));
+    EXPECT_EQ(Transfers(a_), Transfers(b_)) << "a transfer committed on one side only";
+    EXPECT_EQ(std::to_string(2000), std::to_string(std::stol(Sum(a_)) + std::stol(Sum(b_))));
+  }
+  EXPECT_GT(acked.size(), 0u);
+  PGconn* c = ConnectOrDie(a_.conninfo());
+  for (long id : acked) {
+    EXPECT_EQ("1", Exec(c, "SELECT count(*) FROM transfers WHERE id = " + std::to_string(id))) << id;
+  }
+  PQfinish(c);
 }
 
 #endif

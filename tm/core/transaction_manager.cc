@@ -231,9 +231,13 @@ Status TransactionManager::OpenRms() {
         break;
     }
     std::string msg;
-    if (EnsureOpen(rm.get(), &msg) != XA_OK && !options_.tolerate_unreachable_rms) {
+    const bool opened = EnsureOpen(rm.get(), &msg) == XA_OK;
+    if (!opened && !options_.tolerate_unreachable_rms) {
       return Status::InvalidArgument("resource manager \"" + spec.name + "\" (" + RmTypeName(spec.type) +
                                      ") cannot be opened: " + msg);
+    }
+    if (opened && spec.type == RmSpec::Type::kPostgres && cfg_.last_resource_commit && !options_.read_only) {
+      if (Status d = EnsureDecisionTable(rm.get()); !d.ok()) return d;
     }
     rms_.push_back(std::move(rm));
   }
@@ -677,16 +681,40 @@ Outcome Transaction::FinishWriters(const std::vector<Branch*>& writers, std::vec
   return worst;
 }
 
-// Last-resource commit: the SQLite branch `last` is committed in one phase,
-// after every other branch is prepared, with the decision row inside its own
+// Writes the decision row for gtrid, and deletes the rows in `finished`,
+// inside the open transaction of a PostgreSQL branch. "" or why not.
+std::string WritePgDecisionRow(PGconn* c, const std::string& gtrid, const std::vector<std::string>& finished) {
+  std::string sql = "INSERT INTO xatm.decision (gtrid, decided_at) VALUES (decode('" + ToHex(gtrid) + "', 'hex'), " +
+                    std::to_string(log::NowMs() / 1000) + ")";
+  if (!finished.empty()) {
+    sql += "; DELETE FROM xatm.decision WHERE gtrid IN (";
+    for (size_t i = 0; i < finished.size(); ++i) {
+      sql += (i ? ", decode('" : "decode('") + ToHex(finished[i]) + "', 'hex')";
+    }
+    sql += ")";
+  }
+  std::string why;
+  if (!PQsendQuery(c, sql.c_str())) return PQerrorMessage(c);
+  while (PGresult* r = PQgetResult(c)) {
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && why.empty()) why = PQresultErrorMessage(r);
+    PQclear(r);
+  }
+  while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+  return why;
+}
+
+// Last-resource commit: the branch `last` is committed in one phase, after
+// every other branch is prepared, with the decision row inside its own
 // transaction. That COMMIT is the commit point.
 Outcome Transaction::CommitWithLastResource(Branch* last, std::string* message) {
   tm_->Unregister(this);
   const std::string hex = ToHex(gtrid_);
-  std::vector<std::string> finished = tm_->TakeFinishedDecisions();
+  const bool pg_last = last->rm->spec.type == RmSpec::Type::kPostgres;
+  std::vector<std::string> finished = tm_->TakeFinishedDecisions(last->rm);
   auto requeue = [&] {
     std::lock_guard<std::mutex> l(tm_->mu_);
-    tm_->finished_decisions_.insert(tm_->finished_decisions_.end(), finished.begin(), finished.end());
+    auto& q = tm_->finished_decisions_[last->rm];
+    q.insert(q.end(), finished.begin(), finished.end());
   };
   auto roll_back = [&](const std::string& why) {
     std::string m;
@@ -697,8 +725,11 @@ Outcome Transaction::CommitWithLastResource(Branch* last, std::string* message) 
     return Outcome::kRolledBack;
   };
   // 1. The decision row, and the removal of rows no longer needed, in the
-  //    SQLite branch: they commit exactly when it does.
-  {
+  //    last branch: they commit exactly when it does.
+  if (pg_last) {
+    const std::string why = WritePgDecisionRow(static_cast<PGconn*>(last->native), gtrid_, finished);
+    if (!why.empty()) return roll_back("cannot write the decision row: " + why);
+  } else {
     auto* db = static_cast<sqlite3*>(last->native);
     bool ok = true;
     sqlite3_stmt* st = nullptr;
@@ -754,7 +785,9 @@ Outcome Transaction::CommitWithLastResource(Branch* last, std::string* message) 
     if (IsRollbackCode(rc)) last->st = Branch::St::kDone;
     const std::string why = "the last resource \"" + last->rm->spec.name + "\" did not commit: " +
                             Describe(rc, tm_->RmError(last->rm));
-    if (IsRollbackCode(rc) || tm_->LastResourceDecided(gtrid_) == 0) return roll_back(why);
+    // A SQLite COMMIT ran in this process: its row is there or not. A
+    // PostgreSQL one the RM could not settle may still be running.
+    if (IsRollbackCode(rc) || (!pg_last && tm_->LastResourceDecided(gtrid_) == 0)) return roll_back(why);
     // Whether it committed cannot be told now: the decision row settles it at recovery.
     state_ = State::kCommitted;
     *message = why + "; its outcome is unknown until recovery";
@@ -777,10 +810,7 @@ Outcome Transaction::CommitWithLastResource(Branch* last, std::string* message) 
     tm_->logger().warn("{} committed (last resource), {} branch(es) still to finish: {}", hex, left.size(), *message);
     return worst == Outcome::kOk ? Outcome::kPending : worst;
   }
-  {
-    std::lock_guard<std::mutex> l(tm_->mu_);
-    tm_->finished_decisions_.push_back(gtrid_);
-  }
+  tm_->ForgetDecision(last->rm, gtrid_);
   tm_->logger().info("{} committed ({} branches, last resource {})", hex, branches_.size(), last->rm->spec.name);
   return worst;
 }
@@ -829,6 +859,8 @@ Outcome Transaction::CommitImpl(std::string* message) {
     return Outcome::kTimedOut;
   }
   if (state_ == State::kActive && tm_->cfg_.last_resource_commit && branches_.size() >= 2) {
+    // The SQLite branch if there is exactly one (its commit is in-process:
+    // nothing is left running if we die), else the last-joined PostgreSQL one.
     Branch* last = nullptr;
     int sqlite_branches = 0;
     for (Branch& b : branches_) {
@@ -837,7 +869,16 @@ Outcome Transaction::CommitImpl(std::string* message) {
         ++sqlite_branches;
       }
     }
-    if (sqlite_branches == 1) return CommitWithLastResource(last, message);
+    if (sqlite_branches != 1) {
+      last = nullptr;
+      for (auto it = branches_.rbegin(); it != branches_.rend() && last == nullptr; ++it) {
+        if (it->rm->spec.type == RmSpec::Type::kPostgres && it->rm->decision_table &&
+            it->st == Branch::St::kActive && it->native != nullptr) {
+          last = &*it;
+        }
+      }
+    }
+    if (last != nullptr) return CommitWithLastResource(last, message);
   }
   if (state_ == State::kActive) {
     Outcome o = PhaseOne(/*explicit_prepare=*/false, message);
@@ -882,9 +923,77 @@ void Transaction::AbortForTimeout() {
   tm_->logger().warn("{} rolled back: open longer than timeout_s = {}", ToHex(gtrid_), tm_->cfg_.timeout_s);
 }
 
-int TransactionManager::LastResourceDecided(const std::string& gtrid) {
+Status TransactionManager::EnsureDecisionTable(Rm* rm) {
+  PGconn* c = PQconnectdb(rm->plain_info.c_str());
+  auto exists = [&] {
+    PGresult* r = PQexec(c, "SELECT to_regclass('xatm.decision') IS NOT NULL");
+    bool yes = PQresultStatus(r) == PGRES_TUPLES_OK && std::strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    return yes;
+  };
+  std::string why;
+  if (PQstatus(c) != CONNECTION_OK) {
+    why = PQerrorMessage(c);
+  } else if (!exists()) {
+    // Two processes may create it at once: the loser's error is ignored if
+    // the table is there after all.
+    PGresult* r = PQexec(c, "CREATE SCHEMA IF NOT EXISTS xatm; "
+                            "CREATE TABLE IF NOT EXISTS xatm.decision "
+                            "(gtrid bytea PRIMARY KEY, decided_at bigint NOT NULL)");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) why = PQresultErrorMessage(r);
+    PQclear(r);
+    if (!why.empty() && exists()) why.clear();
+  }
+  PQfinish(c);
+  if (!why.empty()) {
+    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+    return Status::InvalidArgument(
+        "last_resource_commit = true needs the table xatm.decision in the database of \"" + rm->spec.name +
+        "\", and it cannot be created: " + why +
+        ". Create it once as a user who may (CREATE SCHEMA xatm; CREATE TABLE xatm.decision (gtrid bytea "
+        "PRIMARY KEY, decided_at bigint NOT NULL); then grant SELECT, INSERT, DELETE on it and USAGE on the "
+        "schema), or set last_resource_commit = false");
+  }
+  rm->decision_table = true;
+  return Status::OK();
+}
+
+int TransactionManager::PgDecisionRow(Rm* rm, const std::string& gtrid) {
+  std::string m;
+  if (EnsureOpen(rm, &m) != XA_OK) return -1;
+  // This thread's connection when it is free, else one of its own.
+  PGconn* c = xatm_pgsql_conn(rm->rmid);
+  PGconn* own = nullptr;
+  if (c == nullptr || PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE) {
+    c = own = PQconnectdb(rm->plain_info.c_str());
+  }
+  const std::string sql = "SELECT 1 FROM xatm.decision WHERE gtrid = decode('" + ToHex(gtrid) + "', 'hex')";
+  PGresult* r = PQexec(c, sql.c_str());
+  int result = -1;
+  if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+    result = PQntuples(r) > 0 ? 1 : 0;
+  } else {
+    const char* code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    // No decision table (or schema): no decision here.
+    if (code && (std::strcmp(code, "42P01") == 0 || std::strcmp(code, "3F000") == 0)) result = 0;
+  }
+  PQclear(r);
+  if (own) PQfinish(own);
+  return result;
+}
+
+int TransactionManager::LastResourceDecided(const std::string& gtrid, Rm** where) {
   int result = 0;
   for (auto& rm : rms_) {
+    if (rm->spec.type == RmSpec::Type::kPostgres) {
+      const int d = PgDecisionRow(rm.get(), gtrid);
+      if (d == 1) {
+        if (where) *where = rm.get();
+        return 1;
+      }
+      if (d < 0) result = -1;
+      continue;
+    }
     if (rm->spec.type != RmSpec::Type::kSqlite) continue;
     std::string m;
     if (EnsureOpen(rm.get(), &m) != XA_OK) {
@@ -900,23 +1009,29 @@ int TransactionManager::LastResourceDecided(const std::string& gtrid) {
     sqlite3_bind_blob(st, 1, gtrid.data(), static_cast<int>(gtrid.size()), SQLITE_TRANSIENT);
     int s = sqlite3_step(st);
     sqlite3_finalize(st);
-    if (s == SQLITE_ROW) return 1;
+    if (s == SQLITE_ROW) {
+      if (where) *where = rm.get();
+      return 1;
+    }
     if (s != SQLITE_DONE) result = -1;
   }
   return result;
 }
 
-void TransactionManager::ForgetDecision(const std::string& gtrid) {
+void TransactionManager::ForgetDecision(Rm* rm, const std::string& gtrid) {
   std::lock_guard<std::mutex> l(mu_);
-  finished_decisions_.push_back(gtrid);
+  finished_decisions_[rm].push_back(gtrid);
 }
 
-std::vector<std::string> TransactionManager::TakeFinishedDecisions() {
+std::vector<std::string> TransactionManager::TakeFinishedDecisions(Rm* rm) {
   std::lock_guard<std::mutex> l(mu_);
   std::vector<std::string> out;
-  const size_t n = std::min<size_t>(finished_decisions_.size(), 64);
-  out.assign(finished_decisions_.end() - static_cast<long>(n), finished_decisions_.end());
-  finished_decisions_.resize(finished_decisions_.size() - n);
+  auto it = finished_decisions_.find(rm);
+  if (it == finished_decisions_.end()) return out;
+  std::vector<std::string>& q = it->second;
+  const size_t n = std::min<size_t>(q.size(), 64);
+  out.assign(q.end() - static_cast<long>(n), q.end());
+  q.resize(q.size() - n);
   return out;
 }
 
@@ -1221,12 +1336,13 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
     if (p.incarnation != incarnation_ && live.Live(p.incarnation)) continue;
     if (!decided && live.Live(p.incarnation)) continue;  // a live transaction of ours
     bool by_last_resource = false;
+    Rm* decision_rm = nullptr;
     if (!decided) {
       // A last-resource commit leaves its decision in SQLite, not in the log.
-      const int lrc = LastResourceDecided(gtrid);
+      const int lrc = LastResourceDecided(gtrid, &decision_rm);
       if (lrc < 0) {
         report->left += static_cast<int>(found.size());
-        report->actions.push_back("leave " + ToHex(gtrid) + ": a SQLite RM that may hold its decision is unreachable");
+        report->actions.push_back("leave " + ToHex(gtrid) + ": an RM that may hold its decision row is unreachable");
         continue;
       }
       decided = by_last_resource = lrc == 1;
@@ -1243,7 +1359,7 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
         f.resolved = true;
         ++(decided ? report->committed : report->rolled_back);
         logger_->info("recovery: {}", what);
-        if (by_last_resource) ForgetDecision(gtrid);
+        if (by_last_resource) ForgetDecision(decision_rm, gtrid);
       } else if (rc == XA_HEURCOM || rc == XA_HEURRB || rc == XA_HEURMIX || rc == XA_HEURHAZ) {
         LogHeuristic(gtrid, f.rm, f.xid, rc, "xatm", m);
         f.resolved = true;

@@ -36,11 +36,15 @@
 // sees those branches' old rows and a writer waits for their locks.
 // Crash after the hand-off: the decision is durable; recovery commits.
 //
-// Last-resource commit (last_resource_commit = true, one SQLite branch among
-// others): step 4 is the SQLite branch's own one-phase COMMIT, with a
-// decision row (xatm_decision: the gtrid) written inside that transaction;
-// no log record, no sidecar. Crash before that COMMIT: no row, presumed
-// abort. Crash after it: recovery finds the row and commits the others.
+// Last-resource commit (last_resource_commit = true, two or more branches):
+// the last resource is the SQLite branch if there is exactly one, else the
+// last-joined PostgreSQL branch. Step 4 is its own one-phase COMMIT, with a
+// decision row (the gtrid; SQLite: xatm_decision, PostgreSQL:
+// xatm.decision) written inside that transaction; no log record, no
+// sidecar, no PREPARE for it. Crash before that COMMIT: no row, presumed
+// abort. Crash after it: recovery finds the row and commits the others
+// (a PostgreSQL row is looked for only once the dead process's sessions are
+// gone: its COMMIT may still have been running).
 //                 Crash before END is durable: recovery finds nothing left
 //                 prepared and writes END itself.
 //
@@ -117,6 +121,9 @@ struct Rm {
   xa_switch_t* sw = nullptr;
   std::string xa_info;    // what xa_open gets (for PostgreSQL: conninfo + session tag)
   std::string plain_info;  // for PostgreSQL: the conninfo without the tag
+  // PostgreSQL with last_resource_commit: the decision table xatm.decision
+  // exists, so a branch on this RM can be the last resource.
+  bool decision_table = false;
 };
 
 // A branch seen during recovery or listing.
@@ -261,11 +268,18 @@ class TransactionManager {
   // Waits until everything handed off is finished, then stops the threads.
   void StopPhaseTwo();
   void RetryLeftovers();
-  // Last-resource decisions: whether a decision row for gtrid is in any
-  // SQLite RM (1), in none (0), or cannot be known now (-1: an RM is down).
-  int LastResourceDecided(const std::string& gtrid);
-  void ForgetDecision(const std::string& gtrid);
-  std::vector<std::string> TakeFinishedDecisions();
+  // Last-resource decisions: whether a decision row for gtrid is in any RM
+  // (1, and *where says which), in none (0), or cannot be known now (-1: an
+  // RM is down). A PostgreSQL RM must have no session of a dead incarnation
+  // left (FenceDeadSessions): one could still be committing a row.
+  int LastResourceDecided(const std::string& gtrid, Rm** where = nullptr);
+  int PgDecisionRow(Rm* rm, const std::string& gtrid);
+  // Creates xatm.decision in a PostgreSQL RM if it is missing.
+  Status EnsureDecisionTable(Rm* rm);
+  // Decision rows no longer needed, per RM: deleted inside a later
+  // last-resource transaction on the same RM.
+  void ForgetDecision(Rm* rm, const std::string& gtrid);
+  std::vector<std::string> TakeFinishedDecisions(Rm* rm);
 
   const TmConfig cfg_;
   const OpenOptions options_;
@@ -284,7 +298,7 @@ class TransactionManager {
   std::set<std::string> in_flight_;      // REQUIRES mu_: gtrids being committed or rolled back
   std::set<std::string> pending_;        // REQUIRES mu_: decided here, some branch left over
   std::vector<Leftover> leftovers_;      // REQUIRES mu_
-  std::vector<std::string> finished_decisions_;  // REQUIRES mu_: decision rows no longer needed
+  std::map<const Rm*, std::vector<std::string>> finished_decisions_;  // REQUIRES mu_
   bool stopping_ = false;                // REQUIRES mu_
   std::condition_variable reaper_cv_;
   std::thread reaper_;

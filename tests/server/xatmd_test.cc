@@ -309,6 +309,74 @@ TEST_F(XatmdTest, KilledClientIsResolvedByTheServerWithoutAnyoneCallingRecovery)
   EXPECT_EQ(2, Metric(m, "xatm_takeovers_total")) << m;
 }
 
+// Last-resource commit across two PostgreSQL databases through xatmd: the
+// decision is a row in the second database, not in the server's log. A
+// client killed before, after or during that COMMIT is resolved by the server
+// alone, once it has ended the client's sessions.
+TEST_F(XatmdTest, KilledLastResourceClientIsResolvedFromTheDecisionRow) {
+  ScratchDb db2;
+  for (const std::string& ci : {db_.conninfo(), db2.conninfo()}) {
+    PGconn* c = ConnectOrDie(ci);
+    Exec(c, "CREATE TABLE lrc_t (id bigint PRIMARY KEY)");
+    PQfinish(c);
+  }
+  std::string text = ReadFileOrDie(config_);
+  text.replace(text.find("[tm]\n") + 5, 0, "last_resource_commit = true\n");
+  text += "\n[rm.bank2]\ntype = postgresql\nconninfo = " + db2.conninfo() + "\n";
+  const std::string config = dir_ / "xatm-lrc.conf";
+  WriteFileOrDie(config, text);
+  server_ = std::make_unique<Xatmd>(config, dir_ / "xatmd-lrc.log");
+  server_->Start();
+  auto count = [](const std::string& ci, const std::string& sql) {
+    PGconn* c = ConnectOrDie(ci);
+    const std::string v = Exec(c, sql);
+    PQfinish(c);
+    return v;
+  };
+  auto has = [&](const std::string& ci, long id) {
+    return count(ci, "SELECT count(*) FROM lrc_t WHERE id = " + std::to_string(id)) == "1";
+  };
+  struct Case {
+    const char* crash_at;
+    long id;
+  } cases[] = {{"tm.lrc.before_last", 1}, {"tm.lrc.after_last", 2}, {"pgsql.onephase.after_send", 3}};
+  for (const Case& c : cases) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::setenv("XATM_CRASH_AT", c.crash_at, 1);
+      xatm* tm = nullptr;
+      if (xatm_open(config.c_str(), &tm) != XATM_OK) ::_exit(kChildOpenFailed);
+      xatm_tx* tx = nullptr;
+      xatm_start(tm, &tx);
+      PGconn* a = xatm_pgconn(tx, "bank");
+      PGconn* b = xatm_pgconn(tx, "bank2");
+      const std::string ins = "INSERT INTO lrc_t VALUES (" + std::to_string(c.id) + ")";
+      PQclear(PQexec(a, ins.c_str()));
+      PQclear(PQexec(b, ins.c_str()));
+      xatm_commit(tx);
+      ::_exit(kChildBadOutcome);
+    }
+    ASSERT_EQ(128 + SIGKILL, WaitChild(pid)) << "the child did not die at " << c.crash_at;
+    if (std::string(c.crash_at) != "pgsql.onephase.after_send") {
+      EXPECT_EQ(1, bank_->PgPrepared()) << c.crash_at;  // the first database's branch
+    }
+    ASSERT_TRUE(WaitFor([&] { return bank_->PgPrepared() == 0; }, 10)) << c.crash_at << "\n" << server_->Log();
+    const bool committed = std::string(c.crash_at) != "tm.lrc.before_last";
+    if (std::string(c.crash_at) == "pgsql.onephase.after_send") {
+      EXPECT_EQ(has(db2.conninfo(), c.id), has(db_.conninfo(), c.id)) << c.crash_at;
+    } else {
+      EXPECT_EQ(committed, has(db_.conninfo(), c.id)) << c.crash_at;
+      EXPECT_EQ(committed, has(db2.conninfo(), c.id)) << c.crash_at;
+    }
+  }
+  EXPECT_EQ("0", count(db_.conninfo(), "SELECT count(*) FROM pg_prepared_xacts"));
+  // No COMMIT record: the decisions were rows.
+  const Result dump = Shell(std::string(XATM_CLI) + " --server unix:" + socket_ + " log dump");
+  EXPECT_EQ(0, dump.code) << dump.out;
+  EXPECT_NE(std::string::npos, dump.out.find("NODE")) << dump.out;  // the sessions' incarnations
+  EXPECT_EQ(std::string::npos, dump.out.find("COMMIT")) << dump.out;
+}
+
 TEST_F(XatmdTest, KilledServerGivesAClearErrorAndRestartFinishesTheDecision) {
   // The server dies right after the decision is durable, before it answers.
   server_->Start("server.commit.after_decision");

@@ -1359,7 +1359,6 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
         f.resolved = true;
         ++(decided ? report->committed : report->rolled_back);
         logger_->info("recovery: {}", what);
-        if (by_last_resource) ForgetDecision(decision_rm, gtrid);
       } else if (rc == XA_HEURCOM || rc == XA_HEURRB || rc == XA_HEURMIX || rc == XA_HEURHAZ) {
         LogHeuristic(gtrid, f.rm, f.xid, rc, "xatm", m);
         f.resolved = true;
@@ -1367,6 +1366,12 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
         ++report->left;
         logger_->warn("recovery: could not {}: {}", what, m);
       }
+    }
+    // The decision row goes only when no branch can ask for it again: every
+    // branch found is finished and every RM could be scanned.
+    if (by_last_resource && !dry_run && reachable.size() == rms_.size() &&
+        std::all_of(found.begin(), found.end(), [](const Found& f) { return f.resolved; })) {
+      ForgetDecision(decision_rm, gtrid);
     }
   }
   // END for decided transactions with nothing left in any RM.

@@ -86,6 +86,10 @@ TEST_F(LastResource, CommitsBothWithoutALogRecordOrASidecarWrite) {
   ASSERT_EQ(XATM_OK, Transfer(2, 2)) << error_;
   EXPECT_EQ("1", Decisions());  // the first one's row went with the second transaction
   EXPECT_EQ(0, Commits());
+  // The last one's row goes at close.
+  EXPECT_EQ(XATM_OK, xatm_close(tm_));
+  tm_ = nullptr;
+  EXPECT_EQ("0", Decisions());
 }
 
 TEST_F(LastResource, PostgresVotingNoRollsBackTheLastResourceToo) {
@@ -263,6 +267,9 @@ TEST_F(PgLastResource, CommitsBothWithOnePrepareAndNoLogRecord) {
   EXPECT_EQ("1", Decisions(b_));
   EXPECT_EQ("39", Transfers(a_));
   EXPECT_EQ("39", Transfers(b_));
+  EXPECT_EQ(XATM_OK, xatm_close(tm_));
+  tm_ = nullptr;
+  EXPECT_EQ("0", Decisions(b_));
 }
 
 TEST_F(PgLastResource, FirstVotingNoRollsBackTheLastResourceToo) {

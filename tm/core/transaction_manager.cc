@@ -291,12 +291,49 @@ Outcome TransactionManager::Close(std::string* message) {
                  "finishes them";
     }
   }
+  DeleteFinishedDecisions();
   if (remote_) {
     remote_->SetCounters(begun_, committed_, rolled_back_);
     remote_->Close();
   }
   logger_->info("closed");
   return o;
+}
+
+void TransactionManager::DeleteFinishedDecisions() {
+  std::map<const Rm*, std::vector<std::string>> all;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    all.swap(finished_decisions_);
+  }
+  for (const auto& [rm, gtrids] : all) {
+    if (gtrids.empty()) continue;
+    std::string list;
+    for (const std::string& g : gtrids) list += (list.empty() ? "" : ", ") + ("x'" + ToHex(g) + "'");
+    bool ok = false;
+    if (rm->spec.type == RmSpec::Type::kPostgres) {
+      // decode() of the same hex: x'..' is a bit string in PostgreSQL.
+      std::string pg_list;
+      for (const std::string& g : gtrids) pg_list += (pg_list.empty() ? "" : ", ") + ("decode('" + ToHex(g) + "', 'hex')");
+      PGconn* c = PQconnectdb(rm->plain_info.c_str());
+      PGresult* r = PQstatus(c) == CONNECTION_OK
+                        ? PQexec(c, ("DELETE FROM xatm.decision WHERE gtrid IN (" + pg_list + ")").c_str())
+                        : nullptr;
+      ok = r != nullptr && PQresultStatus(r) == PGRES_COMMAND_OK;
+      PQclear(r);
+      PQfinish(c);
+    } else if (rm->spec.type == RmSpec::Type::kSqlite) {
+      sqlite3* db = nullptr;
+      if (sqlite3_open_v2(rm->spec.path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, rm->spec.busy_timeout_ms >= 0 ? rm->spec.busy_timeout_ms : 5000);
+        ok = sqlite3_exec(db, ("DELETE FROM main.xatm_decision WHERE gtrid IN (" + list + ")").c_str(), nullptr,
+                          nullptr, nullptr) == SQLITE_OK;
+      }
+      sqlite3_close(db);
+    }
+    // Left behind otherwise: a few small rows, harmless.
+    if (!ok) logger_->debug("could not delete {} finished decision row(s) in {}", gtrids.size(), rm->spec.name);
+  }
 }
 
 Rm* TransactionManager::FindRm(const std::string& name) {

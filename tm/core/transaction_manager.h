@@ -280,6 +280,8 @@ class TransactionManager {
   // last-resource transaction on the same RM.
   void ForgetDecision(Rm* rm, const std::string& gtrid);
   std::vector<std::string> TakeFinishedDecisions(Rm* rm);
+  // At close: deletes the rows still queued, outside any transaction.
+  void DeleteFinishedDecisions();
 
   const TmConfig cfg_;
   const OpenOptions options_;

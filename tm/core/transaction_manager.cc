@@ -995,7 +995,24 @@ Status TransactionManager::EnsureDecisionTable(Rm* rm) {
   return Status::OK();
 }
 
-int TransactionManager::PgDecisionRow(Rm* rm, const std::string& gtrid) {
+int TransactionManager::PgDecisionRow(Rm* rm, const std::string& gtrid, DecisionRows* rows) {
+  if (rows != nullptr) {
+    auto it = rows->pg.find(rm);
+    if (it == rows->pg.end()) {
+      // Every row at once: the table holds only unfinished decisions.
+      std::set<std::string> all;
+      const int got = PgDecisionRows(rm, &all);
+      it = rows->pg.emplace(rm, got < 0 ? std::nullopt : std::optional<std::set<std::string>>(std::move(all))).first;
+    }
+    if (!it->second) return -1;
+    return it->second->count(gtrid) ? 1 : 0;
+  }
+  std::set<std::string> one;
+  const int got = PgDecisionRows(rm, &one, &gtrid);
+  return got < 0 ? -1 : (one.empty() ? 0 : 1);
+}
+
+int TransactionManager::PgDecisionRows(Rm* rm, std::set<std::string>* out, const std::string* only) {
   std::string m;
   if (EnsureOpen(rm, &m) != XA_OK) return -1;
   // This thread's connection when it is free, else one of its own.
@@ -1004,11 +1021,16 @@ int TransactionManager::PgDecisionRow(Rm* rm, const std::string& gtrid) {
   if (c == nullptr || PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE) {
     c = own = PQconnectdb(rm->plain_info.c_str());
   }
-  const std::string sql = "SELECT 1 FROM xatm.decision WHERE gtrid = decode('" + ToHex(gtrid) + "', 'hex')";
+  std::string sql = "SELECT encode(gtrid, 'hex') FROM xatm.decision";
+  if (only) sql += " WHERE gtrid = decode('" + ToHex(*only) + "', 'hex')";
   PGresult* r = PQexec(c, sql.c_str());
   int result = -1;
   if (PQresultStatus(r) == PGRES_TUPLES_OK) {
-    result = PQntuples(r) > 0 ? 1 : 0;
+    for (int i = 0; i < PQntuples(r); ++i) {
+      std::string g;
+      if (FromHex(PQgetvalue(r, i, 0), &g)) out->insert(std::move(g));
+    }
+    result = 0;
   } else {
     const char* code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     // No decision table (or schema): no decision here.
@@ -1019,11 +1041,11 @@ int TransactionManager::PgDecisionRow(Rm* rm, const std::string& gtrid) {
   return result;
 }
 
-int TransactionManager::LastResourceDecided(const std::string& gtrid, Rm** where) {
+int TransactionManager::LastResourceDecided(const std::string& gtrid, Rm** where, DecisionRows* rows) {
   int result = 0;
   for (auto& rm : rms_) {
     if (rm->spec.type == RmSpec::Type::kPostgres) {
-      const int d = PgDecisionRow(rm.get(), gtrid);
+      const int d = PgDecisionRow(rm.get(), gtrid, rows);
       if (d == 1) {
         if (where) *where = rm.get();
         return 1;
@@ -1364,6 +1386,7 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
     }
   }
   const auto deadline = Clock::now() + std::chrono::seconds(cfg_.commit_retry_s);
+  DecisionRows rows;  // read once per pass, after the fencing above
   for (auto& [gtrid, found] : ours) {
     if (skip.count(gtrid)) continue;
     bool decided = st.open_commits.count(gtrid) > 0;
@@ -1376,7 +1399,7 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
     Rm* decision_rm = nullptr;
     if (!decided) {
       // A last-resource commit leaves its decision in SQLite, not in the log.
-      const int lrc = LastResourceDecided(gtrid, &decision_rm);
+      const int lrc = LastResourceDecided(gtrid, &decision_rm, &rows);
       if (lrc < 0) {
         report->left += static_cast<int>(found.size());
         report->actions.push_back("leave " + ToHex(gtrid) + ": an RM that may hold its decision row is unreachable");
@@ -1444,6 +1467,7 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
 }
 
 Status TransactionManager::ListInDoubt(std::vector<InDoubt>* out, std::vector<std::string>* unreachable) {
+  DecisionRows rows;
   out->clear();
   const LiveSet live = Live();
   log::LogState st;
@@ -1474,7 +1498,7 @@ Status TransactionManager::ListInDoubt(std::vector<InDoubt>* out, std::vector<st
       for (const auto& [key, h] : st.heuristics) {
         if (std::get<0>(key) == gtrid) d.decision = InDoubt::Decision::kHeuristic;
       }
-      if (d.ours && d.decision == InDoubt::Decision::kNone && LastResourceDecided(gtrid) == 1) {
+      if (d.ours && d.decision == InDoubt::Decision::kNone && LastResourceDecided(gtrid, nullptr, &rows) == 1) {
         d.decision = InDoubt::Decision::kCommit;
       }
       out->push_back(d);

@@ -23,6 +23,14 @@
 namespace xtm::tm {
 namespace {
 
+// PostgreSQL literals for binary gtrids (xatm.decision's bytea key).
+std::string PgBytea(const std::string& bytes) { return "decode('" + ToHex(bytes) + "', 'hex')"; }
+std::string PgByteaList(const std::vector<std::string>& all) {
+  std::string out;
+  for (const std::string& b : all) out += (out.empty() ? "" : ", ") + PgBytea(b);
+  return out;
+}
+
 using Clock = std::chrono::steady_clock;
 
 // Background phase two: its threads, and how many hand-offs may wait for
@@ -308,21 +316,18 @@ void TransactionManager::DeleteFinishedDecisions() {
   }
   for (const auto& [rm, gtrids] : all) {
     if (gtrids.empty()) continue;
-    std::string list;
-    for (const std::string& g : gtrids) list += (list.empty() ? "" : ", ") + ("x'" + ToHex(g) + "'");
     bool ok = false;
     if (rm->spec.type == RmSpec::Type::kPostgres) {
-      // decode() of the same hex: x'..' is a bit string in PostgreSQL.
-      std::string pg_list;
-      for (const std::string& g : gtrids) pg_list += (pg_list.empty() ? "" : ", ") + ("decode('" + ToHex(g) + "', 'hex')");
       PGconn* c = PQconnectdb(rm->plain_info.c_str());
       PGresult* r = PQstatus(c) == CONNECTION_OK
-                        ? PQexec(c, ("DELETE FROM xatm.decision WHERE gtrid IN (" + pg_list + ")").c_str())
+                        ? PQexec(c, ("DELETE FROM xatm.decision WHERE gtrid IN (" + PgByteaList(gtrids) + ")").c_str())
                         : nullptr;
       ok = r != nullptr && PQresultStatus(r) == PGRES_COMMAND_OK;
       PQclear(r);
       PQfinish(c);
     } else if (rm->spec.type == RmSpec::Type::kSqlite) {
+      std::string list;  // blob literals
+      for (const std::string& g : gtrids) list += (list.empty() ? "" : ", ") + ("x'" + ToHex(g) + "'");
       sqlite3* db = nullptr;
       if (sqlite3_open_v2(rm->spec.path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK) {
         sqlite3_busy_timeout(db, rm->spec.busy_timeout_ms >= 0 ? rm->spec.busy_timeout_ms : 5000);
@@ -718,18 +723,14 @@ Outcome Transaction::FinishWriters(const std::vector<Branch*>& writers, std::vec
   return worst;
 }
 
+namespace {
+
 // Writes the decision row for gtrid, and deletes the rows in `finished`,
 // inside the open transaction of a PostgreSQL branch. "" or why not.
 std::string WritePgDecisionRow(PGconn* c, const std::string& gtrid, const std::vector<std::string>& finished) {
-  std::string sql = "INSERT INTO xatm.decision (gtrid, decided_at) VALUES (decode('" + ToHex(gtrid) + "', 'hex'), " +
+  std::string sql = "INSERT INTO xatm.decision (gtrid, decided_at) VALUES (" + PgBytea(gtrid) + ", " +
                     std::to_string(log::NowMs() / 1000) + ")";
-  if (!finished.empty()) {
-    sql += "; DELETE FROM xatm.decision WHERE gtrid IN (";
-    for (size_t i = 0; i < finished.size(); ++i) {
-      sql += (i ? ", decode('" : "decode('") + ToHex(finished[i]) + "', 'hex')";
-    }
-    sql += ")";
-  }
+  if (!finished.empty()) sql += "; DELETE FROM xatm.decision WHERE gtrid IN (" + PgByteaList(finished) + ")";
   std::string why;
   if (!PQsendQuery(c, sql.c_str())) return PQerrorMessage(c);
   while (PGresult* r = PQgetResult(c)) {
@@ -739,6 +740,8 @@ std::string WritePgDecisionRow(PGconn* c, const std::string& gtrid, const std::v
   while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
   return why;
 }
+
+}  // namespace
 
 // Last-resource commit: the branch `last` is committed in one phase, after
 // every other branch is prepared, with the decision row inside its own
@@ -1022,7 +1025,7 @@ int TransactionManager::PgDecisionRows(Rm* rm, std::set<std::string>* out, const
     c = own = PQconnectdb(rm->plain_info.c_str());
   }
   std::string sql = "SELECT encode(gtrid, 'hex') FROM xatm.decision";
-  if (only) sql += " WHERE gtrid = decode('" + ToHex(*only) + "', 'hex')";
+  if (only) sql += " WHERE gtrid = " + PgBytea(*only);
   PGresult* r = PQexec(c, sql.c_str());
   int result = -1;
   if (PQresultStatus(r) == PGRES_TUPLES_OK) {

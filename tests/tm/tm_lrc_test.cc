@@ -169,6 +169,38 @@ TEST_F(LastResource, CrashAfterTheLastResourceCommittedIsFinishedAtRecovery) {
   EXPECT_EQ(0, Commits());
 }
 
+// A process killed between transactions leaves its last decision row (it is
+// deleted by the next transaction or at close); recovery deletes it, as
+// nothing of that process is in doubt.
+TEST_F(LastResource, RowsLeftByAKilledProcessAreCollectedAtRecovery) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    xatm* tm = nullptr;
+    if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(2);
+    for (long id = 20; id < 23; ++id) {
+      xatm_tx* tx = nullptr;
+      xatm_start(tm, &tx);
+      if (!TransferStatements(xatm_pgconn(tx, "bank"), xatm_sqlite(tx, "ledger"), id, 5, 5, 1)) ::_exit(4);
+      if (xatm_commit(tx) != XATM_OK) ::_exit(3);
+      xatm_tx_free(tx);
+    }
+    ::raise(SIGKILL);
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFSIGNALED(st)) << st;
+  EXPECT_EQ("1", Decisions());
+  Open();  // recovery
+  EXPECT_EQ("0", Decisions());
+  ExpectConsistent();
+  EXPECT_EQ(3u, bank_->PgTransfers().size());
+  // A row of the running process is never taken for a dead one's.
+  ASSERT_EQ(XATM_OK, Transfer(30)) << error_;
+  EXPECT_EQ("1", Decisions());
+  ASSERT_EQ(XATM_OK, xatm_recover(tm_)) << xatm_errmsg(tm_);
+  EXPECT_EQ("1", Decisions());
+}
+
 #endif
 
 // Moves amount from a's account to b's (both 1 + id % 10) as transfer id.
@@ -377,6 +409,37 @@ TEST_F(PgLastResource, CrashWithTheLastCommitInFlightIsSettledFromTheServersOutc
   // Whatever the server did with the COMMIT, both sides agree.
   EXPECT_EQ(Transfers(a_), Transfers(b_));
   EXPECT_EQ(Sum(b_) == "1010" ? "990" : "1000", Sum(a_));
+}
+
+TEST_F(PgLastResource, RowsLeftByAKilledProcessAreCollectedAtRecovery) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    xatm* tm = nullptr;
+    if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(2);
+    for (long id = 20; id < 23; ++id) {
+      xatm_tx* tx = nullptr;
+      xatm_start(tm, &tx);
+      PGconn* a = xatm_pgconn(tx, "a");  // joined first: b is the last resource
+      PGconn* b = xatm_pgconn(tx, "b");
+      if (!PgLastResourceStatements(a, b, id)) ::_exit(4);
+      if (xatm_commit(tx) != XATM_OK) ::_exit(3);
+      xatm_tx_free(tx);
+    }
+    ::raise(SIGKILL);
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFSIGNALED(st)) << st;
+  EXPECT_EQ("1", Decisions(b_));
+  Open();  // recovery
+  EXPECT_EQ("0", Decisions(b_));
+  EXPECT_EQ("3", Transfers(a_));
+  EXPECT_EQ("3", Transfers(b_));
+  // A row of the running process is never taken for a dead one's.
+  ASSERT_EQ(XATM_OK, Transfer(30)) << error_;
+  EXPECT_EQ("1", Decisions(b_));
+  ASSERT_EQ(XATM_OK, xatm_recover(tm_)) << xatm_errmsg(tm_);
+  EXPECT_EQ("1", Decisions(b_));
 }
 
 // Random kills over many last-resource transfers: every acknowledged

@@ -341,6 +341,65 @@ void TransactionManager::DeleteFinishedDecisions() {
   }
 }
 
+// Rows of transactions of this node whose process is gone and none of whose
+// branches is prepared anywhere (every RM was just scanned): nothing can ask
+// for them again. They are left by a process that ended without deleting
+// them (killed, or in the middle of its queue).
+void TransactionManager::CollectDecisionRows(const LiveSet& live, const std::set<std::string>& in_doubt,
+                                             DecisionRows* rows) {
+  auto orphan = [&](const std::string& g) {
+    GtridParts p;
+    return ParseGtrid(g, &p) && p.node_id == node_id_ && !live.Live(p.incarnation) && !in_doubt.count(g);
+  };
+  for (auto& rm : rms_) {
+    std::vector<std::string> gone;
+    if (rm->spec.type == RmSpec::Type::kPostgres) {
+      auto it = rows->pg.find(rm.get());
+      std::set<std::string> all;
+      if (it != rows->pg.end() && it->second) {
+        all = *it->second;
+      } else if (PgDecisionRows(rm.get(), &all) < 0) {
+        continue;
+      }
+      for (const std::string& g : all) {
+        if (orphan(g)) gone.push_back(g);
+      }
+      if (gone.empty()) continue;
+      PGconn* c = PQconnectdb(rm->plain_info.c_str());
+      PGresult* r = PQstatus(c) == CONNECTION_OK
+                        ? PQexec(c, ("DELETE FROM xatm.decision WHERE gtrid IN (" + PgByteaList(gone) + ")").c_str())
+                        : nullptr;
+      if (PQresultStatus(r) != PGRES_COMMAND_OK) gone.clear();
+      PQclear(r);
+      PQfinish(c);
+    } else if (rm->spec.type == RmSpec::Type::kSqlite) {
+      sqlite3* db = nullptr;
+      if (sqlite3_open_v2(rm->spec.path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, rm->spec.busy_timeout_ms >= 0 ? rm->spec.busy_timeout_ms : 5000);
+        sqlite3_stmt* st = nullptr;
+        if (sqlite3_prepare_v2(db, "SELECT gtrid FROM main.xatm_decision", -1, &st, nullptr) == SQLITE_OK) {
+          while (sqlite3_step(st) == SQLITE_ROW) {
+            std::string g(static_cast<const char*>(sqlite3_column_blob(st, 0)), sqlite3_column_bytes(st, 0));
+            if (orphan(g)) gone.push_back(g);
+          }
+        }
+        sqlite3_finalize(st);
+        std::string list;  // blob literals
+        for (const std::string& g : gone) list += (list.empty() ? "" : ", ") + ("x'" + ToHex(g) + "'");
+        if (!gone.empty() && sqlite3_exec(db, ("DELETE FROM main.xatm_decision WHERE gtrid IN (" + list + ")").c_str(),
+                                          nullptr, nullptr, nullptr) != SQLITE_OK) {
+          gone.clear();
+        }
+      }
+      sqlite3_close(db);
+    }
+    if (!gone.empty()) {
+      logger_->info("recovery: deleted {} decision row(s) of finished transactions in {}", gone.size(),
+                    rm->spec.name);
+    }
+  }
+}
+
 Rm* TransactionManager::FindRm(const std::string& name) {
   for (auto& rm : rms_) {
     if (rm->spec.name == name) return rm.get();
@@ -1436,6 +1495,11 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
         std::all_of(found.begin(), found.end(), [](const Found& f) { return f.resolved; })) {
       ForgetDecision(decision_rm, gtrid);
     }
+  }
+  if (!dry_run && reachable.size() == rms_.size()) {
+    std::set<std::string> in_doubt = skip;
+    for (const auto& [gtrid, found] : ours) in_doubt.insert(gtrid);
+    CollectDecisionRows(live, in_doubt, &rows);
   }
   // END for decided transactions with nothing left in any RM.
   for (const auto& [gtrid, commit] : st.open_commits) {

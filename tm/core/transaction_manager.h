@@ -290,6 +290,9 @@ class TransactionManager {
   std::vector<std::string> TakeFinishedDecisions(Rm* rm);
   // At close: deletes the rows still queued, outside any transaction.
   void DeleteFinishedDecisions();
+  // In a recovery pass that scanned every RM: deletes the rows no branch can
+  // ask for (a dead process's, with nothing of theirs in_doubt).
+  void CollectDecisionRows(const LiveSet& live, const std::set<std::string>& in_doubt, DecisionRows* rows);
 
   const TmConfig cfg_;
   const OpenOptions options_;

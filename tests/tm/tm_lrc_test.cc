@@ -390,6 +390,24 @@ TEST_F(PgLastResource, CrashAfterTheLastResourceCommittedIsFinishedAtRecovery) {
   EXPECT_EQ("1", Prepared(a_));
   EXPECT_EQ("1", Transfers(b_));
   EXPECT_EQ("1", Decisions(b_));
+  // The admin tool says what recovery will do, and where the decision is.
+  auto run = [](const std::string& cmd) {
+    FILE* f = ::popen((cmd + " 2>&1").c_str(), "r");
+    std::string out;
+    char buf[512];
+    while (f && std::fgets(buf, sizeof buf, f)) out += buf;
+    if (f) ::pclose(f);
+    return out;
+  };
+  const std::string cli = std::string(XATM_CLI) + " -c " + config_ + " ";
+  const std::string list = run(cli + "list");
+  EXPECT_NE(std::string::npos, list.find("commit (decided)")) << list;
+  const size_t nl = list.find('\n');
+  ASSERT_NE(std::string::npos, nl) << list;
+  const std::string gtrid = list.substr(nl + 1, 40);  // the first row's first column
+  const std::string show = run(cli + "show " + gtrid);
+  EXPECT_NE(std::string::npos, show.find("commit (a last-resource decision row in b)")) << show;
+  EXPECT_NE(std::string::npos, run(cli + "list --json").find("\"decision_row\":\"b\"")) << run(cli + "list --json");
   Open();  // recovery commits a's branch from the decision row
   EXPECT_EQ("0", Prepared(a_));
   EXPECT_EQ("1", Transfers(a_));

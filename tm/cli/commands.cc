@@ -71,6 +71,10 @@ struct Txn {
   bool decided = false;  // a COMMIT record without END
   bool heuristic = false;
   int64_t decided_age_s = -1;
+  std::string decision_row;  // the RM whose last-resource row decided it
+  std::string DecisionText() const {
+    return Decision() + (decision_row.empty() ? "" : " (a last-resource decision row in " + decision_row + ")");
+  }
   std::string Plan() const {
     if (!ours) return "none: another TM's transaction";
     if (heuristic) return "none: a heuristic outcome is recorded (xatm forget when dealt with)";
@@ -240,6 +244,7 @@ int Collect(Ctx& c, std::map<std::string, Txn>* txns, std::vector<std::string>* 
     t.gtrid = g;
     t.ours = d.ours;
     t.decided = t.decided || d.decision == tm::InDoubt::Decision::kCommit;
+    if (!d.decision_row.empty()) t.decision_row = d.decision_row;
     Branch b;
     b.rm = d.rm;
     b.xid = d.xid;
@@ -284,6 +289,7 @@ int CmdList(Ctx& c) {
     j.BeginObject().Key("transactions").BeginArray();
     for (const auto& [g, t] : txns) {
       j.BeginObject().Field("gtrid", tm::ToHex(g)).Field("ours", t.ours).Field("decision", t.Decision());
+      if (!t.decision_row.empty()) j.Field("decision_row", t.decision_row);
       j.Field("oldest_prepared_age_s", t.OldestAge()).Field("plan", t.Plan()).Key("branches").BeginArray();
       for (const Branch& b : t.branches) {
         j.BeginObject().Field("rm", b.rm).Field("state", "prepared").Field("bqual", tm::ToHex(rm::Bqual(b.xid)));
@@ -364,7 +370,9 @@ int CmdShow(Ctx& c) {
     Json j;
     j.BeginObject().Field("gtrid", tm::ToHex(g)).Field("ours", t.ours || !records.empty());
     if (xatm_form) j.Field("node", tm::ToHex(p.node_id)).Field("incarnation", static_cast<int64_t>(p.incarnation));
-    j.Field("decision", t.Decision()).Field("plan", t.Plan()).Key("branches").BeginArray();
+    j.Field("decision", t.Decision());
+    if (!t.decision_row.empty()) j.Field("decision_row", t.decision_row);
+    j.Field("plan", t.Plan()).Key("branches").BeginArray();
     for (const Branch& b : t.branches) {
       j.BeginObject().Field("rm", b.rm).Field("state", "prepared").Field("bqual", tm::ToHex(rm::Bqual(b.xid)));
       j.Field("age_s", b.age_s);
@@ -379,7 +387,7 @@ int CmdShow(Ctx& c) {
     c.out << "gtrid      " << tm::ToHex(g) << "\n";
     if (xatm_form) c.out << "made by    node " << tm::ToHex(p.node_id) << ", incarnation " << p.incarnation
                          << ", sequence " << p.sequence << "\n";
-    c.out << "decision   " << t.Decision() << "\n";
+    c.out << "decision   " << t.DecisionText() << "\n";
     for (const Branch& b : t.branches) {
       c.out << "branch     " << b.rm << ": prepared " << Age(b.age_s) << " ago (bqual " << tm::ToHex(rm::Bqual(b.xid))
             << ")" << (b.note.empty() ? "" : " - " + b.note) << "\n";

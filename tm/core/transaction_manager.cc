@@ -1565,8 +1565,10 @@ Status TransactionManager::ListInDoubt(std::vector<InDoubt>* out, std::vector<st
       for (const auto& [key, h] : st.heuristics) {
         if (std::get<0>(key) == gtrid) d.decision = InDoubt::Decision::kHeuristic;
       }
-      if (d.ours && d.decision == InDoubt::Decision::kNone && LastResourceDecided(gtrid, nullptr, &rows) == 1) {
+      Rm* row_rm = nullptr;
+      if (d.ours && d.decision == InDoubt::Decision::kNone && LastResourceDecided(gtrid, &row_rm, &rows) == 1) {
         d.decision = InDoubt::Decision::kCommit;
+        if (row_rm) d.decision_row = row_rm->spec.name;
       }
       out->push_back(d);
     }

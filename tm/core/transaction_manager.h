@@ -135,6 +135,7 @@ struct InDoubt {
   bool ours = false;
   bool live = false;  // of the current incarnation: a transaction in flight
   int64_t age_s = -1;
+  std::string decision_row;  // decided by a last-resource row: the RM holding it
 };
 
 struct RecoveryReport {

@@ -323,6 +323,32 @@ TEST_F(PgLastResource, FirstVotingNoRollsBackTheLastResourceToo) {
   EXPECT_EQ("0", Decisions(b_));
 }
 
+// A database whose sessions are read-only by default cannot hold a decision
+// row: it is never the last resource, and the transaction commits by plain
+// two-phase commit (the read-only branch votes XA_RDONLY).
+TEST_F(PgLastResource, ReadOnlyDatabaseIsNeverTheLastResource) {
+  std::ifstream in(config_);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  const std::string ro = b_.conninfo() + " options='-c default_transaction_read_only=on'";
+  text.replace(text.rfind(b_.conninfo()), b_.conninfo().size(), ro);
+  std::ofstream(config_, std::ios::trunc) << text;
+  Open();  // no table is made in b, and that is no error
+  EXPECT_EQ("0", Decisions(a_));
+  EXPECT_EQ("", One(b_, "SELECT to_regclass('xatm.decision')"));
+  xatm_tx* tx = nullptr;
+  ASSERT_EQ(XATM_OK, xatm_start(tm_, &tx));
+  PGconn* a = xatm_pgconn(tx, "a");
+  PGconn* b = xatm_pgconn(tx, "b");
+  PQclear(PQexec(a, "UPDATE accounts SET balance = balance - 1 WHERE id = 1"));
+  PGresult* r = PQexec(b, "SELECT balance FROM accounts WHERE id = 1");
+  EXPECT_EQ(PGRES_TUPLES_OK, PQresultStatus(r));
+  PQclear(r);
+  EXPECT_EQ(XATM_OK, xatm_commit(tx)) << xatm_errmsg(tm_);
+  xatm_tx_free(tx);
+  EXPECT_EQ("999", Sum(a_));
+  EXPECT_EQ("0", Prepared(a_));
+}
+
 TEST_F(PgLastResource, OpenSaysHowToMakeTheTableWhenItCannot) {
   const std::string role = "xatm_lrc_plain_" + std::to_string(::getpid());
   One(a_, "CREATE ROLE " + role + " LOGIN");

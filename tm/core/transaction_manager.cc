@@ -23,6 +23,17 @@
 namespace xtm::tm {
 namespace {
 
+// Whether a session's transactions are read-only by default (reported by the
+// server: default_transaction_read_only, or a hot standby). Such a branch
+// cannot write a decision row, so it is never the last resource.
+bool ReadOnlySession(PGconn* c) {
+  for (const char* p : {"default_transaction_read_only", "in_hot_standby"}) {
+    const char* v = PQparameterStatus(c, p);
+    if (v && std::strcmp(v, "on") == 0) return true;
+  }
+  return false;
+}
+
 // PostgreSQL literals for binary gtrids (xatm.decision's bytea key).
 std::string PgBytea(const std::string& bytes) { return "decode('" + ToHex(bytes) + "', 'hex')"; }
 std::string PgByteaList(const std::vector<std::string>& all) {
@@ -972,7 +983,8 @@ Outcome Transaction::CommitImpl(std::string* message) {
       last = nullptr;
       for (auto it = branches_.rbegin(); it != branches_.rend() && last == nullptr; ++it) {
         if (it->rm->spec.type == RmSpec::Type::kPostgres && it->rm->decision_table &&
-            it->st == Branch::St::kActive && it->native != nullptr) {
+            it->st == Branch::St::kActive && it->native != nullptr &&
+            !ReadOnlySession(static_cast<PGconn*>(it->native))) {
           last = &*it;
         }
       }
@@ -1024,6 +1036,11 @@ void Transaction::AbortForTimeout() {
 
 Status TransactionManager::EnsureDecisionTable(Rm* rm) {
   PGconn* c = PQconnectdb(rm->plain_info.c_str());
+  if (PQstatus(c) == CONNECTION_OK && ReadOnlySession(c)) {
+    PQfinish(c);
+    logger_->info("\"{}\" is read-only by default: it is never the last resource", rm->spec.name);
+    return Status::OK();
+  }
   auto exists = [&] {
     PGresult* r = PQexec(c, "SELECT to_regclass('xatm.decision') IS NOT NULL");
     bool yes = PQresultStatus(r) == PGRES_TUPLES_OK && std::strcmp(PQgetvalue(r, 0, 0), "t") == 0;

@@ -326,29 +326,10 @@ void TransactionManager::DeleteFinishedDecisions() {
     all.swap(finished_decisions_);
   }
   for (const auto& [rm, gtrids] : all) {
-    if (gtrids.empty()) continue;
-    bool ok = false;
-    if (rm->spec.type == RmSpec::Type::kPostgres) {
-      PGconn* c = PQconnectdb(rm->plain_info.c_str());
-      PGresult* r = PQstatus(c) == CONNECTION_OK
-                        ? PQexec(c, ("DELETE FROM xatm.decision WHERE gtrid IN (" + PgByteaList(gtrids) + ")").c_str())
-                        : nullptr;
-      ok = r != nullptr && PQresultStatus(r) == PGRES_COMMAND_OK;
-      PQclear(r);
-      PQfinish(c);
-    } else if (rm->spec.type == RmSpec::Type::kSqlite) {
-      std::string list;  // blob literals
-      for (const std::string& g : gtrids) list += (list.empty() ? "" : ", ") + ("x'" + ToHex(g) + "'");
-      sqlite3* db = nullptr;
-      if (sqlite3_open_v2(rm->spec.path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK) {
-        sqlite3_busy_timeout(db, rm->spec.busy_timeout_ms >= 0 ? rm->spec.busy_timeout_ms : 5000);
-        ok = sqlite3_exec(db, ("DELETE FROM main.xatm_decision WHERE gtrid IN (" + list + ")").c_str(), nullptr,
-                          nullptr, nullptr) == SQLITE_OK;
-      }
-      sqlite3_close(db);
+    // Left behind otherwise: a few small rows, collected by a later recovery.
+    if (!DeleteDecisionRows(rm, gtrids)) {
+      logger_->debug("could not delete {} finished decision row(s) in {}", gtrids.size(), rm->spec.name);
     }
-    // Left behind otherwise: a few small rows, harmless.
-    if (!ok) logger_->debug("could not delete {} finished decision row(s) in {}", gtrids.size(), rm->spec.name);
   }
 }
 
@@ -358,57 +339,47 @@ void TransactionManager::DeleteFinishedDecisions() {
 // them (killed, or in the middle of its queue).
 void TransactionManager::CollectDecisionRows(const LiveSet& live, const std::set<std::string>& in_doubt,
                                              DecisionRows* rows) {
-  auto orphan = [&](const std::string& g) {
-    GtridParts p;
-    return ParseGtrid(g, &p) && p.node_id == node_id_ && !live.Live(p.incarnation) && !in_doubt.count(g);
-  };
   for (auto& rm : rms_) {
+    const std::set<std::string>* all = CachedDecisionRows(rm.get(), rows);
+    if (all == nullptr) continue;
     std::vector<std::string> gone;
-    if (rm->spec.type == RmSpec::Type::kPostgres) {
-      auto it = rows->pg.find(rm.get());
-      std::set<std::string> all;
-      if (it != rows->pg.end() && it->second) {
-        all = *it->second;
-      } else if (PgDecisionRows(rm.get(), &all) < 0) {
-        continue;
+    for (const std::string& g : *all) {
+      GtridParts p;
+      if (ParseGtrid(g, &p) && p.node_id == node_id_ && !live.Live(p.incarnation) && !in_doubt.count(g)) {
+        gone.push_back(g);
       }
-      for (const std::string& g : all) {
-        if (orphan(g)) gone.push_back(g);
-      }
-      if (gone.empty()) continue;
-      PGconn* c = PQconnectdb(rm->plain_info.c_str());
-      PGresult* r = PQstatus(c) == CONNECTION_OK
-                        ? PQexec(c, ("DELETE FROM xatm.decision WHERE gtrid IN (" + PgByteaList(gone) + ")").c_str())
-                        : nullptr;
-      if (PQresultStatus(r) != PGRES_COMMAND_OK) gone.clear();
-      PQclear(r);
-      PQfinish(c);
-    } else if (rm->spec.type == RmSpec::Type::kSqlite) {
-      sqlite3* db = nullptr;
-      if (sqlite3_open_v2(rm->spec.path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK) {
-        sqlite3_busy_timeout(db, rm->spec.busy_timeout_ms >= 0 ? rm->spec.busy_timeout_ms : 5000);
-        sqlite3_stmt* st = nullptr;
-        if (sqlite3_prepare_v2(db, "SELECT gtrid FROM main.xatm_decision", -1, &st, nullptr) == SQLITE_OK) {
-          while (sqlite3_step(st) == SQLITE_ROW) {
-            std::string g(static_cast<const char*>(sqlite3_column_blob(st, 0)), sqlite3_column_bytes(st, 0));
-            if (orphan(g)) gone.push_back(g);
-          }
-        }
-        sqlite3_finalize(st);
-        std::string list;  // blob literals
-        for (const std::string& g : gone) list += (list.empty() ? "" : ", ") + ("x'" + ToHex(g) + "'");
-        if (!gone.empty() && sqlite3_exec(db, ("DELETE FROM main.xatm_decision WHERE gtrid IN (" + list + ")").c_str(),
-                                          nullptr, nullptr, nullptr) != SQLITE_OK) {
-          gone.clear();
-        }
-      }
-      sqlite3_close(db);
     }
-    if (!gone.empty()) {
+    if (!gone.empty() && DeleteDecisionRows(rm.get(), gone)) {
       logger_->info("recovery: deleted {} decision row(s) of finished transactions in {}", gone.size(),
                     rm->spec.name);
     }
   }
+}
+
+bool TransactionManager::DeleteDecisionRows(const Rm* rm, const std::vector<std::string>& gtrids) {
+  if (gtrids.empty()) return true;
+  // Outside any branch: a connection of its own.
+  bool ok = false;
+  if (rm->spec.type == RmSpec::Type::kPostgres) {
+    PGconn* c = PQconnectdb(rm->plain_info.c_str());
+    PGresult* r = PQstatus(c) == CONNECTION_OK
+                      ? PQexec(c, ("DELETE FROM xatm.decision WHERE gtrid IN (" + PgByteaList(gtrids) + ")").c_str())
+                      : nullptr;
+    ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    PQfinish(c);
+  } else if (rm->spec.type == RmSpec::Type::kSqlite) {
+    std::string list;  // blob literals
+    for (const std::string& g : gtrids) list += (list.empty() ? "" : ", ") + ("x'" + ToHex(g) + "'");
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(rm->spec.path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK) {
+      sqlite3_busy_timeout(db, rm->spec.busy_timeout_ms >= 0 ? rm->spec.busy_timeout_ms : 5000);
+      ok = sqlite3_exec(db, ("DELETE FROM main.xatm_decision WHERE gtrid IN (" + list + ")").c_str(), nullptr,
+                        nullptr, nullptr) == SQLITE_OK;
+    }
+    sqlite3_close(db);
+  }
+  return ok;
 }
 
 Rm* TransactionManager::FindRm(const std::string& name) {
@@ -1074,26 +1045,37 @@ Status TransactionManager::EnsureDecisionTable(Rm* rm) {
   return Status::OK();
 }
 
-int TransactionManager::PgDecisionRow(Rm* rm, const std::string& gtrid, DecisionRows* rows) {
-  if (rows != nullptr) {
-    auto it = rows->pg.find(rm);
-    if (it == rows->pg.end()) {
-      // Every row at once: the table holds only unfinished decisions.
-      std::set<std::string> all;
-      const int got = PgDecisionRows(rm, &all);
-      it = rows->pg.emplace(rm, got < 0 ? std::nullopt : std::optional<std::set<std::string>>(std::move(all))).first;
-    }
-    if (!it->second) return -1;
-    return it->second->count(gtrid) ? 1 : 0;
+const std::set<std::string>* TransactionManager::CachedDecisionRows(Rm* rm, DecisionRows* rows) {
+  auto it = rows->by_rm.find(rm);
+  if (it == rows->by_rm.end()) {
+    // Every row at once: the tables hold only unfinished decisions.
+    std::set<std::string> all;
+    const bool read = ReadDecisionRows(rm, &all) == 0;
+    it = rows->by_rm.emplace(rm, read ? std::optional<std::set<std::string>>(std::move(all)) : std::nullopt).first;
   }
-  std::set<std::string> one;
-  const int got = PgDecisionRows(rm, &one, &gtrid);
-  return got < 0 ? -1 : (one.empty() ? 0 : 1);
+  return it->second ? &*it->second : nullptr;
 }
 
-int TransactionManager::PgDecisionRows(Rm* rm, std::set<std::string>* out, const std::string* only) {
+int TransactionManager::ReadDecisionRows(Rm* rm, std::set<std::string>* out, const std::string* only) {
+  if (rm->spec.type != RmSpec::Type::kPostgres && rm->spec.type != RmSpec::Type::kSqlite) return 0;
   std::string m;
   if (EnsureOpen(rm, &m) != XA_OK) return -1;
+  if (rm->spec.type == RmSpec::Type::kSqlite) {
+    sqlite3* db = xatm_sqlite_db(rm->rmid);
+    sqlite3_stmt* st = nullptr;
+    const std::string sql = std::string("SELECT gtrid FROM main.xatm_decision") + (only ? " WHERE gtrid = ?1" : "");
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
+      sqlite3_finalize(st);
+      return 0;  // no decision table: no decision here
+    }
+    if (only) sqlite3_bind_blob(st, 1, only->data(), static_cast<int>(only->size()), SQLITE_TRANSIENT);
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+      out->emplace(static_cast<const char*>(sqlite3_column_blob(st, 0)), sqlite3_column_bytes(st, 0));
+    }
+    sqlite3_finalize(st);
+    return step == SQLITE_DONE ? 0 : -1;
+  }
   // This thread's connection when it is free, else one of its own.
   PGconn* c = xatm_pgsql_conn(rm->rmid);
   PGconn* own = nullptr;
@@ -1123,35 +1105,19 @@ int TransactionManager::PgDecisionRows(Rm* rm, std::set<std::string>* out, const
 int TransactionManager::LastResourceDecided(const std::string& gtrid, Rm** where, DecisionRows* rows) {
   int result = 0;
   for (auto& rm : rms_) {
-    if (rm->spec.type == RmSpec::Type::kPostgres) {
-      const int d = PgDecisionRow(rm.get(), gtrid, rows);
-      if (d == 1) {
-        if (where) *where = rm.get();
-        return 1;
-      }
-      if (d < 0) result = -1;
-      continue;
+    int d;
+    if (rows != nullptr) {
+      const std::set<std::string>* all = CachedDecisionRows(rm.get(), rows);
+      d = all == nullptr ? -1 : static_cast<int>(all->count(gtrid));
+    } else {
+      std::set<std::string> one;
+      d = ReadDecisionRows(rm.get(), &one, &gtrid) < 0 ? -1 : static_cast<int>(one.size());
     }
-    if (rm->spec.type != RmSpec::Type::kSqlite) continue;
-    std::string m;
-    if (EnsureOpen(rm.get(), &m) != XA_OK) {
-      result = -1;
-      continue;
-    }
-    sqlite3* db = xatm_sqlite_db(rm->rmid);
-    sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(db, "SELECT 1 FROM main.xatm_decision WHERE gtrid = ?1", -1, &st, nullptr) != SQLITE_OK) {
-      sqlite3_finalize(st);
-      continue;  // no decision table: no decision here
-    }
-    sqlite3_bind_blob(st, 1, gtrid.data(), static_cast<int>(gtrid.size()), SQLITE_TRANSIENT);
-    int s = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (s == SQLITE_ROW) {
+    if (d == 1) {
       if (where) *where = rm.get();
       return 1;
     }
-    if (s != SQLITE_DONE) result = -1;
+    if (d < 0) result = -1;
   }
   return result;
 }

@@ -274,15 +274,18 @@ class TransactionManager {
   // (1, and *where says which), in none (0), or cannot be known now (-1: an
   // RM is down). A PostgreSQL RM must have no session of a dead incarnation
   // left (FenceDeadSessions): one could still be committing a row.
-  // rows, if given, keeps each PostgreSQL RM's rows for a whole recovery pass.
+  // rows, if given, keeps each RM's rows for a whole recovery pass.
   struct DecisionRows {
-    std::map<const Rm*, std::optional<std::set<std::string>>> pg;  // nullopt: could not be read
+    std::map<const Rm*, std::optional<std::set<std::string>>> by_rm;  // nullopt: could not be read
   };
   int LastResourceDecided(const std::string& gtrid, Rm** where = nullptr, DecisionRows* rows = nullptr);
-  int PgDecisionRow(Rm* rm, const std::string& gtrid, DecisionRows* rows);
-  // The gtrids of xatm.decision in rm (only `only`, if given): 0, or -1 if
-  // it cannot be read (no table is no rows).
-  int PgDecisionRows(Rm* rm, std::set<std::string>* out, const std::string* only = nullptr);
+  // rm's rows, read once into rows; nullptr if they cannot be read.
+  const std::set<std::string>* CachedDecisionRows(Rm* rm, DecisionRows* rows);
+  // The gtrids of rm's decision rows (only `only`, if given): 0, or -1 if
+  // they cannot be read (no table is no rows; other RM kinds have none).
+  int ReadDecisionRows(Rm* rm, std::set<std::string>* out, const std::string* only = nullptr);
+  // Deletes rows outside any branch, on a connection of its own.
+  bool DeleteDecisionRows(const Rm* rm, const std::vector<std::string>& gtrids);
   // Creates xatm.decision in a PostgreSQL RM if it is missing.
   Status EnsureDecisionTable(Rm* rm);
   // Decision rows no longer needed, per RM: deleted inside a later

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <random>
 #include <set>
@@ -18,6 +19,40 @@
 
 namespace xtm::test {
 namespace {
+
+#ifdef XATM_FAULT_INJECTION
+
+// A transaction's statements on tx's branches; false if one failed.
+using Statements = std::function<bool(xatm_tx* tx, long id)>;
+
+// A child process runs n transfers (ids from first) through a TM opened from
+// config, with crash point `crash_at` armed if given, and must die by
+// SIGKILL: at the crash point, or killing itself after the transfers (a
+// process that ends between transactions without closing its TM).
+void TransfersInAChildThatDies(const std::string& config, const char* crash_at, long first, int n,
+                               const Statements& statements) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (crash_at) ::setenv("XATM_CRASH_AT", crash_at, 1);
+    xatm* tm = nullptr;
+    if (xatm_open(config.c_str(), &tm) != XATM_OK) ::_exit(2);
+    for (long id = first; id < first + n; ++id) {
+      xatm_tx* tx = nullptr;
+      if (xatm_start(tm, &tx) != XATM_OK) ::_exit(5);
+      if (!statements(tx, id)) ::_exit(4);
+      if (xatm_commit(tx) != XATM_OK) ::_exit(3);
+      xatm_tx_free(tx);
+    }
+    if (crash_at) ::_exit(6);  // the crash point was never reached
+    ::raise(SIGKILL);
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)
+      << "the child did not die at " << (crash_at ? crash_at : "its end") << " (status " << st << ")";
+}
+
+#endif
 
 class LastResource : public ::testing::Test {
  protected:
@@ -130,24 +165,16 @@ TEST_F(LastResource, LastResourceRefusingToCommitRollsBackThePreparedOthers) {
 
 #ifdef XATM_FAULT_INJECTION
 
+// PostgreSQL account 5 to SQLite account 5.
+bool BankStatements(xatm_tx* tx, long id) {
+  PGconn* pg = xatm_pgconn(tx, "bank");
+  sqlite3* db = xatm_sqlite(tx, "ledger");
+  return TransferStatements(pg, db, id, 5, 5, 10);
+}
+
 // A transfer in a child that dies at crash point `at`.
 void CrashingTransfer(const std::string& config, const char* at, long id) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::setenv("XATM_CRASH_AT", at, 1);
-    xatm* tm = nullptr;
-    if (xatm_open(config.c_str(), &tm) != XATM_OK) ::_exit(2);
-    xatm_tx* tx = nullptr;
-    xatm_start(tm, &tx);
-    PGconn* pg = xatm_pgconn(tx, "bank");
-    sqlite3* db = xatm_sqlite(tx, "ledger");
-    TransferStatements(pg, db, id, 5, 5, 10);
-    xatm_commit(tx);
-    ::_exit(3);
-  }
-  int st = 0;
-  ::waitpid(pid, &st, 0);
-  ASSERT_TRUE(WIFSIGNALED(st)) << "the child did not die at " << at;
+  TransfersInAChildThatDies(config, at, id, 1, BankStatements);
 }
 
 TEST_F(LastResource, CrashBeforeTheLastResourceCommitsIsPresumedAbort) {
@@ -173,22 +200,7 @@ TEST_F(LastResource, CrashAfterTheLastResourceCommittedIsFinishedAtRecovery) {
 // deleted by the next transaction or at close); recovery deletes it, as
 // nothing of that process is in doubt.
 TEST_F(LastResource, RowsLeftByAKilledProcessAreCollectedAtRecovery) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    xatm* tm = nullptr;
-    if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(2);
-    for (long id = 20; id < 23; ++id) {
-      xatm_tx* tx = nullptr;
-      xatm_start(tm, &tx);
-      if (!TransferStatements(xatm_pgconn(tx, "bank"), xatm_sqlite(tx, "ledger"), id, 5, 5, 1)) ::_exit(4);
-      if (xatm_commit(tx) != XATM_OK) ::_exit(3);
-      xatm_tx_free(tx);
-    }
-    ::raise(SIGKILL);
-  }
-  int st = 0;
-  ::waitpid(pid, &st, 0);
-  ASSERT_TRUE(WIFSIGNALED(st)) << st;
+  TransfersInAChildThatDies(config_, nullptr, 20, 3, BankStatements);
   EXPECT_EQ("1", Decisions());
   Open();  // recovery
   EXPECT_EQ("0", Decisions());
@@ -379,23 +391,14 @@ TEST_F(PgLastResource, OpenSaysHowToMakeTheTableWhenItCannot) {
 
 #ifdef XATM_FAULT_INJECTION
 
+bool PgPairStatements(xatm_tx* tx, long id) {
+  PGconn* a = xatm_pgconn(tx, "a");  // joined first: b is the last resource
+  PGconn* b = xatm_pgconn(tx, "b");
+  return PgLastResourceStatements(a, b, id);
+}
+
 void PgCrashingTransfer(const std::string& config, const char* at, long id) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::setenv("XATM_CRASH_AT", at, 1);
-    xatm* tm = nullptr;
-    if (xatm_open(config.c_str(), &tm) != XATM_OK) ::_exit(2);
-    xatm_tx* tx = nullptr;
-    xatm_start(tm, &tx);
-    PGconn* a = xatm_pgconn(tx, "a");
-    PGconn* b = xatm_pgconn(tx, "b");
-    if (!PgLastResourceStatements(a, b, id)) ::_exit(4);
-    xatm_commit(tx);
-    ::_exit(3);
-  }
-  int st = 0;
-  ::waitpid(pid, &st, 0);
-  ASSERT_TRUE(WIFSIGNALED(st)) << "the child did not die at " << at << " (status " << st << ")";
+  TransfersInAChildThatDies(config, at, id, 1, PgPairStatements);
 }
 
 TEST_F(PgLastResource, CrashBeforeTheLastResourceCommitsIsPresumedAbort) {
@@ -456,24 +459,7 @@ TEST_F(PgLastResource, CrashWithTheLastCommitInFlightIsSettledFromTheServersOutc
 }
 
 TEST_F(PgLastResource, RowsLeftByAKilledProcessAreCollectedAtRecovery) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    xatm* tm = nullptr;
-    if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(2);
-    for (long id = 20; id < 23; ++id) {
-      xatm_tx* tx = nullptr;
-      xatm_start(tm, &tx);
-      PGconn* a = xatm_pgconn(tx, "a");  // joined first: b is the last resource
-      PGconn* b = xatm_pgconn(tx, "b");
-      if (!PgLastResourceStatements(a, b, id)) ::_exit(4);
-      if (xatm_commit(tx) != XATM_OK) ::_exit(3);
-      xatm_tx_free(tx);
-    }
-    ::raise(SIGKILL);
-  }
-  int st = 0;
-  ::waitpid(pid, &st, 0);
-  ASSERT_TRUE(WIFSIGNALED(st)) << st;
+  TransfersInAChildThatDies(config_, nullptr, 20, 3, PgPairStatements);
   EXPECT_EQ("1", Decisions(b_));
   Open();  // recovery
   EXPECT_EQ("0", Decisions(b_));

@@ -165,6 +165,15 @@ constexpr int kChildOk = 0;
 constexpr int kChildOpenFailed = 10;
 constexpr int kChildBadOutcome = 11;
 
+// In a child process: a TM opened from config and a transaction begun on it;
+// the child exits with a code of the above if either fails.
+xatm_tx* ChildBegins(const std::string& config, xatm** tm) {
+  if (xatm_open(config.c_str(), tm) != XATM_OK) ::_exit(kChildOpenFailed);
+  xatm_tx* tx = nullptr;
+  if (xatm_start(*tm, &tx) != XATM_OK) ::_exit(kChildBadOutcome);
+  return tx;
+}
+
 class XatmdTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -225,9 +234,7 @@ class XatmdTest : public ::testing::Test {
     if (pid == 0) {
       ::setenv("XATM_CRASH_AT", at.c_str(), 1);
       xatm* tm = nullptr;
-      if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(kChildOpenFailed);
-      xatm_tx* tx = nullptr;
-      xatm_start(tm, &tx);
+      xatm_tx* tx = ChildBegins(config_, &tm);
       XID x;
       xatm_tx_xid(tx, &x);
       if (::write(fds[1], x.data, 20) != 20) ::_exit(kChildBadOutcome);
@@ -345,9 +352,7 @@ TEST_F(XatmdTest, KilledLastResourceClientIsResolvedFromTheDecisionRow) {
     if (pid == 0) {
       ::setenv("XATM_CRASH_AT", c.crash_at, 1);
       xatm* tm = nullptr;
-      if (xatm_open(config.c_str(), &tm) != XATM_OK) ::_exit(kChildOpenFailed);
-      xatm_tx* tx = nullptr;
-      xatm_start(tm, &tx);
+      xatm_tx* tx = ChildBegins(config, &tm);
       PGconn* a = xatm_pgconn(tx, "bank");
       PGconn* b = xatm_pgconn(tx, "bank2");
       const std::string ins = "INSERT INTO lrc_t VALUES (" + std::to_string(c.id) + ")";
@@ -386,9 +391,7 @@ TEST_F(XatmdTest, KilledServerGivesAClearErrorAndRestartFinishesTheDecision) {
   pid_t pid = ::fork();
   if (pid == 0) {
     xatm* tm = nullptr;
-    if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(kChildOpenFailed);
-    xatm_tx* tx = nullptr;
-    xatm_start(tm, &tx);
+    xatm_tx* tx = ChildBegins(config_, &tm);
     TransferStatements(xatm_pgconn(tx, "bank"), xatm_sqlite(tx, "ledger"), 7, 1, 2, 10);
     const int rc = xatm_commit(tx);
     const std::string msg = xatm_errmsg(tm);
@@ -422,9 +425,7 @@ TEST_F(XatmdTest, LateCommitFromAFencedClientIsRefusedAndNothingIsHalfCommitted)
   pid_t pid = ::fork();
   if (pid == 0) {
     xatm* tm = nullptr;
-    if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(kChildOpenFailed);
-    xatm_tx* tx = nullptr;
-    xatm_start(tm, &tx);
+    xatm_tx* tx = ChildBegins(config_, &tm);
     TransferStatements(xatm_pgconn(tx, "bank"), xatm_sqlite(tx, "ledger"), 9, 1, 2, 10);
     if (xatm_prepare(tx) != XATM_OK) ::_exit(kChildBadOutcome);
     char c = 'p';

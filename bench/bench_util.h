@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -67,13 +68,38 @@ inline std::string MakeSqliteAccounts(const std::string& path, int first, int la
   return err;
 }
 
+// "a,b,c" as its parts.
+inline std::vector<std::string> List(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream s(text);
+  for (std::string part; std::getline(s, part, ',');) out.push_back(part);
+  return out;
+}
+
 // "1,4,16" as numbers.
 inline std::vector<int> IntList(const std::string& text) {
   std::vector<int> out;
-  std::stringstream s(text);
-  std::string n;
-  while (std::getline(s, n, ',')) out.push_back(std::atoi(n.c_str()));
+  for (const std::string& n : List(text)) out.push_back(std::atoi(n.c_str()));
   return out;
 }
+
+// The command-line options the transfer drivers (xatm-bench,
+// xatm-server-bench) share.
+struct TransferArgs {
+  std::string pg, pg2, dir = "bench-data", csv;
+  double seconds = 2;
+  int rounds = 3;
+  // Takes "--key value" if key is one of the shared options.
+  bool Take(const std::string& k, const std::string& v) {
+    if (k == "--pg") pg = v;
+    else if (k == "--pg2") pg2 = v;
+    else if (k == "--dir") dir = v;
+    else if (k == "--csv") csv = v;
+    else if (k == "--seconds") seconds = std::atof(v.c_str());
+    else if (k == "--rounds") rounds = std::atoi(v.c_str());
+    else return false;
+    return true;
+  }
+};
 
 }  // namespace xtm::bench

@@ -42,10 +42,9 @@ using xtm::bench::PgOk;
 using Clock = std::chrono::steady_clock;
 constexpr int kAccounts = 10000;
 
-struct Args {
-  std::string pg, pg2, dir = "bench-data", csv = "xatm-server-bench.csv", xatmd;
-  double seconds = 2;
-  int rounds = 3;
+struct Args : xtm::bench::TransferArgs {
+  Args() { csv = "xatm-server-bench.csv"; }
+  std::string xatmd;
   std::vector<int> procs = {1, 4, 16};
 };
 
@@ -153,13 +152,8 @@ int main(int argc, char** argv) {
   Args a;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--pg") a.pg = v;
-    else if (k == "--pg2") a.pg2 = v;
-    else if (k == "--dir") a.dir = v;
-    else if (k == "--csv") a.csv = v;
-    else if (k == "--xatmd") a.xatmd = v;
-    else if (k == "--seconds") a.seconds = std::atof(v.c_str());
-    else if (k == "--rounds") a.rounds = std::atoi(v.c_str());
+    if (a.Take(k, v)) continue;
+    if (k == "--xatmd") a.xatmd = v;
     else if (k == "--procs") {
       a.procs = xtm::bench::IntList(v);
     } else {

@@ -35,7 +35,6 @@
 #include <functional>
 #include <map>
 #include <random>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -50,10 +49,8 @@ using xtm::bench::PgOk;
 using Clock = std::chrono::steady_clock;
 constexpr int kAccounts = 10000;
 
-struct Args {
-  std::string pg, pg2, dir = "bench-data", csv = "xatm-bench.csv";
-  double seconds = 2;
-  int rounds = 3;
+struct Args : xtm::bench::TransferArgs {
+  Args() { csv = "xatm-bench.csv"; }
   std::vector<int> threads = {1, 4, 16};
   std::vector<std::string> modes;  // empty: all
 };
@@ -131,17 +128,11 @@ int main(int argc, char** argv) {
   Args a;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--pg") a.pg = v;
-    else if (k == "--pg2") a.pg2 = v;
-    else if (k == "--dir") a.dir = v;
-    else if (k == "--csv") a.csv = v;
-    else if (k == "--seconds") a.seconds = std::atof(v.c_str());
-    else if (k == "--rounds") a.rounds = std::atoi(v.c_str());
-    else if (k == "--threads") {
+    if (a.Take(k, v)) continue;
+    if (k == "--threads") {
       a.threads = xtm::bench::IntList(v);
     } else if (k == "--modes") {
-      std::stringstream ss(v);
-      for (std::string m; std::getline(ss, m, ',');) a.modes.push_back(m);
+      a.modes = xtm::bench::List(v);
     } else {
       Die("unknown option " + k);
     }

@@ -34,6 +34,17 @@ bool ReadOnlySession(PGconn* c) {
   return false;
 }
 
+// A connection to rm for statements outside any branch: this thread's own
+// when it is open and free, else a new one, left in *own for PQfinish.
+PGconn* FreeConnection(const Rm* rm, PGconn** own) {
+  *own = nullptr;
+  PGconn* c = xatm_pgsql_conn(rm->rmid);
+  if (c == nullptr || PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE) {
+    c = *own = PQconnectdb(rm->plain_info.c_str());
+  }
+  return c;
+}
+
 // PostgreSQL literals for binary gtrids (xatm.decision's bytea key).
 std::string PgBytea(const std::string& bytes) { return "decode('" + ToHex(bytes) + "', 'hex')"; }
 std::string PgByteaList(const std::vector<std::string>& all) {
@@ -358,17 +369,18 @@ void TransactionManager::CollectDecisionRows(const LiveSet& live, const std::set
 
 bool TransactionManager::DeleteDecisionRows(const Rm* rm, const std::vector<std::string>& gtrids) {
   if (gtrids.empty()) return true;
-  // Outside any branch: a connection of its own.
   bool ok = false;
   if (rm->spec.type == RmSpec::Type::kPostgres) {
-    PGconn* c = PQconnectdb(rm->plain_info.c_str());
+    PGconn* own;
+    PGconn* c = FreeConnection(rm, &own);
     PGresult* r = PQstatus(c) == CONNECTION_OK
                       ? PQexec(c, ("DELETE FROM xatm.decision WHERE gtrid IN (" + PgByteaList(gtrids) + ")").c_str())
                       : nullptr;
     ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
-    PQfinish(c);
+    if (own) PQfinish(own);
   } else if (rm->spec.type == RmSpec::Type::kSqlite) {
+    // Not on this thread's handle, which may hold an open branch.
     std::string list;  // blob literals
     for (const std::string& g : gtrids) list += (list.empty() ? "" : ", ") + ("x'" + ToHex(g) + "'");
     sqlite3* db = nullptr;
@@ -1006,9 +1018,10 @@ void Transaction::AbortForTimeout() {
 }
 
 Status TransactionManager::EnsureDecisionTable(Rm* rm) {
-  PGconn* c = PQconnectdb(rm->plain_info.c_str());
+  PGconn* own;
+  PGconn* c = FreeConnection(rm, &own);
   if (PQstatus(c) == CONNECTION_OK && ReadOnlySession(c)) {
-    PQfinish(c);
+    if (own) PQfinish(own);
     logger_->info("\"{}\" is read-only by default: it is never the last resource", rm->spec.name);
     return Status::OK();
   }
@@ -1031,7 +1044,7 @@ Status TransactionManager::EnsureDecisionTable(Rm* rm) {
     PQclear(r);
     if (!why.empty() && exists()) why.clear();
   }
-  PQfinish(c);
+  if (own) PQfinish(own);
   if (!why.empty()) {
     while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
     return Status::InvalidArgument(
@@ -1076,12 +1089,8 @@ int TransactionManager::ReadDecisionRows(Rm* rm, std::set<std::string>* out, con
     sqlite3_finalize(st);
     return step == SQLITE_DONE ? 0 : -1;
   }
-  // This thread's connection when it is free, else one of its own.
-  PGconn* c = xatm_pgsql_conn(rm->rmid);
-  PGconn* own = nullptr;
-  if (c == nullptr || PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE) {
-    c = own = PQconnectdb(rm->plain_info.c_str());
-  }
+  PGconn* own;
+  PGconn* c = FreeConnection(rm, &own);
   std::string sql = "SELECT encode(gtrid, 'hex') FROM xatm.decision";
   if (only) sql += " WHERE gtrid = " + PgBytea(*only);
   PGresult* r = PQexec(c, sql.c_str());

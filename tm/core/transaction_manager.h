@@ -284,7 +284,7 @@ class TransactionManager {
   // The gtrids of rm's decision rows (only `only`, if given): 0, or -1 if
   // they cannot be read (no table is no rows; other RM kinds have none).
   int ReadDecisionRows(Rm* rm, std::set<std::string>* out, const std::string* only = nullptr);
-  // Deletes rows outside any branch, on a connection of its own.
+  // Deletes rows outside any branch.
   bool DeleteDecisionRows(const Rm* rm, const std::vector<std::string>& gtrids);
   // Creates xatm.decision in a PostgreSQL RM if it is missing.
   Status EnsureDecisionTable(Rm* rm);

@@ -410,8 +410,7 @@ int PgStart(XID* xid, int rmid, long flags) {
     return Fail(rmid, XAER_OUTSIDE,
                 "the connection is inside a transaction the TM did not start: commit or roll it back");
   }
-  std::vector<Result> rs = ExecAll(
-rc->pg, "BEGIN; " + CountPreparedSql(rc->pg, *xid));
+  std::vector<Result> rs = ExecAll(rc->pg, "BEGIN; " + CountPreparedSql(rc->pg, *xid));
   if (rs.size() != 2 || !Ok(rs[0]) || !Ok(rs[1])) {
     const PGresult* bad = rs.empty() ? nullptr : rs.back().get();
     bool lost = Lost(rc, rc->pg, bad);
@@ -613,10 +612,12 @@ int OnePhaseCommit(RmConn* rc) {
   std::vector<Result> rs;
   if (!rc->xid_result) {
     rs = ExecAll(rc->pg, XidSql(rc) + std::string("; COMMIT"), sent);
-  } else if (rs.push_back(std::move(rc->xid_result)); Ok(rs[0])) {
-    // As the one query above: COMMIT only after a good answer.
-    std::vector<Result> c = ExecAll(rc->pg, "COMMIT", sent);
-    for (Result& r : c) rs.push_back(std::move(r));
+  } else {
+    // xa_end's answer, then COMMIT only after a good one (as the query above).
+    rs.push_back(std::move(rc->xid_result));
+    if (Ok(rs[0])) {
+      for (Result& r : ExecAll(rc->pg, "COMMIT", sent)) rs.push_back(std::move(r));
+    }
   }
   if (rs.size() == 2 && Ok(rs[1]) && std::strcmp(PQcmdStatus(rs[1].get()), "COMMIT") == 0) {
     rc->state = BranchState::kNone;

@@ -10,10 +10,13 @@
 //   xatm-bg      the same with background_phase_two = true (xatm_commit returns
 //                once the decision is durable and SQLite committed; PostgreSQL's
 //                COMMIT PREPARED runs on a TM thread)
+//   xatm-lrc-bg  both: SQLite commits last holding the decision, then xatm_commit
+//                returns; PostgreSQL's COMMIT PREPARED runs on a TM thread
 //   local-pg2    two local commits on two PostgreSQL databases
 //   xatm-pg2     a global transaction over the two PostgreSQL databases
 //   xatm-lrc-pg2 the same with last_resource_commit = true (the second
 //                database commits last, in one phase, holding the decision)
+//   xatm-lrc-bg-pg2  both, over the two databases
 //   manual-pg2   PostgreSQL's PREPARE TRANSACTION / COMMIT PREPARED by hand
 //                on both (no decision log: not crash-safe, the floor for 2PC)
 //
@@ -145,40 +148,26 @@ int main(int argc, char** argv) {
     if (std::string e = xtm::bench::MakePgAccounts(ci, 1, kAccounts); !e.empty()) Die(e);
   }
   if (std::string e = xtm::bench::MakeSqliteAccounts(a.dir + "/bench.db", 1, kAccounts); !e.empty()) Die(e);
-  xatm_config* cfg = nullptr;
-  xatm_config_new(&cfg);
-  xatm_config_set(cfg, "log_dir", (a.dir + "/log").c_str());
-  xatm_config_set(cfg, "log_level", "warn");
-  xatm_config_add_pgsql(cfg, "bank", a.pg.c_str());
-  xatm_config_add_pgsql(cfg, "bank2", a.pg2.c_str());
-  xatm_config_add_sqlite(cfg, "ledger", ("path=" + a.dir + "/bench.db busy_timeout_ms=60000").c_str());
-  xatm* tm = nullptr;
-  if (xatm_open_config(cfg, &tm) != XATM_OK) Die(xatm_errmsg(tm));
-  xatm_config_free(cfg);
-  // A second TM, with its own log, for last-resource commit.
-  std::filesystem::create_directories(a.dir + "/log-lrc");
-  xatm_config_new(&cfg);
-  xatm_config_set(cfg, "log_dir", (a.dir + "/log-lrc").c_str());
-  xatm_config_set(cfg, "log_level", "warn");
-  xatm_config_set(cfg, "last_resource_commit", "true");
-  xatm_config_add_pgsql(cfg, "bank", a.pg.c_str());
-  xatm_config_add_pgsql(cfg, "bank2", a.pg2.c_str());
-  xatm_config_add_sqlite(cfg, "ledger", ("path=" + a.dir + "/bench.db busy_timeout_ms=60000").c_str());
-  xatm* lrc = nullptr;
-  if (xatm_open_config(cfg, &lrc) != XATM_OK) Die(xatm_errmsg(lrc));
-  xatm_config_free(cfg);
-  // And one with background phase two.
-  std::filesystem::create_directories(a.dir + "/log-bg");
-  xatm_config_new(&cfg);
-  xatm_config_set(cfg, "log_dir", (a.dir + "/log-bg").c_str());
-  xatm_config_set(cfg, "log_level", "warn");
-  xatm_config_set(cfg, "background_phase_two", "true");
-  xatm_config_add_pgsql(cfg, "bank", a.pg.c_str());
-  xatm_config_add_pgsql(cfg, "bank2", a.pg2.c_str());
-  xatm_config_add_sqlite(cfg, "ledger", ("path=" + a.dir + "/bench.db busy_timeout_ms=60000").c_str());
-  xatm* bg = nullptr;
-  if (xatm_open_config(cfg, &bg) != XATM_OK) Die(xatm_errmsg(bg));
-  xatm_config_free(cfg);
+  // One TM per setting, each with its own log.
+  auto open_tm = [&](const std::string& name, std::vector<std::pair<const char*, const char*>> settings) {
+    std::filesystem::create_directories(a.dir + "/" + name);
+    xatm_config* cfg = nullptr;
+    xatm_config_new(&cfg);
+    xatm_config_set(cfg, "log_dir", (a.dir + "/" + name).c_str());
+    xatm_config_set(cfg, "log_level", "warn");
+    for (const auto& [k, v] : settings) xatm_config_set(cfg, k, v);
+    xatm_config_add_pgsql(cfg, "bank", a.pg.c_str());
+    xatm_config_add_pgsql(cfg, "bank2", a.pg2.c_str());
+    xatm_config_add_sqlite(cfg, "ledger", ("path=" + a.dir + "/bench.db busy_timeout_ms=60000").c_str());
+    xatm* t = nullptr;
+    if (xatm_open_config(cfg, &t) != XATM_OK) Die(xatm_errmsg(t));
+    xatm_config_free(cfg);
+    return t;
+  };
+  xatm* tm = open_tm("log", {});
+  xatm* lrc = open_tm("log-lrc", {{"last_resource_commit", "true"}});
+  xatm* bg = open_tm("log-bg", {{"background_phase_two", "true"}});
+  xatm* lrc_bg = open_tm("log-lrc-bg", {{"last_resource_commit", "true"}, {"background_phase_two", "true"}});
 
   auto pick = [](std::mt19937& r) { return 1 + static_cast<int>(r() % kAccounts); };
   std::map<std::string, Op> modes;
@@ -201,6 +190,7 @@ int main(int argc, char** argv) {
   modes["xatm-lrc"] = [&](Local&, std::mt19937& r, long) { return transfer(lrc, r); };
   modes["xatm"] = [&](Local&, std::mt19937& r, long) { return transfer(tm, r); };
   modes["xatm-bg"] = [&](Local&, std::mt19937& r, long) { return transfer(bg, r); };
+  modes["xatm-lrc-bg"] = [&](Local&, std::mt19937& r, long) { return transfer(lrc_bg, r); };
   modes["local-pg2"] = [&](Local& l, std::mt19937& r, long) {
     return PgOk(l.pg, "BEGIN") && PgOk(l.pg, Update(pick(r))) && PgOk(l.pg, "COMMIT") && PgOk(l.pg2, "BEGIN") &&
            PgOk(l.pg2, Update(pick(r))) && PgOk(l.pg2, "COMMIT");
@@ -218,6 +208,7 @@ int main(int argc, char** argv) {
   modes["xatm-pg2"] = [&](Local&, std::mt19937& r, long) { return pg2(tm, r); };
   modes["xatm-bg-pg2"] = [&](Local&, std::mt19937& r, long) { return pg2(bg, r); };
   modes["xatm-lrc-pg2"] = [&](Local&, std::mt19937& r, long) { return pg2(lrc, r); };
+  modes["xatm-lrc-bg-pg2"] = [&](Local&, std::mt19937& r, long) { return pg2(lrc_bg, r); };
   modes["manual-pg2"] = [&](Local& l, std::mt19937& r, long id) {
     const std::string g = "bench-" + std::to_string(id);
     return PgOk(l.pg, "BEGIN") && PgOk(l.pg, Update(pick(r))) && PgOk(l.pg2, "BEGIN") &&
@@ -225,8 +216,9 @@ int main(int argc, char** argv) {
            PgOk(l.pg2, "PREPARE TRANSACTION '" + g + "b'") && PgOk(l.pg, "COMMIT PREPARED '" + g + "a'") &&
            PgOk(l.pg2, "COMMIT PREPARED '" + g + "b'");
   };
-  std::vector<std::string> order = {"local",    "xatm",         "xatm-lrc",    "xatm-bg",   "local-pg2",
-                                    "xatm-pg2", "xatm-lrc-pg2", "xatm-bg-pg2", "manual-pg2"};
+  std::vector<std::string> order = {"local",     "xatm",        "xatm-lrc",     "xatm-bg",         "xatm-lrc-bg",
+                                    "local-pg2", "xatm-pg2",    "xatm-lrc-pg2", "xatm-bg-pg2",     "xatm-lrc-bg-pg2",
+                                    "manual-pg2"};
   if (!a.modes.empty()) {
     for (const std::string& m : a.modes) {
       if (!modes.count(m)) Die("unknown mode " + m);
@@ -250,6 +242,7 @@ int main(int argc, char** argv) {
   xatm_close(tm);
   xatm_close(lrc);
   xatm_close(bg);
+  xatm_close(lrc_bg);
   auto median = [](const std::vector<Result>& v) { return xtm::bench::MedianBy(v, &Result::tps); };
   std::ofstream summary(a.csv + ".summary.csv");
   summary << "mode,threads,tps,p50_us,p99_us,time_vs_local\n";

@@ -145,6 +145,14 @@ TEST_F(TmCrash, BackgroundPhaseTwoChildKilledAtRandomMomentsLosesNothing) {
   EXPECT_GT(KillAtRandomMoments(*bank_, BackgroundConfig(config_), 6, 7).size(), 30u);
 }
 
+TEST_F(TmCrash, LastResourceWithBackgroundPhaseTwoChildKilledAtRandomMomentsLosesNothing) {
+  std::string text = ReadFileOrDie(BackgroundConfig(config_));
+  text.replace(text.find("[tm]\n") + 5, 0, "last_resource_commit = true\n");
+  const std::string config = config_ + ".lrc-background";
+  WriteFileOrDie(config, text);
+  EXPECT_GT(KillAtRandomMoments(*bank_, config, 6, 11).size(), 30u);
+}
+
 TEST_F(TmCrash, CrashAfterTheCommitRecordCommitsEveryBranchAtRecovery) {
   CrashOneTransfer(config_, "tm.commit.after_decision", 1);
   EXPECT_EQ(1, bank_->PgPrepared());

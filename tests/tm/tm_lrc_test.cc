@@ -6,12 +6,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <fstream>
 #include <random>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "log/decision_log.h"
 #include "tm/bank.h"
@@ -66,6 +69,13 @@ class LastResource : public ::testing::Test {
   }
   void TearDown() override { xatm_close(tm_); }
   void Open() { ASSERT_EQ(XATM_OK, xatm_open(config_.c_str(), &tm_)) << xatm_errmsg(tm_); }
+  // From now on the configuration has background_phase_two = true as well.
+  void WithBackgroundPhaseTwo() {
+    std::ifstream in(config_);
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    text.replace(text.find("[tm]\n") + 5, 0, "background_phase_two = true\n");
+    std::ofstream(config_, std::ios::trunc) << text;
+  }
   int Transfer(long id, int from = 1) {
     xatm_tx* tx = nullptr;
     EXPECT_EQ(XATM_OK, xatm_start(tm_, &tx));
@@ -163,6 +173,40 @@ TEST_F(LastResource, LastResourceRefusingToCommitRollsBackThePreparedOthers) {
   EXPECT_EQ(kAccounts * kOpening, bank_->PgSum());
 }
 
+// With background phase two as well, xatm_commit returns once SQLite has
+// committed with the decision row; PostgreSQL's COMMIT PREPARED runs on the
+// TM's threads, and the row is deleted once they are done.
+TEST_F(LastResource, WithBackgroundPhaseTwoEveryTransferIsFinishedByClose) {
+  WithBackgroundPhaseTwo();
+  Open();
+  constexpr int kThreads = 4, kEach = 25;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < kThreads; ++t) {
+    workers.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        xatm_tx* tx = nullptr;
+        if (xatm_start(tm_, &tx) != XATM_OK) {
+          failures++;
+          continue;
+        }
+        const bool ok = TransferStatements(xatm_pgconn(tx, "bank"), xatm_sqlite(tx, "ledger"), t * 1000 + i,
+                                           1 + (t + i) % kAccounts, 1 + i % kAccounts, 1);
+        if (!ok || xatm_commit(tx) != XATM_OK) failures++;
+        xatm_tx_free(tx);
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  ASSERT_EQ(XATM_OK, xatm_close(tm_));  // waits for the background commits
+  tm_ = nullptr;
+  EXPECT_EQ(0, failures.load());
+  ExpectConsistent();
+  EXPECT_EQ(static_cast<size_t>(kThreads * kEach), bank_->PgTransfers().size());
+  EXPECT_EQ(0, Commits());
+  EXPECT_EQ("0", Decisions());  // every row was deleted once its branches were committed
+}
+
 #ifdef XATM_FAULT_INJECTION
 
 // PostgreSQL account 5 to SQLite account 5.
@@ -194,6 +238,37 @@ TEST_F(LastResource, CrashAfterTheLastResourceCommittedIsFinishedAtRecovery) {
   ExpectConsistent();
   EXPECT_EQ(std::set<long>{8}, bank_->PgTransfers());
   EXPECT_EQ(0, Commits());
+}
+
+// Killed on the TM's background thread, before PostgreSQL's COMMIT PREPARED:
+// xatm_commit had returned (SQLite committed with the row); recovery commits
+// PostgreSQL's branch from the row.
+TEST_F(LastResource, WithBackgroundPhaseTwoACrashBeforeTheBackgroundCommitIsFinishedAtRecovery) {
+  WithBackgroundPhaseTwo();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setenv("XATM_CRASH_AT", "tm.background.before_commit", 1);
+    xatm* tm = nullptr;
+    if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(2);
+    xatm_tx* tx = nullptr;
+    if (xatm_start(tm, &tx) != XATM_OK || !BankStatements(tx, 9)) ::_exit(3);
+    if (xatm_commit(tx) != XATM_OK) ::_exit(4);
+    std::this_thread::sleep_for(std::chrono::seconds(30));  // the background thread dies first
+    ::_exit(5);
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "status " << st;
+  EXPECT_EQ(1, bank_->PgPrepared());
+  EXPECT_EQ(std::set<long>{9}, bank_->SqliteTransfers());
+  EXPECT_EQ("1", Decisions());
+  Open();  // recovery
+  ExpectConsistent();
+  EXPECT_EQ(std::set<long>{9}, bank_->PgTransfers());
+  EXPECT_EQ(0, Commits());
+  EXPECT_EQ(XATM_OK, xatm_close(tm_));  // the row, no longer needed, goes at close
+  tm_ = nullptr;
+  EXPECT_EQ("0", Decisions());
 }
 
 // A process killed between transactions leaves its last decision row (it is
@@ -251,6 +326,13 @@ class PgLastResource : public ::testing::Test {
   }
   void TearDown() override { xatm_close(tm_); }
   void Open() { ASSERT_EQ(XATM_OK, xatm_open(config_.c_str(), &tm_)) << xatm_errmsg(tm_); }
+  // From now on the configuration has background_phase_two = true as well.
+  void WithBackgroundPhaseTwo() {
+    std::ifstream in(config_);
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    text.replace(text.find("[tm]\n") + 5, 0, "background_phase_two = true\n");
+    std::ofstream(config_, std::ios::trunc) << text;
+  }
   std::string One(ScratchDb& d, const std::string& sql) {
     PGconn* c = ConnectOrDie(d.conninfo());
     std::string v = Exec(c, sql);

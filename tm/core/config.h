@@ -16,7 +16,8 @@
 //                                    database gets the table xatm.decision, made at open)
 //   background_phase_two = false     true: xatm_commit returns once the decision is durable and the
 //                                    SQLite branches are committed; the others are committed by a
-//                                    background thread (readers may see them a moment later)
+//                                    background thread (readers may see them a moment later);
+//                                    with last_resource_commit, once the last resource committed
 //   server = unix:/run/xatm/xatmd.sock   (optional) where xatmd listens; an application with this
 //                                    key uses the server's decision log instead of log_dir
 //

@@ -304,19 +304,27 @@ Outcome TransactionManager::Close(std::string* message) {
   }
   reaper_cv_.notify_all();
   if (reaper_.joinable()) reaper_.join();
-  bool pending;
+  bool pending, by_rows;
   {
     std::lock_guard<std::mutex> l(mu_);
     pending = !pending_.empty();
+    by_rows = !pending_rows_.empty();
   }
+  // A last resource's decision row settles its transaction only once this
+  // process is gone (recovery leaves a live one alone): one more try here.
+  if (by_rows) RetryLeftovers();
   Outcome o = Outcome::kOk;
+  Status s;
   if (pending) {
     RecoveryReport r;
-    Status s = Recover(false, &r);
+    s = Recover(false, &r);
+  }
+  {
     std::lock_guard<std::mutex> l(mu_);
-    if (!s.ok() || !pending_.empty()) {
+    const size_t left = pending_.size() + pending_rows_.size();
+    if (!s.ok() || left > 0) {
       o = Outcome::kPending;
-      *message = std::to_string(pending_.size()) +
+      *message = std::to_string(left) +
                  " committed transaction(s) still have branches to finish; recovery at the next open "
                  "finishes them";
     }
@@ -896,9 +904,27 @@ Outcome Transaction::CommitWithLastResource(Branch* last, std::string* message) 
   for (Branch& b : branches_) {
     if (b.st == Branch::St::kPrepared) writers.push_back(&b);
   }
+  if (tm_->cfg_.background_phase_two && !writers.empty()) {
+    TransactionManager::Handoff h;
+    h.gtrid = gtrid_;
+    h.decision_rm = last->rm;
+    for (Branch* b : writers) h.branches.push_back({b->rm, b->xid, true, gtrid_});
+    if (tm_->HandOff(std::move(h))) {
+      for (Branch* b : writers) b->st = Branch::St::kDone;
+      // If we crash now, the commit is decided: recovery finds the row.
+      XATM_CRASH_POINT("tm.lrc.handed_off");
+      tm_->logger().info("{} committed (last resource {}, {} branch(es) finishing in the background)", hex,
+                         last->rm->spec.name, writers.size());
+      return Outcome::kOk;
+    }
+  }
   std::vector<Branch*> left;
   const Outcome worst = FinishWriters(writers, &left, message);
   if (!left.empty()) {
+    {
+      std::lock_guard<std::mutex> l(tm_->mu_);
+      tm_->pending_rows_[gtrid_] = last->rm;
+    }
     for (Branch* b : left) tm_->AddLeftover({b->rm, b->xid, true, gtrid_});
     tm_->logger().warn("{} committed (last resource), {} branch(es) still to finish: {}", hex, left.size(), *message);
     return worst == Outcome::kOk ? Outcome::kPending : worst;
@@ -1184,6 +1210,7 @@ void TransactionManager::PhaseTwoLoop() {
     bool all = true;
     for (Leftover& b : h.branches) {
       std::string m;
+      XATM_CRASH_POINT("tm.background.before_commit");
       int rc = FinishBranch(b.rm, b.xid, /*commit=*/true, deadline, &m);
       if (rc == XA_OK) continue;
       if (rc == XA_HEURCOM) {
@@ -1201,11 +1228,20 @@ void TransactionManager::PhaseTwoLoop() {
     {
       std::lock_guard<std::mutex> l(mu_);
       in_flight_.erase(h.gtrid);
-      if (!all) pending_.insert(h.gtrid);
+      if (!all && h.decision_rm != nullptr) pending_rows_[h.gtrid] = h.decision_rm;
+      if (!all && h.decision_rm == nullptr) pending_.insert(h.gtrid);
       --handoffs_busy_;
       phase_two_cv_.notify_all();
     }
-    if (all) RecordEnd(h.gtrid);
+    if (all) Finished(h.gtrid, h.decision_rm);
+  }
+}
+
+void TransactionManager::Finished(const std::string& gtrid, Rm* decision_rm) {
+  if (decision_rm != nullptr) {
+    ForgetDecision(decision_rm, gtrid);
+  } else {
+    RecordEnd(gtrid);
   }
 }
 
@@ -1235,13 +1271,22 @@ void TransactionManager::RetryLeftovers() {
       again.push_back(std::move(w));
     }
   }
-  std::lock_guard<std::mutex> l(mu_);
-  leftovers_.insert(leftovers_.end(), again.begin(), again.end());
-  for (const std::string& g : touched) {
-    bool left = false;
-    for (const Leftover& w : leftovers_) left = left || (w.commit && w.gtrid == g);
-    if (!left && pending_.erase(g)) RecordEnd(g);
+  std::vector<std::pair<std::string, Rm*>> finished;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    leftovers_.insert(leftovers_.end(), again.begin(), again.end());
+    for (const std::string& g : touched) {
+      bool left = false;
+      for (const Leftover& w : leftovers_) left = left || (w.commit && w.gtrid == g);
+      if (left) continue;
+      if (pending_.erase(g)) finished.emplace_back(g, nullptr);
+      if (auto it = pending_rows_.find(g); it != pending_rows_.end()) {
+        finished.emplace_back(g, it->second);
+        pending_rows_.erase(it);
+      }
+    }
   }
+  for (const auto& [g, rm] : finished) Finished(g, rm);
 }
 
 void TransactionManager::ReaperLoop() {

@@ -35,6 +35,9 @@
 // behind, the caller commits the branches itself, as without the option. Until then another reader
 // sees those branches' old rows and a writer waits for their locks.
 // Crash after the hand-off: the decision is durable; recovery commits.
+// With last_resource_commit too, the prepared branches are handed off once the
+// last resource has committed (tm.lrc.handed_off), and their decision row is
+// queued for deletion when the background threads have committed them.
 //
 // Last-resource commit (last_resource_commit = true, two or more branches):
 // the last resource is the SQLite branch if there is exactly one, else the
@@ -259,11 +262,16 @@ class TransactionManager {
     std::string gtrid;
   };
   void AddLeftover(Leftover l);
-  // Background phase two: commit branches of gtrid, then END.
+  // Background phase two: commit branches of gtrid, then END (or, for a
+  // last-resource commit, queue the decision row in decision_rm for deletion).
   struct Handoff {
     std::string gtrid;
     std::vector<Leftover> branches;
+    Rm* decision_rm = nullptr;
   };
+  // Every branch of gtrid is finished: END, or forget its decision row.
+  // REQUIRES: mu_ not held.
+  void Finished(const std::string& gtrid, Rm* decision_rm);
   // False when the phase-two threads are behind: the caller finishes itself.
   bool HandOff(Handoff&& h);
   void PhaseTwoLoop();
@@ -314,6 +322,7 @@ class TransactionManager {
   std::set<Transaction*> active_;        // REQUIRES mu_: transactions that can time out
   std::set<std::string> in_flight_;      // REQUIRES mu_: gtrids being committed or rolled back
   std::set<std::string> pending_;        // REQUIRES mu_: decided here, some branch left over
+  std::map<std::string, Rm*> pending_rows_;  // REQUIRES mu_: the same, decided by a decision row in an RM
   std::vector<Leftover> leftovers_;      // REQUIRES mu_
   std::map<const Rm*, std::vector<std::string>> finished_decisions_;  // REQUIRES mu_
   bool stopping_ = false;                // REQUIRES mu_

@@ -12,7 +12,7 @@ NR == 1 { next }
   if ($3 > max) max = $3
 }
 END {
-  split("#4e79a7 #f28e2b #59a14f #e15759 #76b7b2 #edc948 #b07aa1 #ff9da7 #9c755f", color, " ")
+  split("#4e79a7 #f28e2b #59a14f #e15759 #76b7b2 #edc948 #b07aa1 #ff9da7 #9c755f #bab0ac #17becf", color, " ")
   W = 900; H = 440; L = 70; B = 80; T = 40; bw = 22; gap = 40
   gw = nm * bw + gap
   printf "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H

@@ -82,6 +82,7 @@ struct Local {
 struct Result {
   double tps = 0, p50_us = 0, p99_us = 0;
   long failed = 0;
+  uint64_t commits = 0, log_syncs = 0;  // the TM's, over the run (xatm modes)
 };
 
 using Op = std::function<bool(Local&, std::mt19937&, long)>;
@@ -225,16 +226,29 @@ int main(int argc, char** argv) {
     }
     order = a.modes;
   }
+  // Which TM a mode runs on: its counters tell how many commits shared each
+  // sync of the decision log (group commit).
+  const std::map<std::string, xatm*> tm_of = {{"xatm", tm},         {"xatm-pg2", tm},         {"xatm-lrc", lrc},
+                                              {"xatm-lrc-pg2", lrc}, {"xatm-bg", bg},          {"xatm-bg-pg2", bg},
+                                              {"xatm-lrc-bg", lrc_bg}, {"xatm-lrc-bg-pg2", lrc_bg}};
   std::map<std::pair<std::string, int>, std::vector<Result>> results;
   std::ofstream csv(a.csv);
-  csv << "round,mode,threads,tps,p50_us,p99_us,failed\n";
+  csv << "round,mode,threads,tps,p50_us,p99_us,failed,commits,log_syncs\n";
   for (int round = 0; round < a.rounds; ++round) {
     for (int threads : a.threads) {
       for (const std::string& m : order) {
+        auto it = tm_of.find(m);
+        xatm_stats before{}, after{};
+        if (it != tm_of.end()) xatm_get_stats(it->second, &before);
         Result r = Run(a, threads, modes[m]);
+        if (it != tm_of.end()) {
+          xatm_get_stats(it->second, &after);
+          r.commits = after.committed - before.committed;
+          r.log_syncs = after.log_syncs - before.log_syncs;
+        }
         results[{m, threads}].push_back(r);
         csv << round << "," << m << "," << threads << "," << r.tps << "," << r.p50_us << "," << r.p99_us << ","
-            << r.failed << "\n";
+            << r.failed << "," << r.commits << "," << r.log_syncs << "\n";
         std::fprintf(stderr, "round %d: %-10s %2d threads %8.0f tx/s\n", round, m.c_str(), threads, r.tps);
       }
     }
@@ -245,8 +259,9 @@ int main(int argc, char** argv) {
   xatm_close(lrc_bg);
   auto median = [](const std::vector<Result>& v) { return xtm::bench::MedianBy(v, &Result::tps); };
   std::ofstream summary(a.csv + ".summary.csv");
-  summary << "mode,threads,tps,p50_us,p99_us,time_vs_local\n";
-  std::printf("| threads | mode | tx/s | p50 ms | p99 ms | time vs local |\n|---:|---|---:|---:|---:|---:|\n");
+  summary << "mode,threads,tps,p50_us,p99_us,time_vs_local,commits_per_log_sync\n";
+  std::printf("| threads | mode | tx/s | p50 ms | p99 ms | time vs local | commits per log sync |\n"
+              "|---:|---|---:|---:|---:|---:|---:|\n");
   for (int threads : a.threads) {
     auto tps = [&](const std::string& m) {
       auto it = results.find({m, threads});
@@ -257,9 +272,21 @@ int main(int argc, char** argv) {
       Result r = median(results[{m, threads}]);
       const double ref = m.find("pg2") != std::string::npos ? base2 : base;
       const double ratio = r.tps > 0 && ref > 0 ? ref / r.tps : 0.0;
-      std::printf("| %d | %s | %.0f | %.2f | %.2f | %.2f× |\n", threads, m.c_str(), r.tps, r.p50_us / 1000,
-                  r.p99_us / 1000, ratio);
-      summary << m << "," << threads << "," << r.tps << "," << r.p50_us << "," << r.p99_us << "," << ratio << "\n";
+      // Over every round: commits / syncs of the decision log ("–": none synced).
+      uint64_t commits = 0, syncs = 0;
+      for (const Result& x : results[{m, threads}]) commits += x.commits, syncs += x.log_syncs;
+      char per_sync[32] = "";
+      if (tm_of.count(m)) {
+        if (syncs == 0) {
+          std::snprintf(per_sync, sizeof per_sync, "–");
+        } else {
+          std::snprintf(per_sync, sizeof per_sync, "%.2f", static_cast<double>(commits) / static_cast<double>(syncs));
+        }
+      }
+      std::printf("| %d | %s | %.0f | %.2f | %.2f | %.2f× | %s |\n", threads, m.c_str(), r.tps, r.p50_us / 1000,
+                  r.p99_us / 1000, ratio, per_sync);
+      summary << m << "," << threads << "," << r.tps << "," << r.p50_us << "," << r.p99_us << "," << ratio << ","
+              << (syncs == 0 ? 0.0 : static_cast<double>(commits) / static_cast<double>(syncs)) << "\n";
     }
   }
   return 0;

@@ -33,6 +33,7 @@
 #define XATM_XATM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "xa.h"
 
@@ -114,6 +115,21 @@ XATM_EXTERN int xatm_close(xatm *tm);
 /* The message of the last failure on this handle ("" if none). Borrowed:
  * valid until the next call on tm. Accepts NULL (returns a static text). */
 XATM_EXTERN const char *xatm_errmsg(const xatm *tm);
+
+/* Counters of a handle since it was opened. */
+typedef struct xatm_stats {
+  uint64_t begun;          /* transactions started */
+  uint64_t committed;      /* transactions committed (XATM_OK or XATM_EPENDING) */
+  uint64_t rolled_back;    /* transactions rolled back (by the application, a vote, a timeout) */
+  uint64_t log_records;    /* records appended to this handle's decision log; the log_* counters
+                              are 0 with [tm] server (xatmd's metrics have them) */
+  uint64_t log_writes;     /* writes of the log, each one group of records (group commit) */
+  uint64_t log_syncs;      /* fdatasyncs of the log: log_records / log_syncs decisions share one */
+  uint64_t log_max_batch;  /* the most records in one write */
+} xatm_stats;
+
+/* Fills *out. Returns XATM_OK or XATM_EINVAL (NULL, or a handle that did not open). */
+XATM_EXTERN int xatm_get_stats(xatm *tm, xatm_stats *out);
 
 /* ----------------------------------------------------------------------
  * Configuration in code (programs without a config file)

@@ -154,6 +154,17 @@ int main(int argc, char **argv) {
   xatm_tx_free(tx);
   CHECK(sq_long(lite, "SELECT v FROM acct WHERE id = 1") == 110);
 
+  /* The handle's counters: one commit (with its durable log record), one rollback. */
+  {
+    xatm_stats stats;
+    CHECK_RC(tm, xatm_get_stats(tm, &stats), XATM_OK);
+    CHECK(stats.begun == 2 && stats.committed == 1 && stats.rolled_back == 1);
+    CHECK(stats.log_records >= 1 && stats.log_syncs >= 1 && stats.log_syncs <= stats.log_writes);
+    CHECK(stats.log_max_batch >= 1);
+    CHECK(xatm_get_stats(tm, NULL) == XATM_EINVAL);
+    CHECK(xatm_get_stats(NULL, &stats) == XATM_EINVAL);
+  }
+
   /* Explicit rollback, and a third-party switch joined with xatm_join. */
   CHECK_RC(tm, xatm_start(tm, &tx), XATM_OK);
   CHECK_RC(tm, xatm_join(tx, "raw"), XATM_OK);

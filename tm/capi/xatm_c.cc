@@ -8,6 +8,7 @@
 #include "core/config.h"
 #include "core/gtrid.h"
 #include "core/transaction_manager.h"
+#include "log/decision_log.h"
 #include "xatm/xatm.h"
 
 struct xatm {
@@ -362,6 +363,23 @@ void xatm_tx_free(xatm_tx* tx) {
 int xatm_tx_xid(const xatm_tx* tx, XID* out) {
   if (tx == nullptr || out == nullptr) return XATM_EINVAL;
   *out = xtm::tm::MakeXid(tx->tx->gtrid(), "");
+  return XATM_OK;
+}
+
+int xatm_get_stats(xatm* tm, xatm_stats* out) {
+  if (tm == nullptr || out == nullptr || !tm->tm) return XATM_EINVAL;
+  *out = xatm_stats{};
+  const auto c = tm->tm->counters();
+  out->begun = c.begun;
+  out->committed = c.committed;
+  out->rolled_back = c.rolled_back;
+  if (const xtm::log::DecisionLog* log = tm->tm->decision_log()) {
+    const xtm::log::LogStats ls = log->Stats();
+    out->log_records = ls.records;
+    out->log_writes = ls.batches;
+    out->log_syncs = ls.syncs;
+    out->log_max_batch = ls.max_batch;
+  }
   return XATM_OK;
 }
 

@@ -422,6 +422,78 @@ TEST_F(TwoPcFailure, Case16_DiskFullWhileWritingACommitRecord) {
                                                                   " acknowledged commits)");
 }
 
+// The database stays unreachable for longer than commit_retry_s after the
+// decision: xatm_commit says XATM_EPENDING (committed, not finished), the TM's
+// reaper commits the branch once the database is back, and the transaction's
+// decision is then retired (END in the log; with last-resource commit, its
+// decision row deleted).
+class TwoPcFailureLongOutage : public TwoPcFailure {
+ protected:
+  void Configure(bool last_resource) {
+    std::string text;
+    {
+      std::ifstream f(config_);
+      text.assign(std::istreambuf_iterator<char>(f), {});
+    }
+    text.replace(text.find("commit_retry_s = 5"), 18, "commit_retry_s = 1");
+    if (last_resource) text.replace(text.find("[tm]\n") + 5, 0, "last_resource_commit = true\n");
+    std::ofstream(config_, std::ios::trunc) << text;
+  }
+  // Prepared transactions, asked past the proxy (which is refusing).
+  int PreparedNow() {
+    PGconn* c = ConnectOrDie(cluster_.conninfo());
+    int n = std::stoi(Exec(c, "SELECT count(*) FROM pg_prepared_xacts"));
+    PQfinish(c);
+    return n;
+  }
+  // Runs transfer `id` through an outage; returns Outcome after close.
+  std::string ThroughAnOutage(long id) {
+    Open();
+    proxy_.CutOn("COMMIT PREPARED", PgProxy::Cut::kBeforeForward, 1, [this] { proxy_.Refuse(true); });
+    EXPECT_EQ(XATM_EPENDING, Transfer(id)) << last_error_;
+    EXPECT_EQ(1, PreparedNow());
+    EXPECT_EQ(1u, bank_->SqliteTransfers().count(id));  // the decided side is committed
+    proxy_.Refuse(false);
+    for (int i = 0; i < 100 && PreparedNow() > 0; ++i) std::this_thread::sleep_for(100ms);
+    EXPECT_EQ(0, PreparedNow()) << "the reaper did not commit the branch once the database was back";
+    Close();
+    return Outcome(id);
+  }
+};
+
+TEST_F(TwoPcFailureLongOutage, Case18_RmDownLongerThanThePhaseTwoRetries) {
+  Configure(false);
+  std::string o = ThroughAnOutage(30);
+  EXPECT_EQ("committed on both; nothing prepared or locked", o);
+  log::LogScan scan;
+  ASSERT_TRUE(log::ScanLog(bank_->log_dir(), &scan).ok());
+  int commits = 0, ends = 0;
+  for (const auto& r : scan.records) {
+    commits += r.type == log::RecordType::kCommit;
+    ends += r.type == log::RecordType::kEnd;
+  }
+  EXPECT_EQ(1, commits);
+  EXPECT_EQ(1, ends) << "the decision was not retired once the branch was committed";
+  Record("18 RM down longer than the phase-two retries", "PostgreSQL unreachable from COMMIT PREPARED on for > "
+         "commit_retry_s", "XATM_EPENDING; the reaper commits it when it is back; END", o);
+}
+
+TEST_F(TwoPcFailureLongOutage, Case18b_RmDownLongerThanThePhaseTwoRetriesAfterALastResourceCommit) {
+  Configure(true);
+  std::string o = ThroughAnOutage(31);
+  EXPECT_EQ("committed on both; nothing prepared or locked", o);
+  sqlite3* db = nullptr;
+  sqlite3_open(bank_->sqlite_path().c_str(), &db);
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(SQLITE_OK, sqlite3_prepare_v2(db, "SELECT count(*) FROM xatm_decision", -1, &st, nullptr));
+  ASSERT_EQ(SQLITE_ROW, sqlite3_step(st));
+  EXPECT_EQ(0, sqlite3_column_int(st, 0)) << "the decision row outlived its transaction";
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  Record("18b the same after a last-resource commit", "as 18, SQLite committed last with the decision row",
+         "XATM_EPENDING; the reaper commits it; the row is deleted", o);
+}
+
 class TwoPcFailureFewSlots : public TwoPcFailure {
  protected:
   TwoPcFailureFewSlots() : TwoPcFailure(/*max_prepared=*/2) {}

@@ -1330,16 +1330,16 @@ int TransactionManager::FinishBranch(Rm* rm, const XID& xid_in, bool commit, Clo
   bool attempted = false;
   auto backoff = std::chrono::milliseconds(10);
   for (;;) {
-    std::string m;
+    std::string m;  // EnsureOpen's message already names the code
     int rc = EnsureOpen(rm, &m);
     if (rc == XA_OK) {
       rc = commit ? rm->sw->xa_commit_entry(&xid, rm->rmid, TMNOFLAGS)
                   : rm->sw->xa_rollback_entry(&xid, rm->rmid, TMNOFLAGS);
-      m = RmError(rm);
+      m = Describe(rc, RmError(rm));
     }
     if (rc == XA_OK) return XA_OK;
     if (rc == XAER_NOTA && attempted) return XA_OK;  // an earlier attempt did it
-    *message = Describe(rc, m);
+    *message = m;
     if (!tls_rms.open.count(rm->rmid)) rc = XAER_RMFAIL;  // could not even open: the RM is down
     if (rc == XAER_NOTA || rc == XA_HEURCOM || rc == XA_HEURRB || rc == XA_HEURMIX || rc == XA_HEURHAZ) return rc;
     if (!commit && IsRollbackCode(rc)) return XA_OK;

@@ -13,12 +13,14 @@ NR == 1 { next }
 }
 END {
   split("#4e79a7 #f28e2b #59a14f #e15759 #76b7b2 #edc948 #b07aa1 #ff9da7 #9c755f #bab0ac #17becf", color, " ")
-  W = 900; H = 440; L = 70; B = 80; T = 40; bw = 22; gap = 40
+  L = 70; T = 40; ph = 320; bw = 22; gap = 40
   gw = nm * bw + gap
+  rows = int((nm + 3) / 4)                  # legend rows, four modes each
+  W = L + 20 + nt * gw; if (W < 900) W = 900
+  H = T + ph + 40 + rows * 18 + 8
   printf "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H
   printf "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
   printf "<text x=\"%d\" y=\"22\" font-size=\"15\">Transfers per second: one UPDATE on each database (median round)</text>\n", L
-  ph = H - T - B
   for (k = 0; k <= 4; k++) {
     y = T + ph - k * ph / 4
     printf "<line x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", L, W - 20, y, y
@@ -34,7 +36,7 @@ END {
     printf "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s thread%s</text>\n", x0 + nm * bw / 2, T + ph + 18, threads[t], threads[t] == 1 ? "" : "s"
   }
   for (m = 1; m <= nm; m++) {
-    lx = L + ((m - 1) % 4) * 190; ly = H - 40 + int((m - 1) / 4) * 18
+    lx = L + ((m - 1) % 4) * 190; ly = T + ph + 34 + int((m - 1) / 4) * 18
     printf "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">%s</text>\n", lx, ly, color[m], lx + 16, ly + 10, modes[m]
   }
   print "</svg>"

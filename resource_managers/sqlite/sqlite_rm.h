@@ -3,7 +3,10 @@
 
 #include <sqlite3.h>
 
+#include <cstdint>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace xtm::sqlite {
 
@@ -21,5 +24,12 @@ std::string SidecarPath(const std::string& path);
 // application runs on the handle until then cannot commit. False if db has no
 // unprepared branch.
 bool AbortBranchOf(sqlite3* db);
+
+// Last-resource commit: inserts the decision row for gtrid into
+// main.xatm_decision, and deletes the rows of `finished`, inside the active
+// branch of rmid on this thread (statements prepared once per connection).
+// "" or why not.
+std::string WriteDecisionRow(int rmid, std::string_view gtrid, int64_t decided_at,
+                             const std::vector<std::string>& finished);
 
 }  // namespace xtm::sqlite

@@ -1375,6 +1375,22 @@ std::string LastError(int rmid) {
 
 std::string SidecarPath(const std::string& path) { return path + "-xatm"; }
 
+std::string WriteDecisionRow(int rmid, std::string_view gtrid, int64_t decided_at,
+                             const std::vector<std::string>& finished) {
+  RmConn* rc = Find(rmid);
+  if (rc == nullptr || rc->state != BranchState::kActive) return "no active branch of this RM on this thread";
+  Internal in(rc);
+  {
+    StmtCache::Use ins = rc->main_stmts.Get(rc->db, "INSERT INTO main.xatm_decision (gtrid, decided_at) VALUES (?1, ?2)");
+    if (!ins.ok() || ins->Bind(1, gtrid).Bind(2, decided_at).Step() != SQLITE_DONE) return Err(rc->db);
+  }
+  for (const std::string& g : finished) {
+    StmtCache::Use del = rc->main_stmts.Get(rc->db, "DELETE FROM main.xatm_decision WHERE gtrid = ?1");
+    if (!del.ok() || del->Bind(1, g).Step() != SQLITE_DONE) return Err(rc->db);
+  }
+  return "";
+}
+
 bool AbortBranchOf(sqlite3* db) {
   std::lock_guard<std::mutex> l(g_handles_mu);
   auto it = g_handles.find(db);

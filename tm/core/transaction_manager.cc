@@ -831,27 +831,8 @@ Outcome Transaction::CommitWithLastResource(Branch* last, std::string* message) 
     const std::string why = WritePgDecisionRow(static_cast<PGconn*>(last->native), gtrid_, finished);
     if (!why.empty()) return roll_back("cannot write the decision row: " + why);
   } else {
-    auto* db = static_cast<sqlite3*>(last->native);
-    bool ok = true;
-    sqlite3_stmt* st = nullptr;
-    ok = sqlite3_prepare_v2(db, "INSERT INTO main.xatm_decision (gtrid, decided_at) VALUES (?1, ?2)", -1, &st,
-                            nullptr) == SQLITE_OK;
-    if (ok) {
-      sqlite3_bind_blob(st, 1, gtrid_.data(), static_cast<int>(gtrid_.size()), SQLITE_TRANSIENT);
-      sqlite3_bind_int64(st, 2, static_cast<sqlite3_int64>(log::NowMs() / 1000));
-      ok = sqlite3_step(st) == SQLITE_DONE;
-    }
-    sqlite3_finalize(st);
-    for (const std::string& g : finished) {
-      if (!ok) break;
-      ok = sqlite3_prepare_v2(db, "DELETE FROM main.xatm_decision WHERE gtrid = ?1", -1, &st, nullptr) == SQLITE_OK;
-      if (ok) {
-        sqlite3_bind_blob(st, 1, g.data(), static_cast<int>(g.size()), SQLITE_TRANSIENT);
-        ok = sqlite3_step(st) == SQLITE_DONE;
-      }
-      sqlite3_finalize(st);
-    }
-    if (!ok) return roll_back(std::string("cannot write the decision row: ") + sqlite3_errmsg(db));
+    const std::string why = sqlite::WriteDecisionRow(last->rm->rmid, gtrid_, log::NowMs() / 1000, finished);
+    if (!why.empty()) return roll_back("cannot write the decision row: " + why);
   }
   // 2. Phase one of the others.
   for (Branch& b : branches_) {

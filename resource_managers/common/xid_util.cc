@@ -65,6 +65,12 @@ int Value(char c) {
 std::string Base64Encode(std::string_view in) {
   std::string out;
   out.reserve((in.size() + 2) / 3 * 4);
+  Base64Append(in, &out);
+  return out;
+}
+
+void Base64Append(std::string_view in, std::string* out_ptr) {
+  std::string& out = *out_ptr;
   size_t i = 0;
   for (; i + 3 <= in.size(); i += 3) {
     uint32_t v = uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8 | uint8_t(in[i + 2]);
@@ -85,7 +91,6 @@ std::string Base64Encode(std::string_view in) {
     out += kAlphabet[(v >> 6) & 63];
     out += '=';
   }
-  return out;
 }
 
 bool Base64Decode(std::string_view in, std::string* out) {

@@ -7,8 +7,15 @@
 namespace xtm::pgsql {
 
 std::string XidToGid(const XID& xid) {
-  return std::to_string(xid.formatID) + "_" + rm::Base64Encode(rm::Gtrid(xid)) + "_" +
-         rm::Base64Encode(rm::Bqual(xid));
+  const std::string_view g = rm::Gtrid(xid), b = rm::Bqual(xid);
+  std::string out;
+  out.reserve(12 + (g.size() + 2) / 3 * 4 + (b.size() + 2) / 3 * 4);
+  out += std::to_string(xid.formatID);
+  out += '_';
+  rm::Base64Append(g, &out);
+  out += '_';
+  rm::Base64Append(b, &out);
+  return out;
 }
 
 bool GidToXid(std::string_view gid, XID* xid) {

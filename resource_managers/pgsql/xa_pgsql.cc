@@ -32,6 +32,7 @@
 // before PREPARE says committed or aborted. It never guesses.
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -196,7 +197,19 @@ std::string Literal(PGconn* c, const std::string& s) {
   return out;
 }
 
-std::string GidLiteral(PGconn* c, const XID& xid) { return Literal(c, XidToGid(xid)); }
+// A gid is digits, '-', '_' and base64 ('+', '/', '='): nothing to escape
+// in a standard-conforming string literal.
+std::string GidLiteral(PGconn* c, const XID& xid) {
+  std::string gid = XidToGid(xid);
+  const bool plain = std::all_of(gid.begin(), gid.end(), [](char ch) {
+    return (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || ch == '-' ||
+           ch == '_' || ch == '+' || ch == '/' || ch == '=';
+  });
+  if (!plain) return Literal(c, gid);
+  gid.insert(gid.begin(), '\'');
+  gid += '\'';
+  return gid;
+}
 
 RmConn* Find(int rmid) {
   auto it = tls_conns.find(rmid);

@@ -283,6 +283,7 @@ Status DecisionLog::OpenNewest() {
   const std::string path = SegmentPath(segments_.back());
   fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd_ < 0) return Status::FromErrno("open " + path, errno);
+  fd_path_ = path;
   // The truncation of a torn tail must be durable before anything is
   // appended after it.
   return opts_.sync ? file::DataSync(fd_, path) : Status::OK();
@@ -340,7 +341,7 @@ Status DecisionLog::Sync() {
   Status s = failed_;
   if (s.ok() && opts_.sync) {
     l.unlock();
-    s = file::DataSync(fd_, SegmentPath(segments_.back()));
+    s = file::DataSync(fd_, fd_path_);
     l.lock();
   }
   HandOffLocked();
@@ -456,7 +457,7 @@ Status DecisionLog::WriteBatch(const std::string& bytes, bool sync) {
   if (size_ > base_size_ && size_ - base_size_ + bytes.size() > opts_.segment_bytes) {
     return Roll(bytes);
   }
-  const std::string path = SegmentPath(segments_.back());
+  const std::string& path = fd_path_;
   Status s = file::PWriteAll(fd_, bytes, size_, path);
   if (s.ok() && sync && opts_.sync) s = file::DataSync(fd_, path);
   if (s.ok()) {
@@ -499,6 +500,7 @@ Status DecisionLog::Roll(const std::string& bytes) {
   }
   ::close(fd_);
   fd_ = fd;
+  fd_path_ = path;
   std::vector<uint64_t> old;
   old.swap(segments_);
   segments_.push_back(number);

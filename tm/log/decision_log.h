@@ -166,6 +166,7 @@ class DecisionLog {
   // Owned by the leader (or by Open before any append).
   int fd_ = -1;
   std::vector<uint64_t> segments_;  // numbers, oldest first; the last is being written
+  std::string fd_path_;             // the path of that last one (fd_), for messages
   uint64_t size_ = 0;               // bytes of records in the newest segment (zeros follow)
   uint64_t base_size_ = 0;          // header and snapshot of the newest segment
 };

@@ -3,9 +3,13 @@
 
 #include <libpq-fe.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -25,6 +29,41 @@ template <typename R>
 R MedianBy(std::vector<R> rounds, double R::*field) {
   std::sort(rounds.begin(), rounds.end(), [field](const R& a, const R& b) { return a.*field < b.*field; });
   return rounds[rounds.size() / 2];
+}
+
+// CPU seconds (user + system) used so far by this process, every thread.
+inline double ProcessCpuSeconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto secs = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  return secs(ru.ru_utime) + secs(ru.ru_stime);
+}
+
+// CPU seconds used so far by a PostgreSQL cluster: its postmaster (from
+// DATA/postmaster.pid) and the children alive now (backends, WAL writer,
+// checkpointer...). -1 if it cannot be read.
+inline double ClusterCpuSeconds(const std::string& data_dir) {
+  std::ifstream pidf(data_dir + "/postmaster.pid");
+  long pm = 0;
+  if (!(pidf >> pm) || pm <= 0) return -1;
+  long ticks = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream st(e.path() / "stat");
+    std::string line;
+    if (!std::getline(st, line)) continue;  // gone meanwhile
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    std::string state;
+    long ppid = 0, skip = 0, utime = 0, stime = 0;
+    rest >> state >> ppid;
+    for (int i = 0; i < 9; ++i) rest >> skip;  // pgrp .. cmajflt
+    rest >> utime >> stime;
+    if (std::stol(name) == pm || ppid == pm) ticks += utime + stime;
+  }
+  return static_cast<double>(ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 // Runs sql on c; true if it succeeded.

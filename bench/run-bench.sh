@@ -13,6 +13,6 @@ shift || true
 . "$root/bench/private-pg.sh"
 private_pg bench bench1 bench2
 "$root/build/bench/xatm-bench" --pg "$base dbname=bench1" --pg2 "$base dbname=bench2" --dir "$work/data" \
-  --csv "$out/xatm-bench.csv" "$@" | tee "$out/xatm-bench.md"
+  --pg-data "$work/pg/data" --csv "$out/xatm-bench.csv" "$@" | tee "$out/xatm-bench.md"
 bash "$root/bench/plot-svg.sh" "$out/xatm-bench.csv.summary.csv" > "$out/xatm-bench.svg"
 echo "wrote $out/xatm-bench.csv, $out/xatm-bench.csv.summary.csv, $out/xatm-bench.svg"

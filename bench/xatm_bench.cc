@@ -22,8 +22,12 @@
 //
 //   xatm-bench --pg CONNINFO --pg2 CONNINFO --dir DIR [--seconds S] [--rounds N]
 //              [--threads 1,4,16] [--modes local,xatm,...] [--csv FILE]
+//              [--pg-data PGDATA]
 //
-// Prints a table (median round per cell) and writes every round to the CSV.
+// Prints a table (median round per cell) and writes every round to the CSV:
+// throughput, latency, CPU time per transaction (this process, and with
+// --pg-data the PostgreSQL cluster's processes too) and, from the TMs'
+// counters, how many commits shared each sync of the decision log.
 #include <libpq-fe.h>
 #include <sqlite3.h>
 
@@ -56,6 +60,7 @@ struct Args : xtm::bench::TransferArgs {
   Args() { csv = "xatm-bench.csv"; }
   std::vector<int> threads = {1, 4, 16};
   std::vector<std::string> modes;  // empty: all
+  std::string pg_data;             // the cluster's data directory: its CPU time is counted too
 };
 
 void Die(const std::string& m) {
@@ -83,6 +88,8 @@ struct Result {
   double tps = 0, p50_us = 0, p99_us = 0;
   long failed = 0;
   uint64_t commits = 0, log_syncs = 0;  // the TM's, over the run (xatm modes)
+  double client_cpu_us = 0;             // CPU per transaction: this process (TM threads included)
+  double server_cpu_us = -1;            // and the PostgreSQL cluster (-1: not measured)
 };
 
 using Op = std::function<bool(Local&, std::mt19937&, long)>;
@@ -117,13 +124,26 @@ Result Run(const Args& a, int threads, const Op& op) {
   }
   while (ready < threads) std::this_thread::yield();
   const auto start = Clock::now();
+  const long done0 = done;
+  const double client0 = xtm::bench::ProcessCpuSeconds();
+  const double server0 = a.pg_data.empty() ? -1 : xtm::bench::ClusterCpuSeconds(a.pg_data);
   std::this_thread::sleep_for(std::chrono::duration<double>(a.seconds));
+  // CPU is read while every connection is still open (a backend that has
+  // exited takes its CPU time with it).
+  const double client1 = xtm::bench::ProcessCpuSeconds();
+  const double server1 = server0 < 0 ? -1 : xtm::bench::ClusterCpuSeconds(a.pg_data);
+  const long done1 = done;
   stop = true;
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
   for (auto& th : ts) th.join();
   std::vector<double> all;
   for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
-  return {static_cast<double>(done) / secs, xtm::bench::Percentile(all, 0.5), xtm::bench::Percentile(all, 0.99), failed};
+  Result r{static_cast<double>(done) / secs, xtm::bench::Percentile(all, 0.5), xtm::bench::Percentile(all, 0.99),
+           failed};
+  const double n = static_cast<double>(std::max(1L, done1 - done0));
+  r.client_cpu_us = (client1 - client0) * 1e6 / n;
+  if (server0 >= 0 && server1 >= 0) r.server_cpu_us = (server1 - server0) * 1e6 / n;
+  return r;
 }
 
 }  // namespace
@@ -137,6 +157,8 @@ int main(int argc, char** argv) {
       a.threads = xtm::bench::IntList(v);
     } else if (k == "--modes") {
       a.modes = xtm::bench::List(v);
+    } else if (k == "--pg-data") {
+      a.pg_data = v;
     } else {
       Die("unknown option " + k);
     }
@@ -233,7 +255,7 @@ int main(int argc, char** argv) {
                                               {"xatm-lrc-bg", lrc_bg}, {"xatm-lrc-bg-pg2", lrc_bg}};
   std::map<std::pair<std::string, int>, std::vector<Result>> results;
   std::ofstream csv(a.csv);
-  csv << "round,mode,threads,tps,p50_us,p99_us,failed,commits,log_syncs\n";
+  csv << "round,mode,threads,tps,p50_us,p99_us,failed,commits,log_syncs,client_cpu_us,server_cpu_us\n";
   for (int round = 0; round < a.rounds; ++round) {
     for (int threads : a.threads) {
       for (const std::string& m : order) {
@@ -248,7 +270,8 @@ int main(int argc, char** argv) {
         }
         results[{m, threads}].push_back(r);
         csv << round << "," << m << "," << threads << "," << r.tps << "," << r.p50_us << "," << r.p99_us << ","
-            << r.failed << "," << r.commits << "," << r.log_syncs << "\n";
+            << r.failed << "," << r.commits << "," << r.log_syncs << "," << r.client_cpu_us << "," << r.server_cpu_us
+            << "\n";
         std::fprintf(stderr, "round %d: %-10s %2d threads %8.0f tx/s\n", round, m.c_str(), threads, r.tps);
       }
     }
@@ -259,19 +282,34 @@ int main(int argc, char** argv) {
   xatm_close(lrc_bg);
   auto median = [](const std::vector<Result>& v) { return xtm::bench::MedianBy(v, &Result::tps); };
   std::ofstream summary(a.csv + ".summary.csv");
-  summary << "mode,threads,tps,p50_us,p99_us,time_vs_local,commits_per_log_sync\n";
-  std::printf("| threads | mode | tx/s | p50 ms | p99 ms | time vs local | commits per log sync |\n"
-              "|---:|---|---:|---:|---:|---:|---:|\n");
+  // CPU per transaction (client + server), the median of the rounds: steadier
+  // than throughput on a machine whose speed drifts.
+  auto cpu = [&](const std::string& m, int threads) {
+    auto it = results.find({m, threads});
+    if (it == results.end()) return 0.0;
+    std::vector<double> v;
+    for (const Result& x : it->second) v.push_back(x.client_cpu_us + std::max(0.0, x.server_cpu_us));
+    return xtm::bench::Percentile(v, 0.5);
+  };
+  const bool server_cpu = !a.pg_data.empty();
+  summary << "mode,threads,tps,p50_us,p99_us,time_vs_local,commits_per_log_sync,cpu_us,cpu_vs_local\n";
+  std::printf("| threads | mode | tx/s | p50 ms | p99 ms | time vs local | CPU µs/tx%s | CPU vs local | commits per log "
+              "sync |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
+              server_cpu ? " (TM + PostgreSQL)" : " (this process)");
   for (int threads : a.threads) {
     auto tps = [&](const std::string& m) {
       auto it = results.find({m, threads});
       return it == results.end() ? 0.0 : median(it->second).tps;
     };
     const double base = tps("local"), base2 = tps("local-pg2");
+    const double cbase = cpu("local", threads), cbase2 = cpu("local-pg2", threads);
     for (const std::string& m : order) {
       Result r = median(results[{m, threads}]);
-      const double ref = m.find("pg2") != std::string::npos ? base2 : base;
+      const bool two = m.find("pg2") != std::string::npos;
+      const double ref = two ? base2 : base;
       const double ratio = r.tps > 0 && ref > 0 ? ref / r.tps : 0.0;
+      const double c = cpu(m, threads), cref = two ? cbase2 : cbase;
+      const double cratio = cref > 0 ? c / cref : 0.0;
       // Over every round: commits / syncs of the decision log ("–": none synced).
       uint64_t commits = 0, syncs = 0;
       for (const Result& x : results[{m, threads}]) commits += x.commits, syncs += x.log_syncs;
@@ -283,10 +321,11 @@ int main(int argc, char** argv) {
           std::snprintf(per_sync, sizeof per_sync, "%.2f", static_cast<double>(commits) / static_cast<double>(syncs));
         }
       }
-      std::printf("| %d | %s | %.0f | %.2f | %.2f | %.2f× | %s |\n", threads, m.c_str(), r.tps, r.p50_us / 1000,
-                  r.p99_us / 1000, ratio, per_sync);
+      std::printf("| %d | %s | %.0f | %.2f | %.2f | %.2f× | %.0f | %.2f× | %s |\n", threads, m.c_str(), r.tps,
+                  r.p50_us / 1000, r.p99_us / 1000, ratio, c, cratio, per_sync);
       summary << m << "," << threads << "," << r.tps << "," << r.p50_us << "," << r.p99_us << "," << ratio << ","
-              << (syncs == 0 ? 0.0 : static_cast<double>(commits) / static_cast<double>(syncs)) << "\n";
+              << (syncs == 0 ? 0.0 : static_cast<double>(commits) / static_cast<double>(syncs)) << "," << c << ","
+              << cratio << "\n";
     }
   }
   return 0;

@@ -25,6 +25,10 @@ std::string SidecarPath(const std::string& path);
 // unprepared branch.
 bool AbortBranchOf(sqlite3* db);
 
+// Whether the active branch of rmid on this thread has written anything (true
+// if it cannot tell): a branch that only read is no use as a last resource.
+bool BranchHasWrites(int rmid);
+
 // Last-resource commit: inserts the decision row for gtrid into
 // main.xatm_decision, and deletes the rows of `finished`, inside the active
 // branch of rmid on this thread (statements prepared once per connection).

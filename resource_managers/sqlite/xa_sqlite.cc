@@ -1375,6 +1375,12 @@ std::string LastError(int rmid) {
 
 std::string SidecarPath(const std::string& path) { return path + "-xatm"; }
 
+bool BranchHasWrites(int rmid) {
+  RmConn* rc = Find(rmid);
+  if (rc == nullptr || rc->state != BranchState::kActive) return true;
+  return !rc->capture.empty() || !rc->capture.problem().empty();
+}
+
 std::string WriteDecisionRow(int rmid, std::string_view gtrid, int64_t decided_at,
                              const std::vector<std::string>& finished) {
   RmConn* rc = Find(rmid);

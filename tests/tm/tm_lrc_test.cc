@@ -137,6 +137,33 @@ TEST_F(LastResource, CommitsBothWithoutALogRecordOrASidecarWrite) {
   EXPECT_EQ("0", Decisions());
 }
 
+// A SQLite branch that only read is not the last resource (its row would be
+// written for nothing): it votes read-only, and PostgreSQL's branch, the only
+// writer, commits last with its row in xatm.decision.
+TEST_F(LastResource, SqliteBranchThatOnlyReadIsNotTheLastResource) {
+  Open();
+  xatm_tx* tx = nullptr;
+  ASSERT_EQ(XATM_OK, xatm_start(tm_, &tx));
+  PGconn* pg = xatm_pgconn(tx, "bank");
+  sqlite3* db = xatm_sqlite(tx, "ledger");
+  ASSERT_EQ(SQLITE_OK, sqlite3_exec(db, "SELECT sum(balance) FROM accounts", 0, 0, 0));
+  PGresult* r = PQexec(pg, "UPDATE accounts SET balance = balance - 5 WHERE id = 3");
+  ASSERT_EQ(PGRES_COMMAND_OK, PQresultStatus(r)) << PQerrorMessage(pg);
+  PQclear(r);
+  ASSERT_EQ(XATM_OK, xatm_commit(tx)) << xatm_errmsg(tm_);
+  xatm_tx_free(tx);
+  EXPECT_EQ(kAccounts * kOpening - 5, bank_->PgSum());
+  EXPECT_EQ("0", Decisions());  // no row in SQLite
+  PGconn* c = ConnectOrDie(bank_->pg());
+  EXPECT_EQ("1", Exec(c, "SELECT count(*) FROM xatm.decision"));  // PostgreSQL's, until a later one removes it
+  PQfinish(c);
+  EXPECT_EQ(0, Commits());
+  EXPECT_EQ(0, bank_->PgPrepared());
+  // And a SQLite branch that wrote is the last resource again.
+  ASSERT_EQ(XATM_OK, Transfer(40)) << error_;
+  EXPECT_EQ("1", Decisions());
+}
+
 TEST_F(LastResource, PostgresVotingNoRollsBackTheLastResourceToo) {
   Open();
   xatm_tx* tx = nullptr;

@@ -969,7 +969,9 @@ Outcome Transaction::CommitImpl(std::string* message) {
         ++sqlite_branches;
       }
     }
-    if (sqlite_branches != 1) {
+    // A SQLite branch that only read would write its decision row for
+    // nothing: it votes read-only among the others instead.
+    if (sqlite_branches != 1 || !sqlite::BranchHasWrites(last->rm->rmid)) {
       last = nullptr;
       for (auto it = branches_.rbegin(); it != branches_.rend() && last == nullptr; ++it) {
         if (it->rm->spec.type == RmSpec::Type::kPostgres && it->rm->decision_table &&

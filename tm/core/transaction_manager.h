@@ -40,8 +40,8 @@
 // queued for deletion when the background threads have committed them.
 //
 // Last-resource commit (last_resource_commit = true, two or more branches):
-// the last resource is the SQLite branch if there is exactly one, else the
-// last-joined PostgreSQL branch. Step 4 is its own one-phase COMMIT, with a
+// the last resource is the SQLite branch if there is exactly one and it
+// wrote, else the last-joined PostgreSQL branch. Step 4 is its own one-phase COMMIT, with a
 // decision row (the gtrid; SQLite: xatm_decision, PostgreSQL:
 // xatm.decision) written inside that transaction; no log record, no
 // sidecar, no PREPARE for it. Crash before that COMMIT: no row, presumed

@@ -25,8 +25,9 @@ std::string SidecarPath(const std::string& path);
 // unprepared branch.
 bool AbortBranchOf(sqlite3* db);
 
-// Whether the active branch of rmid on this thread has written anything (true
-// if it cannot tell): a branch that only read is no use as a last resource.
+// Whether the branch of rmid open on this thread (active or ended, not yet
+// prepared) has written anything; true if it cannot tell. A branch that only
+// read votes read-only: the TM settles it first.
 bool BranchHasWrites(int rmid);
 
 // Last-resource commit: inserts the decision row for gtrid into

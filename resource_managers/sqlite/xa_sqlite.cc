@@ -1377,7 +1377,7 @@ std::string SidecarPath(const std::string& path) { return path + "-xatm"; }
 
 bool BranchHasWrites(int rmid) {
   RmConn* rc = Find(rmid);
-  if (rc == nullptr || rc->state != BranchState::kActive) return true;
+  if (rc == nullptr || !InTransactionOfBranch(rc->state)) return true;
   return !rc->capture.empty() || !rc->capture.problem().empty();
 }
 

@@ -139,6 +139,40 @@ TEST_F(TmTest, SingleWritingBranchCommitsInOnePhaseWithoutALogRecord) {
   ExpectConsistent();
 }
 
+#ifdef XATM_FAULT_INJECTION
+// The reading SQLite branch settles before any vote, so the writing
+// PostgreSQL branch commits in one phase: no PREPARE TRANSACTION is sent (a
+// child with a crash point on it lives), and none stays behind.
+TEST_F(TmTest, ReadingSqliteBranchLeavesThePostgresWriterToCommitInOnePhase) {
+  const std::string config = bank_->WriteConfigFile();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setenv("XATM_CRASH_AT", "pgsql.prepare.before_send", 1);
+    xatm* tm = nullptr;
+    if (xatm_open(config.c_str(), &tm) != XATM_OK) ::_exit(2);
+    xatm_tx* tx = nullptr;
+    if (xatm_start(tm, &tx) != XATM_OK) ::_exit(3);
+    sqlite3* db = xatm_sqlite(tx, "ledger");
+    PGconn* pg = xatm_pgconn(tx, "bank");
+    if (!db || !pg || sqlite3_exec(db, "SELECT sum(balance) FROM accounts", 0, 0, 0) != SQLITE_OK) ::_exit(4);
+    PGresult* r = PQexec(pg, "UPDATE accounts SET balance = balance - 7 WHERE id = 2");
+    const bool updated = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!updated || xatm_commit(tx) != XATM_OK) ::_exit(5);
+    xatm_tx_free(tx);
+    ::_exit(xatm_close(tm) == XATM_OK ? 0 : 6);
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
+      << (WIFSIGNALED(st) ? "PREPARE TRANSACTION was sent" : "the child failed") << " (status " << st << ")";
+  EXPECT_EQ(kAccounts * kOpening - 7, bank_->PgSum());
+  EXPECT_EQ(0, Count(Scan(), log::RecordType::kCommit));
+  EXPECT_EQ(0, bank_->PgPrepared());
+  EXPECT_EQ(0, bank_->SqlitePrepared());
+}
+#endif
+
 TEST_F(TmTest, ReadOnlyTransactionLogsNothing) {
   Open();
   xatm_tx* tx = nullptr;

@@ -579,9 +579,37 @@ Outcome Transaction::PhaseOne(bool explicit_prepare, std::string* message) {
     if (IsRollbackCode(rc)) b.st = Branch::St::kEnded;
     break;
   }
-  if (why.empty() && !explicit_prepare && branches_.size() == 1) {
+  // SQLite branches that only read (the RM can tell before any vote) settle
+  // first: their read-only vote ends their transaction. If one branch is
+  // left, it commits in one phase.
+  if (why.empty() && !explicit_prepare && branches_.size() >= 2) {
+    for (Branch& b : branches_) {
+      if (b.st != Branch::St::kEnded || b.rm->spec.type != RmSpec::Type::kSqlite ||
+          sqlite::BranchHasWrites(b.rm->rmid)) {
+        continue;
+      }
+      int rc = b.rm->sw->xa_prepare_entry(&b.xid, b.rm->rmid, TMNOFLAGS);
+      if (rc == XA_RDONLY) {
+        b.st = Branch::St::kDone;
+      } else if (rc == XA_OK) {
+        b.st = Branch::St::kPrepared;
+      } else {
+        why = "branch on \"" + b.rm->spec.name + "\" voted " + Describe(rc, tm_->RmError(b.rm));
+        b.st = IsRollbackCode(rc) ? Branch::St::kDone : Branch::St::kPrepared;
+        break;
+      }
+    }
+  }
+  Branch* only = nullptr;  // the one branch left to commit, if there is one
+  int left = 0;
+  for (Branch& b : branches_) {
+    if (b.st == Branch::St::kDone) continue;
+    ++left;
+    if (b.st == Branch::St::kEnded) only = &b;
+  }
+  if (why.empty() && !explicit_prepare && left == 1 && only != nullptr) {
     // One branch: commit it in one phase, nothing to log.
-    Branch& b = branches_[0];
+    Branch& b = *only;
     int rc;
     for (int attempt = 0;; ++attempt) {
       rc = b.rm->sw->xa_commit_entry(&b.xid, b.rm->rmid, TMONEPHASE);

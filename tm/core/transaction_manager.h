@@ -10,7 +10,9 @@
 //                 Crash: the RMs roll back unprepared work when the session
 //                 dies (PostgreSQL) or the journal is rolled back (SQLite).
 //  3. Phase one   xa_end and xa_prepare on every branch; read-only branches
-//                 drop out; any other vote than XA_OK rolls every branch back.
+//                 drop out (SQLite ones that wrote nothing first: a single
+//                 branch left then commits in one phase); any other vote than
+//                 XA_OK rolls every branch back.
 //                 Crash: some branches may be prepared, no decision is logged:
 //                 recovery rolls them back (presumed abort), after making sure
 //                 no backend of the dead process is still preparing.

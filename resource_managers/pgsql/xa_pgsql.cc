@@ -30,6 +30,7 @@
 // the PREPARE: it is terminated and waited for), and only then looks: the gid
 // in pg_prepared_xacts means prepared; otherwise the transaction id recorded
 // before PREPARE says committed or aborted. It never guesses.
+#include <libpq-events.h>
 #include <libpq-fe.h>
 
 #include <algorithm>
@@ -88,6 +89,11 @@ struct RmConn {
   // the next call has read it (see TakeXidQuery).
   bool xid_query_sent = false;
   Result xid_result;
+  // A result on pg since the branch began reported rows written (INSERT,
+  // UPDATE, DELETE or MERGE of at least one row): its transaction has an id,
+  // so the vote needs no query to tell it from a read-only one. Set by
+  // NoteWrites, a libpq event procedure that sees the application's results.
+  bool wrote = false;
 
   rm::RecoverCursor scan;
 
@@ -148,6 +154,39 @@ bool Lost(RmConn* rc, PGconn* c, const PGresult* r) {
 }
 
 bool Dead(const RmConn* rc) { return rc->broken || PQstatus(rc->pg) == CONNECTION_BAD; }
+
+// Whether a command tag says rows were written: "INSERT 0 n", "UPDATE n",
+// "DELETE n", "MERGE n" with n > 0. Anything else (a function that writes
+// inside a SELECT, COPY, DDL) is not taken for a write: the vote then asks
+// the server, as it always may.
+bool TagWroteRows(const char* tag) {
+  const char* count = nullptr;
+  if (std::strncmp(tag, "INSERT ", 7) == 0) {
+    count = std::strchr(tag + 7, ' ');
+    if (count) ++count;
+  } else if (std::strncmp(tag, "UPDATE ", 7) == 0 || std::strncmp(tag, "DELETE ", 7) == 0) {
+    count = tag + 7;
+  } else if (std::strncmp(tag, "MERGE ", 6) == 0) {
+    count = tag + 6;
+  }
+  if (count == nullptr || *count < '0' || *count > '9') return false;
+  for (const char* p = count; *p; ++p) {
+    if (*p < '0' || *p > '9') return false;
+    if (*p != '0') return true;
+  }
+  return false;
+}
+
+// libpq event procedure on each branch connection (pass-through: its RmConn).
+int NoteWrites(PGEventId id, void* info, void* pass) {
+  if (id == PGEVT_RESULTCREATE) {
+    const PGresult* r = static_cast<PGEventResultCreate*>(info)->result;
+    if (PQresultStatus(r) == PGRES_COMMAND_OK && TagWroteRows(PQcmdStatus(const_cast<PGresult*>(r)))) {
+      static_cast<RmConn*>(pass)->wrote = true;
+    }
+  }
+  return 1;  // never fails a result or a connection
+}
 
 const char* XidSql(const RmConn* rc) {
   return rc->modern ? "SELECT pg_current_xact_id_if_assigned()" : "SELECT txid_current_if_assigned()";
@@ -260,6 +299,7 @@ int Reconnect(RmConn* rc) {
   if (rc2 != XA_OK) return rc2;
   PQfinish(rc->pg);
   rc->pg = c;
+  PQregisterEventProc(rc->pg, NoteWrites, "xatm", rc);
   rc->broken = false;
   Result r = Exec(c, "SELECT pg_backend_pid(), (SELECT backend_start FROM pg_stat_activity "
                      "WHERE pid = pg_backend_pid())");
@@ -387,6 +427,7 @@ int PgOpen(char* info, int rmid, long flags) {
   rc->rmid = rmid;
   rc->conninfo = info;
   int r = Connect(rc.get(), &rc->pg, /*main=*/true);
+  if (r == XA_OK) PQregisterEventProc(rc->pg, NoteWrites, "xatm", rc.get());
   if (r != XA_OK) return r;
   tls_conns[rmid] = std::move(rc);
   tls_errors.erase(rmid);
@@ -423,6 +464,7 @@ int PgStart(XID* xid, int rmid, long flags) {
     return Fail(rmid, XAER_OUTSIDE,
                 "the connection is inside a transaction the TM did not start: commit or roll it back");
   }
+  rc->wrote = false;
   std::vector<Result> rs = ExecAll(rc->pg, "BEGIN; " + CountPreparedSql(rc->pg, *xid));
   if (rs.size() != 2 || !Ok(rs[0]) || !Ok(rs[1])) {
     const PGresult* bad = rs.empty() ? nullptr : rs.back().get();
@@ -464,7 +506,8 @@ int PgEnd(XID* xid, int rmid, long flags) {
                             "(COMMIT, ROLLBACK or PREPARE must be left to the TM)");
   }
   rc->state = BranchState::kIdle;
-  rc->xid_query_sent = PQsendQuery(rc->pg, XidSql(rc)) == 1;
+  // The id the vote needs, unless a write already told that there is one.
+  if (!rc->wrote) rc->xid_query_sent = PQsendQuery(rc->pg, XidSql(rc)) == 1;
   return XA_OK;
 }
 
@@ -521,28 +564,32 @@ int PgPrepare(XID* xid, int rmid, long flags) {
                 "the connection); rolled back");
   }
   // The transaction id (recorded to resolve a lost PREPARE) tells a
-  // read-only branch too: no id was assigned.
-  Result r = rc->xid_result ? std::move(rc->xid_result) : Exec(rc->pg, XidSql(rc));
-  if (!Ok(r)) {
-    if (Lost(rc, rc->pg, r.get())) {
-      rc->state = BranchState::kNone;
-      return Fail(rmid, XA_RBCOMMFAIL, "the connection was lost before PREPARE: " + ErrorText(rc->pg, r.get()));
+  // read-only branch too: no id was assigned. After a write the RM saw,
+  // there is one: PREPARE at once.
+  std::string pg_xid;
+  if (rc->xid_result || !rc->wrote) {
+    Result r = rc->xid_result ? std::move(rc->xid_result) : Exec(rc->pg, XidSql(rc));
+    if (!Ok(r)) {
+      if (Lost(rc, rc->pg, r.get())) {
+        rc->state = BranchState::kNone;
+        return Fail(rmid, XA_RBCOMMFAIL, "the connection was lost before PREPARE: " + ErrorText(rc->pg, r.get()));
+      }
+      int code = RollbackCode(r.get());
+      ForgetBranch(rc);
+      return Fail(rmid, code, "cannot prepare: " + ErrorText(rc->pg, r.get()));
     }
-    int code = RollbackCode(r.get());
-    ForgetBranch(rc);
-    return Fail(rmid, code, "cannot prepare: " + ErrorText(rc->pg, r.get()));
+    if (PQgetisnull(r.get(), 0, 0)) {
+      // Read-only: commit locally, vote XA_RDONLY. Transaction-level advisory
+      // locks are released here, before the global transaction ends.
+      Result c = Exec(rc->pg, "COMMIT");
+      bool ok = Ok(c) && std::strcmp(PQcmdStatus(c.get()), "COMMIT") == 0;
+      rc->state = BranchState::kNone;
+      if (ok) return XA_RDONLY;
+      if (Lost(rc, rc->pg, c.get())) return XA_RDONLY;  // nothing was written either way
+      return Fail(rmid, RollbackCode(c.get()), "read-only branch failed to commit: " + ErrorText(rc->pg, c.get()));
+    }
+    pg_xid = PQgetvalue(r.get(), 0, 0);
   }
-  if (PQgetisnull(r.get(), 0, 0)) {
-    // Read-only: commit locally, vote XA_RDONLY. Transaction-level advisory
-    // locks are released here, before the global transaction ends.
-    Result c = Exec(rc->pg, "COMMIT");
-    bool ok = Ok(c) && std::strcmp(PQcmdStatus(c.get()), "COMMIT") == 0;
-    rc->state = BranchState::kNone;
-    if (ok) return XA_RDONLY;
-    if (Lost(rc, rc->pg, c.get())) return XA_RDONLY;  // nothing was written either way
-    return Fail(rmid, RollbackCode(c.get()), "read-only branch failed to commit: " + ErrorText(rc->pg, c.get()));
-  }
-  const std::string pg_xid = PQgetvalue(r.get(), 0, 0);
   const std::string pid = rc->backend_pid, start = rc->backend_start;
   XATM_CRASH_POINT("pgsql.prepare.before_send");
   Result p = Exec(rc->pg, "PREPARE TRANSACTION " + GidLiteral(rc->pg, *xid));
@@ -622,15 +669,13 @@ int OnePhaseCommit(RmConn* rc) {
   const std::string pid = rc->backend_pid, start = rc->backend_start;
   // A crash after the send leaves the COMMIT running on the server.
   const char* sent = "pgsql.onephase.after_send";
+  // The transaction id first (xa_end's answer, or asked now), then COMMIT
+  // only after a good one: if the connection is lost during COMMIT, the id
+  // tells its outcome.
   std::vector<Result> rs;
-  if (!rc->xid_result) {
-    rs = ExecAll(rc->pg, XidSql(rc) + std::string("; COMMIT"), sent);
-  } else {
-    // xa_end's answer, then COMMIT only after a good one (as the query above).
-    rs.push_back(std::move(rc->xid_result));
-    if (Ok(rs[0])) {
-      for (Result& r : ExecAll(rc->pg, "COMMIT", sent)) rs.push_back(std::move(r));
-    }
+  rs.push_back(rc->xid_result ? std::move(rc->xid_result) : Exec(rc->pg, XidSql(rc)));
+  if (Ok(rs[0])) {
+    for (Result& r : ExecAll(rc->pg, "COMMIT", sent)) rs.push_back(std::move(r));
   }
   if (rs.size() == 2 && Ok(rs[1]) && std::strcmp(PQcmdStatus(rs[1].get()), "COMMIT") == 0) {
     rc->state = BranchState::kNone;

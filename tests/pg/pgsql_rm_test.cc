@@ -304,6 +304,56 @@ TEST_F(PgRmTest, StatementBetweenEndAndPrepareIsNotMissedByTheVote) {
   EXPECT_EQ("0", Prepared());
 }
 
+// A statement whose answer says it wrote rows (UPDATE n, INSERT 0 n, DELETE n,
+// MERGE n with n > 0) tells the RM that the transaction has an id: xa_end then
+// sends no id query (the connection has no command in flight) and xa_prepare
+// prepares at once. Writes that no answer shows are still found by the query.
+TEST_F(PgRmTest, AWriteTheRmSawSkipsTheIdQueryAndOneItCannotSeeIsStillPrepared) {
+  PGconn* c = xatm_pgsql_conn(1);
+  XID x = MakeXid("g-seen", "b");
+  ASSERT_EQ(XA_OK, Start(x, 1));
+  Sql(1, "UPDATE acct SET v = 11 WHERE id = 1");
+  ASSERT_EQ(XA_OK, End(x, 1));
+  EXPECT_EQ(PQTRANS_INTRANS, PQtransactionStatus(c)) << "an id query was sent after a visible write";
+  ASSERT_EQ(XA_OK, Prepare(x, 1)) << pgsql::LastError(1);
+  EXPECT_EQ("1", Prepared());
+  ASSERT_EQ(XA_OK, Commit(x, 1)) << pgsql::LastError(1);
+  EXPECT_EQ("11", V(1));
+
+  // Rows written by a function called from a SELECT: the answer is "SELECT 1".
+  Exec(admin_, "CREATE FUNCTION bump(i int) RETURNS int LANGUAGE sql AS "
+               "'UPDATE acct SET v = v + 1 WHERE id = i RETURNING v'");
+  XID y = MakeXid("g-unseen", "b");
+  ASSERT_EQ(XA_OK, Start(y, 1));
+  EXPECT_EQ("101", Sql(1, "SELECT bump(2)"));
+  ASSERT_EQ(XA_OK, End(y, 1));
+  EXPECT_EQ(PQTRANS_ACTIVE, PQtransactionStatus(c)) << "no id query in flight";
+  ASSERT_EQ(XA_OK, Prepare(y, 1)) << pgsql::LastError(1);  // not XA_RDONLY: nothing lost
+  EXPECT_EQ("1", Prepared());
+  ASSERT_EQ(XA_OK, Commit(y, 1)) << pgsql::LastError(1);
+  EXPECT_EQ("101", V(2));
+
+  // Statements that wrote no row leave the branch read-only.
+  XID z = MakeXid("g-zero", "b");
+  ASSERT_EQ(XA_OK, Start(z, 1));
+  Sql(1, "UPDATE acct SET v = 0 WHERE id = 999");
+  Sql(1, "DELETE FROM acct WHERE id = 999");
+  Sql(1, "INSERT INTO acct VALUES (1, 5) ON CONFLICT DO NOTHING");
+  ASSERT_EQ(XA_OK, End(z, 1));
+  EXPECT_EQ(XA_RDONLY, Prepare(z, 1)) << pgsql::LastError(1);
+  EXPECT_EQ("0", Prepared());
+
+  // A visible write committed in one phase: the id is asked for first.
+  XID w = MakeXid("g-seen-1pc", "b");
+  ASSERT_EQ(XA_OK, Start(w, 1));
+  Sql(1, "INSERT INTO acct VALUES (11, 3)");
+  ASSERT_EQ(XA_OK, End(w, 1));
+  EXPECT_EQ(PQTRANS_INTRANS, PQtransactionStatus(c));
+  ASSERT_EQ(XA_OK, Commit(w, 1, TMONEPHASE)) << pgsql::LastError(1);
+  EXPECT_EQ("3", V(11));
+  EXPECT_EQ(PQTRANS_IDLE, PQtransactionStatus(c));
+}
+
 // The answer to xa_end's query is dropped by any other call: ended, joined
 // again, written, ended, one-phase committed.
 TEST_F(PgRmTest, JoinAfterEndAndOnePhaseCommitUseAFreshAnswer) {

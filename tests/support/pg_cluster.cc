@@ -1,6 +1,7 @@
 #include "support/pg_cluster.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -11,6 +12,62 @@
 
 namespace xtm::test {
 namespace {
+
+// The postmasters this process started, each with the process that owns it.
+// An abort (ConnectOrDie, a failed check in a helper) runs no destructor, so
+// a SIGABRT handler shuts them down (SIGQUIT: immediate shutdown), lest an
+// aborted test binary leave servers running. A forked child's abort leaves
+// its parent's servers alone.
+constexpr int kMaxPostmasters = 32;
+std::atomic<pid_t> g_postmaster[kMaxPostmasters];
+std::atomic<pid_t> g_postmaster_owner[kMaxPostmasters];
+struct sigaction g_previous_abort_action;
+
+void StopPostmastersOnAbort(int sig) {
+  const pid_t self = getpid();
+  for (int i = 0; i < kMaxPostmasters; ++i) {
+    const pid_t pm = g_postmaster[i].load();
+    if (pm > 0 && g_postmaster_owner[i].load() == self) ::kill(pm, SIGQUIT);
+  }
+  sigaction(SIGABRT, &g_previous_abort_action, nullptr);
+  ::raise(sig);
+}
+
+// The postmaster of a cluster made by scripts/pg-cluster.sh in dir; 0 if none.
+pid_t PostmasterOf(const std::string& dir) {
+  FILE* f = std::fopen((dir + "/data/postmaster.pid").c_str(), "r");
+  long pid = 0;
+  if (f != nullptr && std::fscanf(f, "%ld", &pid) != 1) pid = 0;
+  if (f != nullptr) std::fclose(f);
+  return static_cast<pid_t>(pid);
+}
+
+void RegisterPostmaster(const std::string& dir) {
+  static std::once_flag installed;
+  std::call_once(installed, [] {
+    struct sigaction sa {};
+    sa.sa_handler = StopPostmastersOnAbort;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGABRT, &sa, &g_previous_abort_action);
+  });
+  const pid_t pm = PostmasterOf(dir);
+  if (pm <= 0) return;
+  for (int i = 0; i < kMaxPostmasters; ++i) {
+    pid_t free_slot = 0;
+    if (g_postmaster[i].compare_exchange_strong(free_slot, pm)) {
+      g_postmaster_owner[i] = getpid();
+      return;
+    }
+  }
+}
+
+void UnregisterPostmaster(const std::string& dir) {
+  const pid_t pm = PostmasterOf(dir);
+  for (int i = 0; i < kMaxPostmasters && pm > 0; ++i) {
+    pid_t mine = pm;
+    g_postmaster[i].compare_exchange_strong(mine, 0);
+  }
+}
 
 struct SharedCluster {
   std::string dir;
@@ -42,6 +99,7 @@ void StartOwnCluster() {
   std::string cmd = std::string("bash ") + XATM_SOURCE_DIR + "/scripts/pg-cluster.sh start '" +
                     own_cluster.dir + "' > '" + out_file + "'";
   if (std::system(cmd.c_str()) != 0) return;
+  RegisterPostmaster(own_cluster.dir);
   // Each line: export NAME='value'
   FILE* f = std::fopen(out_file.c_str(), "r");
   char line[1024];
@@ -122,13 +180,17 @@ OwnCluster::OwnCluster(int max_prepared, bool tcp) : owner_(getpid()), max_prepa
   conninfo_ = "host=" + dir_ + " port=" + port + " user=postgres dbname=postgres";
 }
 
+pid_t OwnCluster::postmaster() const { return PostmasterOf(dir_); }
+
 void OwnCluster::Start() {
   std::string cmd = "XATM_PG_MAX_PREPARED=" + std::to_string(max_prepared_) + " " + ClusterScript() +
                     " start '" + dir_ + "'" + (tcp_ ? " --tcp" : "") + " >/dev/null";
   if (Shell(cmd) != 0) ADD_FAILURE() << "could not start a cluster in " << dir_;
+  RegisterPostmaster(dir_);
 }
 
 void OwnCluster::Stop(const std::string& mode) {
+  UnregisterPostmaster(dir_);
   if (Shell(ClusterScript() + " stop '" + dir_ + "' " + mode + " >/dev/null") != 0) {
     ADD_FAILURE() << "could not stop the cluster in " << dir_;
   }
@@ -141,6 +203,7 @@ void OwnCluster::Restart(const std::string& mode) {
 
 OwnCluster::~OwnCluster() {
   if (dir_.empty() || getpid() != owner_) return;
+  UnregisterPostmaster(dir_);
   Shell(ClusterScript() + " stop '" + dir_ + "' immediate >/dev/null 2>&1");
   std::error_code ec;
   std::filesystem::remove_all(dir_, ec);

@@ -61,6 +61,8 @@ class OwnCluster {
   const std::string& conninfo() const { return conninfo_; }
   const std::string& dir() const { return dir_; }
   int port() const { return port_; }
+  // Its postmaster's process id (0 if it is not running).
+  pid_t postmaster() const;
   // pg_ctl stop -m MODE, then start again.
   void Restart(const std::string& mode = "immediate");
   void Stop(const std::string& mode = "immediate");

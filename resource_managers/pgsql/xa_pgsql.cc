@@ -33,7 +33,6 @@
 #include <libpq-events.h>
 #include <libpq-fe.h>
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -236,19 +235,9 @@ std::string Literal(PGconn* c, const std::string& s) {
   return out;
 }
 
-// A gid is digits, '-', '_' and base64 ('+', '/', '='): nothing to escape
-// in a standard-conforming string literal.
-std::string GidLiteral(PGconn* c, const XID& xid) {
-  std::string gid = XidToGid(xid);
-  const bool plain = std::all_of(gid.begin(), gid.end(), [](char ch) {
-    return (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || ch == '-' ||
-           ch == '_' || ch == '+' || ch == '/' || ch == '=';
-  });
-  if (!plain) return Literal(c, gid);
-  gid.insert(gid.begin(), '\'');
-  gid += '\'';
-  return gid;
-}
+// A gid is digits, '-', '_' and base64 ('+', '/', '='): a string literal
+// needs no escaping.
+std::string GidLiteral(const XID& xid) { return "'" + XidToGid(xid) + "'"; }
 
 RmConn* Find(int rmid) {
   auto it = tls_conns.find(rmid);
@@ -351,13 +340,13 @@ int EnsureBackendGone(RmConn* rc, const std::string& pid, const std::string& sta
 // database of the cluster (gids are unique cluster-wide). It reads the
 // function under the pg_prepared_xacts view: the view joins pg_authid and
 // pg_database, which made planning and running it cost three times a BEGIN.
-std::string CountPreparedSql(PGconn* c, const XID& xid) {
-  return "SELECT count(*) FROM pg_catalog.pg_prepared_xact() WHERE gid = " + GidLiteral(c, xid);
+std::string CountPreparedSql(const XID& xid) {
+  return "SELECT count(*) FROM pg_catalog.pg_prepared_xact() WHERE gid = " + GidLiteral(xid);
 }
 
 // Whether gid is prepared (in any database of the cluster). -1 on error.
 int GidPrepared(PGconn* c, const XID& xid) {
-  Result r = Exec(c, CountPreparedSql(c, xid));
+  Result r = Exec(c, CountPreparedSql(xid));
   if (!Ok(r)) return -1;
   return std::atoi(PQgetvalue(r.get(), 0, 0)) > 0 ? 1 : 0;
 }
@@ -465,7 +454,7 @@ int PgStart(XID* xid, int rmid, long flags) {
                 "the connection is inside a transaction the TM did not start: commit or roll it back");
   }
   rc->wrote = false;
-  std::vector<Result> rs = ExecAll(rc->pg, "BEGIN; " + CountPreparedSql(rc->pg, *xid));
+  std::vector<Result> rs = ExecAll(rc->pg, "BEGIN; " + CountPreparedSql(*xid));
   if (rs.size() != 2 || !Ok(rs[0]) || !Ok(rs[1])) {
     const PGresult* bad = rs.empty() ? nullptr : rs.back().get();
     bool lost = Lost(rc, rc->pg, bad);
@@ -592,7 +581,7 @@ int PgPrepare(XID* xid, int rmid, long flags) {
   }
   const std::string pid = rc->backend_pid, start = rc->backend_start;
   XATM_CRASH_POINT("pgsql.prepare.before_send");
-  Result p = Exec(rc->pg, "PREPARE TRANSACTION " + GidLiteral(rc->pg, *xid));
+  Result p = Exec(rc->pg, "PREPARE TRANSACTION " + GidLiteral(*xid));
   XATM_CRASH_POINT("pgsql.prepare.after_reply");
   if (p && PQresultStatus(p.get()) == PGRES_COMMAND_OK &&
       std::strcmp(PQcmdStatus(p.get()), "PREPARE TRANSACTION") == 0) {
@@ -631,7 +620,7 @@ int FinishPrepared(RmConn* rc, const XID& xid, bool commit) {
     }
     c = rc->aux;
   }
-  const std::string sql = std::string(commit ? "COMMIT PREPARED " : "ROLLBACK PREPARED ") + GidLiteral(c, xid);
+  const std::string sql = std::string(commit ? "COMMIT PREPARED " : "ROLLBACK PREPARED ") + GidLiteral(xid);
   const char* tag = commit ? "COMMIT PREPARED" : "ROLLBACK PREPARED";
   auto deadline = Clock::now() + std::chrono::milliseconds(g_resolve_timeout_ms.load());
   for (;;) {

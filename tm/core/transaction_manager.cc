@@ -103,6 +103,17 @@ const char* XaName(int rc) {
   }
 }
 
+// xa_commit(TMONEPHASE), again while the RM answers XA_RETRY (for up to a second).
+template <typename B>
+int CommitOnePhase(B& b) {
+  int rc;
+  for (int attempt = 0;; ++attempt) {
+    rc = b.rm->sw->xa_commit_entry(&b.xid, b.rm->rmid, TMONEPHASE);
+    if (rc != XA_RETRY || attempt >= 100) return rc;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 std::string Describe(int rc, const std::string& rm_message) {
   std::string s = XaName(rc);
   if (IsRollbackCode(rc)) s = "XA_RB (" + std::to_string(rc) + ")";
@@ -610,12 +621,7 @@ Outcome Transaction::PhaseOne(bool explicit_prepare, std::string* message) {
   if (why.empty() && !explicit_prepare && left == 1 && only != nullptr) {
     // One branch: commit it in one phase, nothing to log.
     Branch& b = *only;
-    int rc;
-    for (int attempt = 0;; ++attempt) {
-      rc = b.rm->sw->xa_commit_entry(&b.xid, b.rm->rmid, TMONEPHASE);
-      if (rc != XA_RETRY || attempt >= 100) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    const int rc = CommitOnePhase(b);
     if (rc == XA_OK) {
       b.st = Branch::St::kDone;
       state_ = State::kCommitted;
@@ -885,12 +891,7 @@ Outcome Transaction::CommitWithLastResource(Branch* last, std::string* message) 
   }
   XATM_CRASH_POINT("tm.lrc.before_last");
   // 3. The commit point.
-  int rc;
-  for (int attempt = 0;; ++attempt) {
-    rc = last->rm->sw->xa_commit_entry(&last->xid, last->rm->rmid, TMONEPHASE);
-    if (rc != XA_RETRY || attempt >= 100) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  const int rc = CommitOnePhase(*last);
   if (rc != XA_OK) {
     if (IsRollbackCode(rc)) last->st = Branch::St::kDone;
     const std::string why = "the last resource \"" + last->rm->spec.name + "\" did not commit: " +

@@ -210,10 +210,6 @@ int main(int argc, char** argv) {
     xatm_tx_free(tx);
     return ok;
   };
-  modes["xatm-lrc"] = [&](Local&, std::mt19937& r, long) { return transfer(lrc, r); };
-  modes["xatm"] = [&](Local&, std::mt19937& r, long) { return transfer(tm, r); };
-  modes["xatm-bg"] = [&](Local&, std::mt19937& r, long) { return transfer(bg, r); };
-  modes["xatm-lrc-bg"] = [&](Local&, std::mt19937& r, long) { return transfer(lrc_bg, r); };
   modes["local-pg2"] = [&](Local& l, std::mt19937& r, long) {
     return PgOk(l.pg, "BEGIN") && PgOk(l.pg, Update(pick(r))) && PgOk(l.pg, "COMMIT") && PgOk(l.pg2, "BEGIN") &&
            PgOk(l.pg2, Update(pick(r))) && PgOk(l.pg2, "COMMIT");
@@ -228,10 +224,16 @@ int main(int argc, char** argv) {
     xatm_tx_free(tx);
     return ok;
   };
-  modes["xatm-pg2"] = [&](Local&, std::mt19937& r, long) { return pg2(tm, r); };
-  modes["xatm-bg-pg2"] = [&](Local&, std::mt19937& r, long) { return pg2(bg, r); };
-  modes["xatm-lrc-pg2"] = [&](Local&, std::mt19937& r, long) { return pg2(lrc, r); };
-  modes["xatm-lrc-bg-pg2"] = [&](Local&, std::mt19937& r, long) { return pg2(lrc_bg, r); };
+  // The xatm modes: one TM per setting, each mode on one of them. Its
+  // counters tell how many commits shared each sync of the decision log.
+  const std::map<std::string, xatm*> tm_of = {{"xatm", tm},         {"xatm-lrc", lrc},
+                                              {"xatm-bg", bg},      {"xatm-lrc-bg", lrc_bg}};
+  std::map<std::string, xatm*> tm_of_mode;
+  for (const auto& [name, t] : tm_of) {
+    modes[name] = [&transfer, t = t](Local&, std::mt19937& r, long) { return transfer(t, r); };
+    modes[name + "-pg2"] = [&pg2, t = t](Local&, std::mt19937& r, long) { return pg2(t, r); };
+    tm_of_mode[name] = tm_of_mode[name + "-pg2"] = t;
+  }
   modes["manual-pg2"] = [&](Local& l, std::mt19937& r, long id) {
     const std::string g = "bench-" + std::to_string(id);
     return PgOk(l.pg, "BEGIN") && PgOk(l.pg, Update(pick(r))) && PgOk(l.pg2, "BEGIN") &&
@@ -248,22 +250,17 @@ int main(int argc, char** argv) {
     }
     order = a.modes;
   }
-  // Which TM a mode runs on: its counters tell how many commits shared each
-  // sync of the decision log (group commit).
-  const std::map<std::string, xatm*> tm_of = {{"xatm", tm},         {"xatm-pg2", tm},         {"xatm-lrc", lrc},
-                                              {"xatm-lrc-pg2", lrc}, {"xatm-bg", bg},          {"xatm-bg-pg2", bg},
-                                              {"xatm-lrc-bg", lrc_bg}, {"xatm-lrc-bg-pg2", lrc_bg}};
   std::map<std::pair<std::string, int>, std::vector<Result>> results;
   std::ofstream csv(a.csv);
   csv << "round,mode,threads,tps,p50_us,p99_us,failed,commits,log_syncs,client_cpu_us,server_cpu_us\n";
   for (int round = 0; round < a.rounds; ++round) {
     for (int threads : a.threads) {
       for (const std::string& m : order) {
-        auto it = tm_of.find(m);
+        auto it = tm_of_mode.find(m);
         xatm_stats before{}, after{};
-        if (it != tm_of.end()) xatm_get_stats(it->second, &before);
+        if (it != tm_of_mode.end()) xatm_get_stats(it->second, &before);
         Result r = Run(a, threads, modes[m]);
-        if (it != tm_of.end()) {
+        if (it != tm_of_mode.end()) {
           xatm_get_stats(it->second, &after);
           r.commits = after.committed - before.committed;
           r.log_syncs = after.log_syncs - before.log_syncs;
@@ -276,10 +273,7 @@ int main(int argc, char** argv) {
       }
     }
   }
-  xatm_close(tm);
-  xatm_close(lrc);
-  xatm_close(bg);
-  xatm_close(lrc_bg);
+  for (const auto& [name, t] : tm_of) xatm_close(t);
   auto median = [](const std::vector<Result>& v) { return xtm::bench::MedianBy(v, &Result::tps); };
   std::ofstream summary(a.csv + ".summary.csv");
   // CPU per transaction (client + server), the median of the rounds: steadier
@@ -314,7 +308,7 @@ int main(int argc, char** argv) {
       uint64_t commits = 0, syncs = 0;
       for (const Result& x : results[{m, threads}]) commits += x.commits, syncs += x.log_syncs;
       char per_sync[32] = "";
-      if (tm_of.count(m)) {
+      if (tm_of_mode.count(m)) {
         if (syncs == 0) {
           std::snprintf(per_sync, sizeof per_sync, "–");
         } else {

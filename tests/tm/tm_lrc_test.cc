@@ -86,6 +86,18 @@ class LastResource : public ::testing::Test {
     xatm_tx_free(tx);
     return rc;
   }
+  // One transaction: sqlite_sql on SQLite (it must succeed), then pg_sql on
+  // PostgreSQL (it may fail, as a test wants), then xatm_commit; its code.
+  int Run(const char* sqlite_sql, const char* pg_sql) {
+    xatm_tx* tx = nullptr;
+    EXPECT_EQ(XATM_OK, xatm_start(tm_, &tx));
+    EXPECT_EQ(SQLITE_OK, sqlite3_exec(xatm_sqlite(tx, "ledger"), sqlite_sql, nullptr, nullptr, nullptr));
+    PQclear(PQexec(xatm_pgconn(tx, "bank"), pg_sql));
+    const int rc = xatm_commit(tx);
+    error_ = xatm_errmsg(tm_);
+    xatm_tx_free(tx);
+    return rc;
+  }
   int Commits() {
     log::LogScan s;
     EXPECT_TRUE(log::ScanLog(bank_->log_dir(), &s).ok());
@@ -142,16 +154,8 @@ TEST_F(LastResource, CommitsBothWithoutALogRecordOrASidecarWrite) {
 // writer, commits last with its row in xatm.decision.
 TEST_F(LastResource, SqliteBranchThatOnlyReadIsNotTheLastResource) {
   Open();
-  xatm_tx* tx = nullptr;
-  ASSERT_EQ(XATM_OK, xatm_start(tm_, &tx));
-  PGconn* pg = xatm_pgconn(tx, "bank");
-  sqlite3* db = xatm_sqlite(tx, "ledger");
-  ASSERT_EQ(SQLITE_OK, sqlite3_exec(db, "SELECT sum(balance) FROM accounts", 0, 0, 0));
-  PGresult* r = PQexec(pg, "UPDATE accounts SET balance = balance - 5 WHERE id = 3");
-  ASSERT_EQ(PGRES_COMMAND_OK, PQresultStatus(r)) << PQerrorMessage(pg);
-  PQclear(r);
-  ASSERT_EQ(XATM_OK, xatm_commit(tx)) << xatm_errmsg(tm_);
-  xatm_tx_free(tx);
+  ASSERT_EQ(XATM_OK, Run("SELECT sum(balance) FROM accounts", "UPDATE accounts SET balance = balance - 5 WHERE id = 3"))
+      << error_;
   EXPECT_EQ(kAccounts * kOpening - 5, bank_->PgSum());
   EXPECT_EQ("0", Decisions());  // no row in SQLite
   PGconn* c = ConnectOrDie(bank_->pg());
@@ -166,14 +170,8 @@ TEST_F(LastResource, SqliteBranchThatOnlyReadIsNotTheLastResource) {
 
 TEST_F(LastResource, PostgresVotingNoRollsBackTheLastResourceToo) {
   Open();
-  xatm_tx* tx = nullptr;
-  ASSERT_EQ(XATM_OK, xatm_start(tm_, &tx));
-  PGconn* pg = xatm_pgconn(tx, "bank");
-  sqlite3* db = xatm_sqlite(tx, "ledger");
-  ASSERT_EQ(SQLITE_OK, sqlite3_exec(db, "UPDATE accounts SET balance = balance + 5000 WHERE id = 3", 0, 0, 0));
-  PQclear(PQexec(pg, "UPDATE accounts SET balance = balance - 5000 WHERE id = 3"));  // CHECK fails
-  EXPECT_EQ(XATM_EROLLEDBACK, xatm_commit(tx));
-  xatm_tx_free(tx);
+  EXPECT_EQ(XATM_EROLLEDBACK, Run("UPDATE accounts SET balance = balance + 5000 WHERE id = 3",
+                                  "UPDATE accounts SET balance = balance - 5000 WHERE id = 3"));  // CHECK fails
   ExpectConsistent();
   EXPECT_EQ("0", Decisions());
 }

@@ -1198,7 +1198,7 @@ void TransactionManager::StopPhaseTwo() {
   if (phase_two_.empty()) return;
   {
     std::unique_lock<std::mutex> l(mu_);
-    phase_two_cv_.wait(l, [&] { return handoffs_.empty() && handoffs_busy_ == 0; });
+    drained_cv_.wait(l, [&] { return handoffs_.empty() && handoffs_busy_ == 0; });
     phase_two_stopping_ = true;
   }
   phase_two_cv_.notify_all();
@@ -1242,8 +1242,9 @@ void TransactionManager::PhaseTwoLoop() {
       in_flight_.erase(h.gtrid);
       if (!all && h.decision_rm != nullptr) pending_rows_[h.gtrid] = h.decision_rm;
       if (!all && h.decision_rm == nullptr) pending_.insert(h.gtrid);
-      --handoffs_busy_;
-      phase_two_cv_.notify_all();
+      // Only a stop waits for the drain; waking the other phase-two
+      // threads here would cost each transaction a futile wake-up.
+      if (--handoffs_busy_ == 0 && handoffs_.empty()) drained_cv_.notify_all();
     }
     if (all) Finished(h.gtrid, h.decision_rm);
   }

@@ -333,7 +333,8 @@ class TransactionManager {
   std::deque<Handoff> handoffs_;         // REQUIRES mu_: background phase two to do
   int handoffs_busy_ = 0;                // REQUIRES mu_: being committed now
   bool phase_two_stopping_ = false;      // REQUIRES mu_
-  std::condition_variable phase_two_cv_;  // work arrived, or the queue drained
+  std::condition_variable phase_two_cv_;  // work arrived, or stopping
+  std::condition_variable drained_cv_;    // the queue drained and no handoff is being committed
   std::vector<std::thread> phase_two_;
 };
 

@@ -893,8 +893,8 @@ int SqOpen(char* info, int rmid, long flags) {
     }
     if (!ready && ExecSql(rc->db, "BEGIN IMMEDIATE;"
                         "CREATE TABLE IF NOT EXISTS main.xatm_meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);"
-                        "CREATE TABLE IF NOT EXISTS main.xatm_marker (token BLOB PRIMARY KEY NOT NULL, prepared_at INTEGER NOT NULL);"
-                        "CREATE TABLE IF NOT EXISTS main.xatm_decision (gtrid BLOB PRIMARY KEY NOT NULL, decided_at INTEGER NOT NULL);"
+                        "CREATE TABLE IF NOT EXISTS main.xatm_marker (token BLOB PRIMARY KEY NOT NULL, prepared_at INTEGER NOT NULL) WITHOUT ROWID;"
+                        "CREATE TABLE IF NOT EXISTS main.xatm_decision (gtrid BLOB PRIMARY KEY NOT NULL, decided_at INTEGER NOT NULL) WITHOUT ROWID;"
                         "INSERT OR IGNORE INTO main.xatm_meta VALUES ('db_id', randomblob(16));"
                         "COMMIT") != SQLITE_OK) {
       std::string e = Err(rc->db);
@@ -982,7 +982,6 @@ int SqStart(XID* xid, int rmid, long flags) {
     return Fail(rmid, XAER_OUTSIDE,
                 "the handle is inside a transaction the TM did not start: commit or roll it back");
   }
-  if (!RefreshSchema(rc)) return Fail(rmid, XAER_RMERR, "cannot read the schema: " + Err(rc->db));
   {
     Internal in(rc);
     int brc = Run(rc->main_stmts, rc->db, "BEGIN IMMEDIATE");
@@ -991,6 +990,14 @@ int SqStart(XID* xid, int rmid, long flags) {
                                         ((brc & 0xff) == SQLITE_BUSY
                                              ? " (another writer held the database longer than busy_timeout_ms)"
                                              : ""));
+    }
+    // The schema is read inside the write transaction: no other writer can
+    // change it before the branch ends, and no read transaction of its own
+    // is needed.
+    if (!RefreshSchema(rc)) {
+      std::string e = Err(rc->db);
+      ExecSql(rc->db, "ROLLBACK");
+      return Fail(rmid, XAER_RMERR, "cannot read the schema: " + e);
     }
   }
   rc->capture.Begin();

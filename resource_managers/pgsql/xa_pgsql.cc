@@ -246,6 +246,15 @@ RmConn* Find(int rmid) {
 
 
 // Connects and reads what the RM needs to know about the server.
+// xa_start's check that no prepared transaction has the branch's gid, as a
+// statement prepared on every connection: planning the query each time cost
+// about as much as the BEGIN it is sent with.
+constexpr const char* kGidCheck = "xatm_gid_prepared";
+
+std::string PrepareGidCheckSql() {
+  return std::string("PREPARE ") + kGidCheck + "(text) AS SELECT count(*) FROM pg_catalog.pg_prepared_xact() WHERE gid = $1";
+}
+
 int Connect(RmConn* rc, PGconn** out, bool main) {
   PGconn* c = PQconnectdb(rc->conninfo.c_str());
   if (PQstatus(c) != CONNECTION_OK) {
@@ -254,10 +263,11 @@ int Connect(RmConn* rc, PGconn** out, bool main) {
     return Fail(rc->rmid, main ? XAER_RMERR : XAER_RMFAIL,
                 "cannot connect to PostgreSQL (" + RedactConninfo(rc->conninfo) + "): " + m);
   }
-  Result r = Exec(c,
-                  "SELECT current_setting('max_prepared_transactions')::int, pg_backend_pid(), "
-                  "(SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()), "
-                  "current_setting('server_version_num')::int");
+  // PQexec answers with the last statement's result: the settings.
+  Result r = Exec(c, PrepareGidCheckSql() +
+                         "; SELECT current_setting('max_prepared_transactions')::int, pg_backend_pid(), "
+                         "(SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()), "
+                         "current_setting('server_version_num')::int");
   if (!Ok(r) || PQntuples(r.get()) != 1) {
     std::string m = ErrorText(c, r.get());
     PQfinish(c);
@@ -454,7 +464,14 @@ int PgStart(XID* xid, int rmid, long flags) {
                 "the connection is inside a transaction the TM did not start: commit or roll it back");
   }
   rc->wrote = false;
-  std::vector<Result> rs = ExecAll(rc->pg, "BEGIN; " + CountPreparedSql(*xid));
+  const std::string begin = "BEGIN; EXECUTE " + std::string(kGidCheck) + "(" + GidLiteral(*xid) + ")";
+  std::vector<Result> rs = ExecAll(rc->pg, begin);
+  if (rs.size() == 2 && std::string_view(SqlState(rs[1].get())) == "26000") {
+    // The application deallocated the check (DEALLOCATE ALL, DISCARD ALL):
+    // prepare it again.
+    Result rb = Exec(rc->pg, "ROLLBACK");
+    if (Result p = Exec(rc->pg, PrepareGidCheckSql()); Ok(p)) rs = ExecAll(rc->pg, begin);
+  }
   if (rs.size() != 2 || !Ok(rs[0]) || !Ok(rs[1])) {
     const PGresult* bad = rs.empty() ? nullptr : rs.back().get();
     bool lost = Lost(rc, rc->pg, bad);

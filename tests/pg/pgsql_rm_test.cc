@@ -455,6 +455,38 @@ TEST_F(PgRmTest, StateTableWrongSequencesAreProtocolErrors) {
   EXPECT_EQ("3", V(3));
 }
 
+// xa_start asks the server whether the gid is prepared by any connection,
+// with a statement the RM prepares on each connection; an application that
+// deallocates its statements does not blind it.
+TEST_F(PgRmTest, AnXidPreparedOnAnotherConnectionIsADuplicateEvenAfterDeallocateAll) {
+  XID x = MakeXid("g-dup", "b");
+  ASSERT_EQ(XA_OK, Start(x, 1));
+  Sql(1, "UPDATE acct SET v = 11 WHERE id = 1");
+  ASSERT_EQ(XA_OK, End(x, 1));
+  ASSERT_EQ(XA_OK, Prepare(x, 1)) << pgsql::LastError(1);
+  ASSERT_EQ(XA_OK, Open(2, db_.conninfo()));
+  EXPECT_EQ(XAER_DUPID, Start(x, 2)) << pgsql::LastError(2);
+  for (const char* forget : {"DEALLOCATE ALL", "DISCARD ALL"}) {
+    EXPECT_EQ("", Sql(2, forget));
+    EXPECT_EQ(XAER_DUPID, Start(x, 2)) << forget << ": " << pgsql::LastError(2);
+    EXPECT_EQ(PQTRANS_IDLE, PQtransactionStatus(xatm_pgsql_conn(2)));
+    // Another xid starts, writes and commits on the same connection.
+    EXPECT_EQ("", Sql(2, forget));
+    XID y = MakeXid(std::string("g-after-") + forget, "b");
+    ASSERT_EQ(XA_OK, Start(y, 2)) << forget << ": " << pgsql::LastError(2);
+    Sql(2, "UPDATE acct SET v = v + 1 WHERE id = 2");
+    ASSERT_EQ(XA_OK, End(y, 2));
+    ASSERT_EQ(XA_OK, Commit(y, 2, TMONEPHASE)) << pgsql::LastError(2);
+  }
+  EXPECT_EQ("102", V(2));
+  ASSERT_EQ(XA_OK, Commit(x, 1)) << pgsql::LastError(1);
+  EXPECT_EQ("11", V(1));
+  // The gid is free again.
+  ASSERT_EQ(XA_OK, Start(x, 2)) << pgsql::LastError(2);
+  ASSERT_EQ(XA_OK, End(x, 2));
+  EXPECT_EQ(XA_OK, Rollback(x, 2));
+}
+
 TEST_F(PgRmTest, BadArgumentsAndAsyncAreRefused) {
   XID x = MakeXid("g-args", "b");
   EXPECT_EQ(XAER_ASYNC, Start(x, 1, TMASYNC));

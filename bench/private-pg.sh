@@ -1,6 +1,8 @@
-# Sourced by the bench/run-*.sh scripts: a work directory and a private
-# PostgreSQL in it, both removed when the script exits.
+# Sourced by the bench/run-*.sh scripts: the benchmark build, and a work
+# directory with a private PostgreSQL in it, both removed when the script exits.
 #
+#   bench_build                     builds into build-bench (optimized, no crash
+#                                   points, no sanitizers) and sets $bin to it
 #   private_pg NAME [DATABASE...]   sets $work, and $base (a conninfo without
 #                                   dbname); creates the databases
 # XATM_PG_MAX_PREPARED, if set, goes to scripts/pg-cluster.sh.
@@ -14,4 +16,12 @@ private_pg() {
   base="host=$XATM_TEST_PG_DIR port=$XATM_TEST_PG_PORT user=postgres"
   local db
   for db in "$@"; do psql -X -q "$XATM_TEST_PG_CONNINFO" -c "CREATE DATABASE $db"; done
+}
+
+# The test build (scripts/test.sh) compiles in the crash points, each a
+# getenv() per call: benchmarks get a build of their own.
+bench_build() {
+  bash "$root/scripts/build.sh" "$root/build-bench" -DXATM_FAULT_INJECTION=OFF -DXATM_SANITIZE= \
+    -DXATM_BUILD_TESTS=OFF -DXATM_BUILD_EXAMPLES=OFF >/dev/null
+  bin=$root/build-bench
 }

@@ -9,20 +9,21 @@
 #
 #   bench/run-insn-bench.sh [MODE...]   (default: local xatm xatm-lrc local-pg2 xatm-pg2 xatm-lrc-pg2)
 #
-# Needs perf (Debian: linux-perf) and a CPU that counts instructions. Build
-# first (scripts/build.sh build).
+# Needs perf (Debian: linux-perf) and a CPU that counts instructions.
+#
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 command -v perf >/dev/null || { echo "perf is missing: apt-get install linux-perf" >&2; exit 1; }
 modes=("$@")
 [ ${#modes[@]} -gt 0 ] || modes=(local xatm xatm-lrc local-pg2 xatm-pg2 xatm-lrc-pg2)
 . "$root/bench/private-pg.sh"
+bench_build
 private_pg insn bench1 bench2
 # One run: "user kernel transfers".
 run() {
   local mode=$1 secs=$2
   perf stat -e instructions:u,instructions:k -x, -o "$work/perf.txt" \
-    "$root/build/bench/xatm-bench" --pg "$base dbname=bench1" --pg2 "$base dbname=bench2" --dir "$work/data" \
+    "$bin/bench/xatm-bench" --pg "$base dbname=bench1" --pg2 "$base dbname=bench2" --dir "$work/data" \
     --csv "$work/run.csv" --seconds "$secs" --rounds 1 --threads 1 --modes "$mode" >/dev/null 2>&1
   local u k tps
   u=$(awk -F, '/instructions:u/ {print $1}' "$work/perf.txt")

@@ -4,12 +4,13 @@
 #
 #   bench/run-memory-bench.sh [N] [xatm-memory-bench options...]   (N default 1000000)
 #
-# Build first (scripts/build.sh build).
+#
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 n=${1:-1000000}
 shift || true
 . "$root/bench/private-pg.sh"
+bench_build
 private_pg mbench bench1
-"$root/build/bench/xatm-memory-bench" --pg "$base dbname=bench1" \
+"$bin/bench/xatm-memory-bench" --pg "$base dbname=bench1" \
   --dir "$work/data" --transactions "$n" "$@"

@@ -7,5 +7,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 count=${1:-10000}
 . "$root/bench/private-pg.sh"
+bench_build
 XATM_PG_MAX_PREPARED=$((count + 100)) private_pg recovery
-"$root/build/bench/xatm-recovery-bench" --pg "$XATM_TEST_PG_CONNINFO" --dir "$work/data" --count "$count"
+"$bin/bench/xatm-recovery-bench" --pg "$XATM_TEST_PG_CONNINFO" --dir "$work/data" --count "$count"

@@ -295,6 +295,9 @@ void PreUpdateHook(void* ctx, sqlite3* db, int op, const char* zdb, const char* 
                    sqlite3_int64) {
   auto* rc = static_cast<RmConn*>(ctx);
   if (!rc->capture.on() || std::strcmp(zdb, "main") != 0) return;
+  // The RM's own rows (a last resource's decision row) are not the branch's
+  // work: a changeset never carries them.
+  if (rc->internal && std::strncmp(table, "xatm_", 5) == 0) return;
   auto t = rc->tables.find(table);
   rc->capture.OnPreUpdate(db, op, table, t == rc->tables.end() ? nullptr : &t->second);
 }

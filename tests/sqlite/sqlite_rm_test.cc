@@ -92,6 +92,23 @@ TEST_F(SqliteRmTest, OnePhaseCommitWritesNoSidecarRecord) {
   EXPECT_TRUE(SqRecoverAll(1).empty());
 }
 
+// A last resource's decision row is the RM's own: the branch's change
+// capture does not record it, so a branch that wrote nothing else is still
+// a reader.
+TEST_F(SqliteRmTest, TheDecisionRowOfALastResourceIsNotTheBranchsWork) {
+  XID x = SqXid("g-row");
+  ASSERT_EQ(XA_OK, SqStart(x, 1));
+  ASSERT_EQ("", sqlite::WriteDecisionRow(1, "gtrid-a", 1, {}));
+  EXPECT_FALSE(sqlite::BranchHasWrites(1));
+  ASSERT_EQ(SQLITE_OK, Run(1, "UPDATE acct SET v = 7 WHERE id = 2"));
+  EXPECT_TRUE(sqlite::BranchHasWrites(1));
+  ASSERT_EQ("", sqlite::WriteDecisionRow(1, "gtrid-b", 1, {"gtrid-a"}));
+  ASSERT_EQ(XA_OK, SqEnd(x, 1));
+  ASSERT_EQ(XA_OK, SqCommit(x, 1, TMONEPHASE)) << xatm_sqlite_errmsg(1);
+  EXPECT_EQ("7", V(2));
+  EXPECT_EQ("gtrid-b", Plain(path_).One("SELECT group_concat(CAST(gtrid AS TEXT)) FROM xatm_decision"));
+}
+
 TEST_F(SqliteRmTest, StateTableWrongSequences) {
   XID x = SqXid("g-proto"), other = SqXid("g-other");
   EXPECT_EQ(XAER_NOTA, SqEnd(x, 1));

@@ -42,11 +42,12 @@ XID MakeXid(std::string_view gtrid, std::string_view bqual) {
 }
 
 std::string ToHex(std::string_view bytes) {
-  static const char* d = "0123456789abcdef";
-  std::string h;
-  for (unsigned char c : bytes) {
-    h += d[c >> 4];
-    h += d[c & 15];
+  static constexpr char d[] = "0123456789abcdef";
+  std::string h(bytes.size() * 2, '\0');
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    const auto c = static_cast<unsigned char>(bytes[i]);
+    h[2 * i] = d[c >> 4];
+    h[2 * i + 1] = d[c & 15];
   }
   return h;
 }

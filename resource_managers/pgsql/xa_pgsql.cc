@@ -245,16 +245,18 @@ RmConn* Find(int rmid) {
 }
 
 
-// Connects and reads what the RM needs to know about the server.
 // xa_start's check that no prepared transaction has the branch's gid, as a
 // statement prepared on every connection: planning the query each time cost
 // about as much as the BEGIN it is sent with.
 constexpr const char* kGidCheck = "xatm_gid_prepared";
 
 std::string PrepareGidCheckSql() {
-  return std::string("PREPARE ") + kGidCheck + "(text) AS SELECT count(*) FROM pg_catalog.pg_prepared_xact() WHERE gid = $1";
+  return std::string("PREPARE ") + kGidCheck +
+         "(text) AS SELECT count(*) FROM pg_catalog.pg_prepared_xact() WHERE gid = $1";
 }
 
+// Connects (preparing the gid check) and reads what the RM needs to know
+// about the server.
 int Connect(RmConn* rc, PGconn** out, bool main) {
   PGconn* c = PQconnectdb(rc->conninfo.c_str());
   if (PQstatus(c) != CONNECTION_OK) {

@@ -36,7 +36,8 @@ TEST(PrivateCluster, AcceptsPrepareTransaction) {
 }
 
 // A test process that aborts (ConnectOrDie does; no destructor runs) still
-// stops the servers it started: none is left running after the test binary.
+// stops the servers it started and removes their directories: nothing is left
+// running or in /tmp after the test binary.
 TEST(PrivateCluster, AnAbortedProcessStopsItsOwnCluster) {
   int fds[2];
   ASSERT_EQ(0, ::pipe(fds));
@@ -71,6 +72,13 @@ TEST(PrivateCluster, AnAbortedProcessStopsItsOwnCluster) {
   }
   EXPECT_TRUE(gone) << "the aborted process's postmaster " << what.postmaster << " is still running";
   if (!gone) ::kill(what.postmaster, SIGQUIT);
+  // Its directory goes too, once the server is gone.
+  bool removed = false;
+  for (int i = 0; i < 100 && !removed; ++i) {
+    removed = !std::filesystem::exists(what.dir);
+    if (!removed) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(removed) << "the aborted process's cluster directory " << what.dir << " is still there";
   std::error_code ec;
   std::filesystem::remove_all(what.dir, ec);
 }

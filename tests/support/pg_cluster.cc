@@ -7,27 +7,49 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <mutex>
 
 namespace xtm::test {
 namespace {
 
-// The postmasters this process started, each with the process that owns it.
-// An abort (ConnectOrDie, a failed check in a helper) runs no destructor, so
-// a SIGABRT handler shuts them down (SIGQUIT: immediate shutdown), lest an
-// aborted test binary leave servers running. A forked child's abort leaves
-// its parent's servers alone.
+// The postmasters this process started, each with the process that owns it
+// and the cluster's directory. An abort (ConnectOrDie, a failed check in a
+// helper) runs no destructor, so a SIGABRT handler shuts them down (SIGQUIT:
+// immediate shutdown) and leaves a process behind that removes each
+// directory once its server is gone, lest an aborted test binary leave
+// servers running and their files in /tmp. A forked child's abort leaves its
+// parent's clusters alone. A slot is claimed (-1) before its directory is
+// written and its postmaster published.
 constexpr int kMaxPostmasters = 32;
+constexpr size_t kMaxDir = 256;
 std::atomic<pid_t> g_postmaster[kMaxPostmasters];
 std::atomic<pid_t> g_postmaster_owner[kMaxPostmasters];
+char g_postmaster_dir[kMaxPostmasters][kMaxDir];
 struct sigaction g_previous_abort_action;
+
+// In a child of the aborting process: waits (at most 30 s) for the
+// postmaster to exit, then removes its directory. Async-signal-safe calls only.
+[[noreturn]] void RemoveWhenGone(pid_t pm, const char* dir) {
+  for (int i = 0; i < 3000 && ::kill(pm, 0) == 0; ++i) {
+    struct timespec ts {0, 10 * 1000 * 1000};
+    ::nanosleep(&ts, nullptr);
+  }
+  char rm[] = "/bin/rm", rf[] = "-rf";
+  char* const argv[] = {rm, rf, const_cast<char*>(dir), nullptr};
+  ::execv(rm, argv);
+  ::_exit(127);
+}
 
 void StopPostmastersOnAbort(int sig) {
   const pid_t self = getpid();
   for (int i = 0; i < kMaxPostmasters; ++i) {
     const pid_t pm = g_postmaster[i].load();
-    if (pm > 0 && g_postmaster_owner[i].load() == self) ::kill(pm, SIGQUIT);
+    if (pm <= 0 || g_postmaster_owner[i].load() != self) continue;
+    ::kill(pm, SIGQUIT);
+    if (g_postmaster_dir[i][0] == '/' && ::fork() == 0) RemoveWhenGone(pm, g_postmaster_dir[i]);
   }
   sigaction(SIGABRT, &g_previous_abort_action, nullptr);
   ::raise(sig);
@@ -54,8 +76,11 @@ void RegisterPostmaster(const std::string& dir) {
   if (pm <= 0) return;
   for (int i = 0; i < kMaxPostmasters; ++i) {
     pid_t free_slot = 0;
-    if (g_postmaster[i].compare_exchange_strong(free_slot, pm)) {
+    if (g_postmaster[i].compare_exchange_strong(free_slot, -1)) {
+      g_postmaster_dir[i][0] = '\0';
+      if (dir.size() < kMaxDir) std::memcpy(g_postmaster_dir[i], dir.c_str(), dir.size() + 1);
       g_postmaster_owner[i] = getpid();
+      g_postmaster[i] = pm;
       return;
     }
   }

@@ -7,7 +7,7 @@
 # speed, it repeats to within a few percent: the measure for the TM's own
 # CPU cost.
 #
-#   bench/run-insn-bench.sh [MODE...]   (default: local xatm xatm-lrc local-pg2 xatm-pg2 xatm-lrc-pg2)
+#   bench/run-insn-bench.sh [MODE...]   (default: the README table's eight modes)
 #
 # Needs perf (Debian: linux-perf) and a CPU that counts instructions.
 #
@@ -15,7 +15,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 command -v perf >/dev/null || { echo "perf is missing: apt-get install linux-perf" >&2; exit 1; }
 modes=("$@")
-[ ${#modes[@]} -gt 0 ] || modes=(local xatm xatm-lrc local-pg2 xatm-pg2 xatm-lrc-pg2)
+[ ${#modes[@]} -gt 0 ] || modes=(local xatm xatm-lrc xatm-lrc-bg local-pg2 xatm-pg2 xatm-lrc-pg2 xatm-lrc-bg-pg2)
 . "$root/bench/private-pg.sh"
 bench_build
 private_pg insn bench1 bench2

@@ -573,6 +573,21 @@ void Transaction::RollbackAll(std::string* message) {
   state_ = State::kRolledBack;
 }
 
+// xa_prepare of an ended branch; its vote goes to b.st. False, with *why,
+// if it voted no.
+bool Transaction::Vote(Branch& b, std::string* why) {
+  const int rc = b.rm->sw->xa_prepare_entry(&b.xid, b.rm->rmid, TMNOFLAGS);
+  if (rc == XA_OK || rc == XA_RDONLY) {
+    b.st = rc == XA_OK ? Branch::St::kPrepared : Branch::St::kDone;
+    return true;
+  }
+  *why = "branch on \"" + b.rm->spec.name + "\" voted " + Describe(rc, tm_->RmError(b.rm));
+  // XA_RB*: the RM rolled it back and forgot it. Anything else: it may be
+  // prepared, so it is rolled back like a prepared branch.
+  b.st = IsRollbackCode(rc) ? Branch::St::kDone : Branch::St::kPrepared;
+  return false;
+}
+
 Outcome Transaction::PhaseOne(bool explicit_prepare, std::string* message) {
   tm_->Unregister(this);  // no timeout once the protocol runs
   std::string why;
@@ -599,16 +614,7 @@ Outcome Transaction::PhaseOne(bool explicit_prepare, std::string* message) {
           sqlite::BranchHasWrites(b.rm->rmid)) {
         continue;
       }
-      int rc = b.rm->sw->xa_prepare_entry(&b.xid, b.rm->rmid, TMNOFLAGS);
-      if (rc == XA_RDONLY) {
-        b.st = Branch::St::kDone;
-      } else if (rc == XA_OK) {
-        b.st = Branch::St::kPrepared;
-      } else {
-        why = "branch on \"" + b.rm->spec.name + "\" voted " + Describe(rc, tm_->RmError(b.rm));
-        b.st = IsRollbackCode(rc) ? Branch::St::kDone : Branch::St::kPrepared;
-        break;
-      }
+      if (!Vote(b, &why)) break;
     }
   }
   Branch* only = nullptr;  // the one branch left to commit, if there is one
@@ -653,17 +659,7 @@ Outcome Transaction::PhaseOne(bool explicit_prepare, std::string* message) {
     if (!why.empty()) break;
     if (b.st != Branch::St::kEnded) continue;
     XATM_CRASH_POINT("tm.prepare.before_branch");
-    int rc = b.rm->sw->xa_prepare_entry(&b.xid, b.rm->rmid, TMNOFLAGS);
-    if (rc == XA_OK) {
-      b.st = Branch::St::kPrepared;
-    } else if (rc == XA_RDONLY) {
-      b.st = Branch::St::kDone;
-    } else {
-      why = "branch on \"" + b.rm->spec.name + "\" voted " + Describe(rc, tm_->RmError(b.rm));
-      // XA_RB*: the RM rolled it back and forgot it. Anything else: it may be
-      // prepared, so it is rolled back like a prepared branch.
-      b.st = IsRollbackCode(rc) ? Branch::St::kDone : Branch::St::kPrepared;
-    }
+    Vote(b, &why);
   }
   if (!why.empty()) {
     RollbackAll(message);
@@ -879,15 +875,7 @@ Outcome Transaction::CommitWithLastResource(Branch* last, std::string* message) 
   }
   for (Branch& b : branches_) {
     if (&b == last || b.st != Branch::St::kEnded) continue;
-    int rc = b.rm->sw->xa_prepare_entry(&b.xid, b.rm->rmid, TMNOFLAGS);
-    if (rc == XA_OK) {
-      b.st = Branch::St::kPrepared;
-    } else if (rc == XA_RDONLY) {
-      b.st = Branch::St::kDone;
-    } else {
-      b.st = IsRollbackCode(rc) ? Branch::St::kDone : Branch::St::kPrepared;
-      return roll_back("branch on \"" + b.rm->spec.name + "\" voted " + Describe(rc, tm_->RmError(b.rm)));
-    }
+    if (std::string why; !Vote(b, &why)) return roll_back(why);
   }
   XATM_CRASH_POINT("tm.lrc.before_last");
   // 3. The commit point.

@@ -372,6 +372,7 @@ class Transaction {
 
   Outcome CommitImpl(std::string* message);
   Outcome PhaseOne(bool explicit_prepare, std::string* message);
+  bool Vote(Branch& b, std::string* why);
   Outcome CommitWithLastResource(Branch* last, std::string* message);
   // xa_commit of each prepared branch in writers, retried until
   // commit_retry_s; those not finished go to *left. kOk or a heuristic outcome.

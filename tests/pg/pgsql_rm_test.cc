@@ -67,6 +67,15 @@ bool Contains(const std::vector<XID>& v, const XID& x) {
 // Runs sql on the calling thread's branch connection.
 std::string Sql(int rmid, const std::string& sql) { return Exec(xatm_pgsql_conn(rmid), sql); }
 
+// Starts x on rmid, runs sql in it, ends it and commits it in one phase: the
+// code of the first call that did not answer XA_OK, or the commit's.
+int OnePhase(XID x, int rmid, const std::string& sql) {
+  if (int r = Start(x, rmid); r != XA_OK) return r;
+  Sql(rmid, sql);
+  if (int r = End(x, rmid); r != XA_OK) return r;
+  return Commit(x, rmid, TMONEPHASE);
+}
+
 std::string CountPrepared(PGconn* c) { return Exec(c, "SELECT count(*) FROM pg_prepared_xacts"); }
 
 class PgRmTest : public ::testing::Test {
@@ -387,11 +396,7 @@ TEST_F(PgRmTest, TmFailVotesRollbackAndReleasesLocksAtOnce) {
 }
 
 TEST_F(PgRmTest, OnePhaseCommit) {
-  XID x = MakeXid("g-1pc", "b");
-  ASSERT_EQ(XA_OK, Start(x, 1));
-  Sql(1, "UPDATE acct SET v = 42 WHERE id = 2");
-  ASSERT_EQ(XA_OK, End(x, 1));
-  ASSERT_EQ(XA_OK, Commit(x, 1, TMONEPHASE)) << pgsql::LastError(1);
+  ASSERT_EQ(XA_OK, OnePhase(MakeXid("g-1pc", "b"), 1, "UPDATE acct SET v = 42 WHERE id = 2")) << pgsql::LastError(1);
   EXPECT_EQ("42", V(2));
   EXPECT_EQ("0", Prepared());
 }
@@ -406,11 +411,8 @@ TEST_F(PgRmTest, DeferredForeignKeyViolationSurfacesAtPrepareAsIntegrityVote) {
   EXPECT_EQ(XA_RBINTEGRITY, Prepare(x, 1)) << pgsql::LastError(1);
   EXPECT_EQ("0", Prepared());
   // And at a one-phase COMMIT.
-  XID y = MakeXid("g-fk1", "b");
-  ASSERT_EQ(XA_OK, Start(y, 1));
-  Sql(1, "INSERT INTO child VALUES (2, 998)");
-  ASSERT_EQ(XA_OK, End(y, 1));
-  EXPECT_EQ(XA_RBINTEGRITY, Commit(y, 1, TMONEPHASE)) << pgsql::LastError(1);
+  EXPECT_EQ(XA_RBINTEGRITY, OnePhase(MakeXid("g-fk1", "b"), 1, "INSERT INTO child VALUES (2, 998)"))
+      << pgsql::LastError(1);
   EXPECT_EQ("0", Exec(admin_, "SELECT count(*) FROM child"));
 }
 
@@ -472,11 +474,9 @@ TEST_F(PgRmTest, AnXidPreparedOnAnotherConnectionIsADuplicateEvenAfterDeallocate
     EXPECT_EQ(PQTRANS_IDLE, PQtransactionStatus(xatm_pgsql_conn(2)));
     // Another xid starts, writes and commits on the same connection.
     EXPECT_EQ("", Sql(2, forget));
-    XID y = MakeXid(std::string("g-after-") + forget, "b");
-    ASSERT_EQ(XA_OK, Start(y, 2)) << forget << ": " << pgsql::LastError(2);
-    Sql(2, "UPDATE acct SET v = v + 1 WHERE id = 2");
-    ASSERT_EQ(XA_OK, End(y, 2));
-    ASSERT_EQ(XA_OK, Commit(y, 2, TMONEPHASE)) << pgsql::LastError(2);
+    ASSERT_EQ(XA_OK, OnePhase(MakeXid(std::string("g-after-") + forget, "b"), 2,
+                              "UPDATE acct SET v = v + 1 WHERE id = 2"))
+        << forget << ": " << pgsql::LastError(2);
   }
   EXPECT_EQ("102", V(2));
   ASSERT_EQ(XA_OK, Commit(x, 1)) << pgsql::LastError(1);

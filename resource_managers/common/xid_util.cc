@@ -62,13 +62,6 @@ int Value(char c) {
 }
 }  // namespace
 
-std::string Base64Encode(std::string_view in) {
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  Base64Append(in, &out);
-  return out;
-}
-
 void Base64Append(std::string_view in, std::string* out_ptr) {
   std::string& out = *out_ptr;
   const size_t at = out.size();

@@ -19,9 +19,7 @@ bool MakeXid(long format_id, std::string_view gtrid, std::string_view bqual, XID
 // "formatID:gtrid-hex:bqual-hex", for messages.
 std::string XidToString(const XID& x);
 
-// Standard base64 (RFC 4648, with padding).
-std::string Base64Encode(std::string_view in);
-// The same, appended to *out.
+// Standard base64 (RFC 4648, with padding), appended to *out.
 void Base64Append(std::string_view in, std::string* out);
 // Strict: false on any character outside the alphabet or bad padding.
 bool Base64Decode(std::string_view in, std::string* out);

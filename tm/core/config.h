@@ -12,8 +12,9 @@
 //   recover_on_open = true           false: leave recovery to `xatm recover` (or xatm_recover)
 //   last_resource_commit = false     true: commit one branch last in one phase with the decision
 //                                    inside its own transaction: the SQLite branch if there is
-//                                    exactly one and it wrote, else the last-joined PostgreSQL branch (its
-//                                    database gets the table xatm.decision, made at open)
+//                                    exactly one and it wrote, else the last-joined PostgreSQL
+//                                    branch (its database gets the table xatm.decision, made at
+//                                    open)
 //   background_phase_two = false     true: xatm_commit returns once the decision is durable and the
 //                                    SQLite branches are committed; the others are committed by a
 //                                    background thread (readers may see them a moment later);

@@ -17,6 +17,10 @@
 //   xatm-lrc-pg2 the same with last_resource_commit = true (the second
 //                database commits last, in one phase, holding the decision)
 //   xatm-lrc-bg-pg2  both, over the two databases
+//   manual       by hand, what a last-resource commit does with nothing
+//                recorded: PostgreSQL's PREPARE TRANSACTION, SQLite's COMMIT,
+//                COMMIT PREPARED (not crash-safe: the floor for PostgreSQL's
+//                2PC with SQLite)
 //   manual-pg2   PostgreSQL's PREPARE TRANSACTION / COMMIT PREPARED by hand
 //                on both (no decision log: not crash-safe, the floor for 2PC)
 //
@@ -24,7 +28,10 @@
 //              [--threads 1,4,16] [--modes local,xatm,...] [--csv FILE]
 //              [--pg-data PGDATA]
 //
-// Prints a table (median round per cell) and writes every round to the CSV:
+// Prints a table (median round per cell; "time vs local" is the median over
+// the rounds of each round's ratio to the local mode run just before it, so
+// that the machine's drift between rounds cancels) and writes every round to
+// the CSV:
 // throughput, latency, CPU time per transaction (this process, and with
 // --pg-data the PostgreSQL cluster's processes too) and, from the TMs'
 // counters, how many commits shared each sync of the decision log.
@@ -234,6 +241,15 @@ int main(int argc, char** argv) {
     modes[name + "-pg2"] = [&pg2, t = t](Local&, std::mt19937& r, long) { return pg2(t, r); };
     tm_of_mode[name] = tm_of_mode[name + "-pg2"] = t;
   }
+  modes["manual"] = [&](Local& l, std::mt19937& r, long id) {
+    const std::string g = "bench-" + std::to_string(id);
+    std::string s = "BEGIN IMMEDIATE; " + Update(pick(r));
+    return PgOk(l.pg, "BEGIN") && PgOk(l.pg, Update(pick(r))) &&
+           sqlite3_exec(l.db, s.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK &&
+           PgOk(l.pg, "PREPARE TRANSACTION '" + g + "'") &&
+           sqlite3_exec(l.db, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK &&
+           PgOk(l.pg, "COMMIT PREPARED '" + g + "'");
+  };
   modes["manual-pg2"] = [&](Local& l, std::mt19937& r, long id) {
     const std::string g = "bench-" + std::to_string(id);
     return PgOk(l.pg, "BEGIN") && PgOk(l.pg, Update(pick(r))) && PgOk(l.pg2, "BEGIN") &&
@@ -242,8 +258,8 @@ int main(int argc, char** argv) {
            PgOk(l.pg2, "COMMIT PREPARED '" + g + "b'");
   };
   std::vector<std::string> order = {"local",     "xatm",        "xatm-lrc",     "xatm-bg",         "xatm-lrc-bg",
-                                    "local-pg2", "xatm-pg2",    "xatm-lrc-pg2", "xatm-bg-pg2",     "xatm-lrc-bg-pg2",
-                                    "manual-pg2"};
+                                    "manual",    "local-pg2",   "xatm-pg2",     "xatm-lrc-pg2",    "xatm-bg-pg2",
+                                    "xatm-lrc-bg-pg2", "manual-pg2"};
   if (!a.modes.empty()) {
     for (const std::string& m : a.modes) {
       if (!modes.count(m)) Die("unknown mode " + m);
@@ -291,17 +307,24 @@ int main(int argc, char** argv) {
               "sync |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
               server_cpu ? " (TM + PostgreSQL)" : " (this process)");
   for (int threads : a.threads) {
-    auto tps = [&](const std::string& m) {
-      auto it = results.find({m, threads});
-      return it == results.end() ? 0.0 : median(it->second).tps;
+    // Each round's throughput ratio of the local mode to this one, then the
+    // median over the rounds (0 without a local mode in the run).
+    auto paired = [&](const std::string& m, const std::string& ref) {
+      auto base = results.find({ref, threads}), it = results.find({m, threads});
+      if (base == results.end() || it == results.end()) return 0.0;
+      std::vector<double> v;
+      for (size_t i = 0; i < base->second.size() && i < it->second.size(); ++i) {
+        if (it->second[i].tps > 0) v.push_back(base->second[i].tps / it->second[i].tps);
+      }
+      if (v.empty()) return 0.0;
+      std::sort(v.begin(), v.end());
+      return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
     };
-    const double base = tps("local"), base2 = tps("local-pg2");
     const double cbase = cpu("local", threads), cbase2 = cpu("local-pg2", threads);
     for (const std::string& m : order) {
       Result r = median(results[{m, threads}]);
       const bool two = m.find("pg2") != std::string::npos;
-      const double ref = two ? base2 : base;
-      const double ratio = r.tps > 0 && ref > 0 ? ref / r.tps : 0.0;
+      const double ratio = paired(m, two ? "local-pg2" : "local");
       const double c = cpu(m, threads), cref = two ? cbase2 : cbase;
       const double cratio = cref > 0 ? c / cref : 0.0;
       // Over every round: commits / syncs of the decision log ("–": none synced).

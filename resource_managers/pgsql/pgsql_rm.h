@@ -17,4 +17,13 @@ std::string RedactConninfo(const std::string& conninfo);
 // before it answers XAER_RMFAIL. Default 10 s.
 void SetResolveTimeoutMs(int ms);
 
+// For a TM whose xids are new by construction (xatm's: node id, incarnation,
+// sequence): xa_start on this thread's connection for rmid then sends BEGIN
+// alone, without asking the server whether a prepared transaction already has
+// the xid. A duplicate that slipped through anyway cannot prepare (PostgreSQL
+// refuses the gid: XA_RBOTHER) and leaves the other transaction as it was.
+// Callers of the switch that do not call this keep XAER_DUPID at xa_start.
+// False if rmid is not open on this thread. Lasts until xa_close.
+bool TrustFreshXids(int rmid);
+
 }  // namespace xtm::pgsql

@@ -33,6 +33,7 @@
 #include <libpq-events.h>
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -93,6 +94,9 @@ struct RmConn {
   // so the vote needs no query to tell it from a read-only one. Set by
   // NoteWrites, a libpq event procedure that sees the application's results.
   bool wrote = false;
+  // Every xid this connection starts is new (TrustFreshXids): xa_start does
+  // not ask the server whether a prepared transaction has it.
+  bool fresh_xids = false;
 
   rm::RecoverCursor scan;
 
@@ -466,22 +470,26 @@ int PgStart(XID* xid, int rmid, long flags) {
                 "the connection is inside a transaction the TM did not start: commit or roll it back");
   }
   rc->wrote = false;
-  const std::string begin = "BEGIN; EXECUTE " + std::string(kGidCheck) + "(" + GidLiteral(*xid) + ")";
+  // BEGIN, and unless the caller vouched for its xids, the duplicate check.
+  const bool check = !rc->fresh_xids;
+  const std::string begin =
+      check ? "BEGIN; EXECUTE " + std::string(kGidCheck) + "(" + GidLiteral(*xid) + ")" : std::string("BEGIN");
+  const size_t want = check ? 2 : 1;
   std::vector<Result> rs = ExecAll(rc->pg, begin);
-  if (rs.size() == 2 && std::string_view(SqlState(rs[1].get())) == "26000") {
+  if (check && rs.size() == 2 && std::string_view(SqlState(rs[1].get())) == "26000") {
     // The application deallocated the check (DEALLOCATE ALL, DISCARD ALL):
     // prepare it again.
     Result rb = Exec(rc->pg, "ROLLBACK");
     if (Result p = Exec(rc->pg, PrepareGidCheckSql()); Ok(p)) rs = ExecAll(rc->pg, begin);
   }
-  if (rs.size() != 2 || !Ok(rs[0]) || !Ok(rs[1])) {
+  if (rs.size() != want || !std::all_of(rs.begin(), rs.end(), [](const Result& r) { return Ok(r); })) {
     const PGresult* bad = rs.empty() ? nullptr : rs.back().get();
     bool lost = Lost(rc, rc->pg, bad);
     std::string m = ErrorText(rc->pg, bad);
     if (!lost && PQtransactionStatus(rc->pg) != PQTRANS_IDLE) Result rb = Exec(rc->pg, "ROLLBACK");
     return Fail(rmid, lost ? XAER_RMFAIL : XAER_RMERR, "cannot begin the branch: " + m);
   }
-  if (std::atoi(PQgetvalue(rs[1].get(), 0, 0)) > 0) {
+  if (check && std::atoi(PQgetvalue(rs[1].get(), 0, 0)) > 0) {
     Result rb = Exec(rc->pg, "ROLLBACK");
     return Fail(rmid, XAER_DUPID, "a prepared transaction with this XID already exists");
   }
@@ -837,6 +845,13 @@ std::string RedactConninfo(const std::string& conninfo) {
 }
 
 void SetResolveTimeoutMs(int ms) { g_resolve_timeout_ms = ms; }
+
+bool TrustFreshXids(int rmid) {
+  RmConn* rc = Find(rmid);
+  if (rc == nullptr) return false;
+  rc->fresh_xids = true;
+  return true;
+}
 
 }  // namespace xtm::pgsql
 

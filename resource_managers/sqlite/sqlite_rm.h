@@ -25,6 +25,15 @@ std::string SidecarPath(const std::string& path);
 // unprepared branch.
 bool AbortBranchOf(sqlite3* db);
 
+// For a TM whose xids are new by construction (xatm's: node id, incarnation,
+// sequence): xa_start on this thread's handle for rmid then skips the read of
+// the sidecar that looks for a prepared branch with the xid. A duplicate that
+// slipped through anyway cannot prepare (its sidecar record would collide:
+// XA_RBOTHER) and leaves the prepared branch as it was. Callers of the switch
+// that do not call this keep XAER_DUPID at xa_start. False if rmid is not
+// open on this thread. Lasts until xa_close.
+bool TrustFreshXids(int rmid);
+
 // Whether the branch of rmid open on this thread (active or ended, not yet
 // prepared) has written anything; true if it cannot tell. A branch that only
 // read votes read-only: the TM settles it first.

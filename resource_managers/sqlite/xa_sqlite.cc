@@ -111,6 +111,9 @@ struct RmConn {
   std::vector<XID> done;
 
   bool internal = false;  // the RM runs its own statements: the authorizer allows them
+  // Every xid this handle starts is new (TrustFreshXids): xa_start does not
+  // look for a prepared record with it.
+  bool fresh_xids = false;
   std::atomic<bool> aborted{false};  // rolled back from another thread (AbortBranchOf)
   int schema_version = -1;
   uint64_t schema_fp = 0;
@@ -971,15 +974,17 @@ int SqStart(XID* xid, int rmid, long flags) {
     rm::Verdict v = rm::AlreadyHasBranch(rc->state, rm::XidEqual(rc->xid, *xid), rc->xid);
     return Fail(rmid, v.code, v.why);
   }
-  Record old;
-  int exists = ReadRecord(rc, *xid, &old);
-  if (exists < 0) return Fail(rmid, XAER_RMERR, "cannot read the sidecar: " + Err(rc->side));
-  if (exists == 1) {
-    if (MarkerExists(rc, rc->db, old.token) != 1) {
-      return Fail(rmid, XAER_DUPID, "a prepared branch with this XID exists");
+  if (!rc->fresh_xids) {
+    Record old;
+    int exists = ReadRecord(rc, *xid, &old);
+    if (exists < 0) return Fail(rmid, XAER_RMERR, "cannot read the sidecar: " + Err(rc->side));
+    if (exists == 1) {
+      if (MarkerExists(rc, rc->db, old.token) != 1) {
+        return Fail(rmid, XAER_DUPID, "a prepared branch with this XID exists");
+      }
+      // A committed branch whose record was not deleted yet: the XID is free.
+      DeleteRecordUnforced(rc, *xid);
     }
-    // A committed branch whose record was not deleted yet: the XID is free.
-    DeleteRecordUnforced(rc, *xid);
   }
   if (!sqlite3_get_autocommit(rc->db)) {
     return Fail(rmid, XAER_OUTSIDE,
@@ -1405,6 +1410,13 @@ std::string WriteDecisionRow(int rmid, std::string_view gtrid, int64_t decided_a
     if (!del.ok() || del->Bind(1, g).Step() != SQLITE_DONE) return Err(rc->db);
   }
   return "";
+}
+
+bool TrustFreshXids(int rmid) {
+  RmConn* rc = Find(rmid);
+  if (rc == nullptr) return false;
+  rc->fresh_xids = true;
+  return true;
 }
 
 bool AbortBranchOf(sqlite3* db) {

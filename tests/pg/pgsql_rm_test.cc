@@ -487,6 +487,36 @@ TEST_F(PgRmTest, AnXidPreparedOnAnotherConnectionIsADuplicateEvenAfterDeallocate
   EXPECT_EQ(XA_OK, Rollback(x, 2));
 }
 
+// The TM's xids are new by construction, so its connections begin a branch
+// without the duplicate check. Were a duplicate to slip through, it could not
+// prepare, and the transaction that holds the xid stays prepared, untouched.
+TEST_F(PgRmTest, ATrustedConnectionSkipsTheDuplicateCheckAndADuplicateCannotPrepare) {
+  XID x = MakeXid("g-trusted-dup", "b");
+  ASSERT_EQ(XA_OK, Start(x, 1));
+  Sql(1, "UPDATE acct SET v = 11 WHERE id = 1");
+  ASSERT_EQ(XA_OK, End(x, 1));
+  ASSERT_EQ(XA_OK, Prepare(x, 1)) << pgsql::LastError(1);
+  EXPECT_FALSE(pgsql::TrustFreshXids(2));  // not open on this thread yet
+  ASSERT_EQ(XA_OK, Open(2, db_.conninfo()));
+  ASSERT_TRUE(pgsql::TrustFreshXids(2));
+  ASSERT_EQ(XA_OK, Start(x, 2)) << pgsql::LastError(2);
+  EXPECT_EQ(PQTRANS_INTRANS, PQtransactionStatus(xatm_pgsql_conn(2)));
+  Sql(2, "UPDATE acct SET v = 12 WHERE id = 2");
+  ASSERT_EQ(XA_OK, End(x, 2));
+  EXPECT_EQ(XA_RBOTHER, Prepare(x, 2));
+  EXPECT_NE(std::string::npos, pgsql::LastError(2).find("another prepared transaction has this XID"))
+      << pgsql::LastError(2);
+  EXPECT_EQ(PQTRANS_IDLE, PQtransactionStatus(xatm_pgsql_conn(2)));
+  EXPECT_EQ("1", Prepared());
+  EXPECT_EQ("100", V(2));
+  ASSERT_EQ(XA_OK, Commit(x, 1)) << pgsql::LastError(1);
+  EXPECT_EQ("11", V(1));
+  // The trusted connection goes on: another xid commits on it.
+  ASSERT_EQ(XA_OK, OnePhase(MakeXid("g-trusted-next", "b"), 2, "UPDATE acct SET v = v + 1 WHERE id = 2"))
+      << pgsql::LastError(2);
+  EXPECT_EQ("101", V(2));
+}
+
 TEST_F(PgRmTest, BadArgumentsAndAsyncAreRefused) {
   XID x = MakeXid("g-args", "b");
   EXPECT_EQ(XAER_ASYNC, Start(x, 1, TMASYNC));

@@ -109,6 +109,34 @@ TEST_F(SqliteRmTest, TheDecisionRowOfALastResourceIsNotTheBranchsWork) {
   EXPECT_EQ("gtrid-b", Plain(path_).One("SELECT group_concat(CAST(gtrid AS TEXT)) FROM xatm_decision"));
 }
 
+// The TM's xids are new by construction, so its handles begin a branch
+// without looking for a prepared record with the xid. Were a duplicate to
+// slip through, it could not prepare, and the prepared branch that holds the
+// xid stays as it was and still commits.
+TEST_F(SqliteRmTest, ATrustedHandleSkipsTheDuplicateCheckAndADuplicateCannotPrepare) {
+  XID x = SqXid("g-trusted-dup");
+  ASSERT_EQ(XA_OK, SqStart(x, 1));
+  ASSERT_EQ(SQLITE_OK, Run(1, "UPDATE acct SET v = 90 WHERE id = 1"));
+  ASSERT_EQ(XA_OK, SqEnd(x, 1));
+  ASSERT_EQ(XA_OK, SqPrepare(x, 1)) << xatm_sqlite_errmsg(1);
+  ASSERT_EQ(XA_OK, SqClose(1));  // the record outlives the handle
+  ASSERT_EQ(XA_OK, SqOpen(2, Info())) << xatm_sqlite_errmsg(2);
+  EXPECT_EQ(XAER_DUPID, SqStart(x, 2));
+  ASSERT_TRUE(sqlite::TrustFreshXids(2));
+  ASSERT_EQ(XA_OK, SqStart(x, 2)) << xatm_sqlite_errmsg(2);
+  ASSERT_EQ(SQLITE_OK, Run(2, "UPDATE acct SET v = 7 WHERE id = 2"));
+  ASSERT_EQ(XA_OK, SqEnd(x, 2));
+  EXPECT_EQ(XA_RBOTHER, SqPrepare(x, 2));
+  EXPECT_NE(std::string::npos, std::string(xatm_sqlite_errmsg(2)).find("cannot write the prepared record"))
+      << xatm_sqlite_errmsg(2);
+  EXPECT_EQ("100", V(2));
+  ASSERT_EQ(1u, SqRecoverAll(2).size());
+  ASSERT_EQ(XA_OK, SqCommit(x, 2)) << xatm_sqlite_errmsg(2);
+  EXPECT_EQ("90", V(1));
+  EXPECT_EQ("100", V(2));
+  EXPECT_TRUE(SqRecoverAll(2).empty());
+}
+
 TEST_F(SqliteRmTest, StateTableWrongSequences) {
   XID x = SqXid("g-proto"), other = SqXid("g-other");
   EXPECT_EQ(XAER_NOTA, SqEnd(x, 1));

@@ -437,6 +437,10 @@ int TransactionManager::EnsureOpen(Rm* rm, std::string* message) {
     return rc;
   }
   tls_rms.open[rm->rmid] = rm->sw;
+  // This TM's xids are new by construction (node id, incarnation, sequence):
+  // its connections skip the RMs' duplicate-xid checks at xa_start.
+  if (rm->spec.type == RmSpec::Type::kPostgres) pgsql::TrustFreshXids(rm->rmid);
+  if (rm->spec.type == RmSpec::Type::kSqlite) sqlite::TrustFreshXids(rm->rmid);
   return XA_OK;
 }
 

@@ -118,6 +118,41 @@ bool Capture::Key(const TableInfo& t, sqlite3* db, bool old_values, std::vector<
   return true;
 }
 
+bool Capture::KeyChanged(const TableInfo& t, sqlite3* db) {
+  for (size_t c = 0; c < t.columns.size(); ++c) {
+    if (!t.pk[c]) continue;
+    sqlite3_value* o = nullptr;
+    sqlite3_value* n = nullptr;
+    if (sqlite3_preupdate_old(db, static_cast<int>(c), &o) != SQLITE_OK ||
+        sqlite3_preupdate_new(db, static_cast<int>(c), &n) != SQLITE_OK || o == nullptr || n == nullptr) {
+      return true;  // cannot tell: note the new row too
+    }
+    const int type = sqlite3_value_type(o);
+    if (type != sqlite3_value_type(n)) return true;
+    switch (type) {
+      case SQLITE_INTEGER:
+        if (sqlite3_value_int64(o) != sqlite3_value_int64(n)) return true;
+        break;
+      case SQLITE_FLOAT: {
+        const double a = sqlite3_value_double(o), b = sqlite3_value_double(n);
+        if (std::memcmp(&a, &b, sizeof a) != 0) return true;
+        break;
+      }
+      case SQLITE_TEXT:
+      case SQLITE_BLOB: {
+        const void* a = type == SQLITE_TEXT ? static_cast<const void*>(sqlite3_value_text(o)) : sqlite3_value_blob(o);
+        const int na = sqlite3_value_bytes(o);
+        const void* b = type == SQLITE_TEXT ? static_cast<const void*>(sqlite3_value_text(n)) : sqlite3_value_blob(n);
+        const int nb = sqlite3_value_bytes(n);
+        if (na != nb || (na > 0 && std::memcmp(a, b, static_cast<size_t>(na)) != 0)) return true;
+        break;
+      }
+      default: return true;  // a NULL key: Note decides
+    }
+  }
+  return false;
+}
+
 void Capture::Note(Table* tab, sqlite3* db, bool existed, bool old_values) {
   std::vector<Value> key;
   std::string encoded;
@@ -165,7 +200,7 @@ void Capture::OnPreUpdate(sqlite3* db, int op, const char* table, const TableInf
     case SQLITE_UPDATE:
       // A changed key is a delete of the old row and an insert of the new.
       Note(tab, db, /*existed=*/true, /*old_values=*/true);
-      Note(tab, db, /*existed=*/false, /*old_values=*/false);
+      if (KeyChanged(tab->info, db)) Note(tab, db, /*existed=*/false, /*old_values=*/false);
       break;
     default: break;
   }
@@ -204,12 +239,12 @@ bool Capture::Changeset(sqlite3* db, StmtCache* cache, std::string* out, std::st
     }
     std::string changes;
     std::vector<Value> now;
+    Stmt* st = cache->GetRaw(db, sql);
+    if (!st->ok()) {
+      *why = "cannot read " + tab.name + ": " + sqlite3_errmsg(db);
+      return false;
+    }
     for (const Row& r : tab.rows) {
-      Stmt* st = cache->GetRaw(db, sql);
-      if (!st->ok()) {
-        *why = "cannot read " + tab.name + ": " + sqlite3_errmsg(db);
-        return false;
-      }
       for (size_t k = 0; k < r.key.size(); ++k) {
         const Value& v = r.key[k];
         const int i = static_cast<int>(k) + 1;

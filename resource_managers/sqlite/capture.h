@@ -87,6 +87,9 @@ class Capture {
   // The row's key from values (old or new); false if a key value is NULL.
   static bool Key(const TableInfo& t, sqlite3* db, bool old_values, std::vector<Value>* key, std::string* encoded);
   void Note(Table* tab, sqlite3* db, bool existed, bool old_values);
+  // In an UPDATE's hook: whether a key column's value changes (true if it
+  // cannot tell, or a key value is NULL).
+  static bool KeyChanged(const TableInfo& t, sqlite3* db);
 
   bool on_ = false;
   size_t rows_ = 0;

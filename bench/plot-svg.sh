@@ -12,7 +12,7 @@ NR == 1 { next }
   if ($3 > max) max = $3
 }
 END {
-  split("#4e79a7 #f28e2b #59a14f #e15759 #76b7b2 #edc948 #b07aa1 #ff9da7 #9c755f #bab0ac #17becf", color, " ")
+  nc = split("#4e79a7 #f28e2b #59a14f #e15759 #76b7b2 #edc948 #b07aa1 #ff9da7 #9c755f #bab0ac #17becf #8c564b", color, " ")
   L = 70; T = 40; ph = 320; bw = 22; gap = 40
   gw = nm * bw + gap
   rows = int((nm + 3) / 4)                  # legend rows, four modes each
@@ -31,13 +31,13 @@ END {
     for (m = 1; m <= nm; m++) {
       val = v[modes[m], threads[t]] + 0
       h = max > 0 ? val / max * ph : 0
-      printf "<rect x=\"%.1f\" y=\"%.1f\" width=\"%d\" height=\"%.1f\" fill=\"%s\"><title>%s, %s threads: %.0f tx/s</title></rect>\n", x0 + (m - 1) * bw, T + ph - h, bw - 3, h, color[m], modes[m], threads[t], val
+      printf "<rect x=\"%.1f\" y=\"%.1f\" width=\"%d\" height=\"%.1f\" fill=\"%s\"><title>%s, %s threads: %.0f tx/s</title></rect>\n", x0 + (m - 1) * bw, T + ph - h, bw - 3, h, color[(m - 1) % nc + 1], modes[m], threads[t], val
     }
     printf "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s thread%s</text>\n", x0 + nm * bw / 2, T + ph + 18, threads[t], threads[t] == 1 ? "" : "s"
   }
   for (m = 1; m <= nm; m++) {
     lx = L + ((m - 1) % 4) * 190; ly = T + ph + 34 + int((m - 1) / 4) * 18
-    printf "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">%s</text>\n", lx, ly, color[m], lx + 16, ly + 10, modes[m]
+    printf "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">%s</text>\n", lx, ly, color[(m - 1) % nc + 1], lx + 16, ly + 10, modes[m]
   }
   print "</svg>"
 }' "$1"

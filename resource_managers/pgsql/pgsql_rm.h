@@ -26,4 +26,12 @@ void SetResolveTimeoutMs(int ms);
 // False if rmid is not open on this thread. Lasts until xa_close.
 bool TrustFreshXids(int rmid);
 
+// Runs sql (one statement or several) inside the active branch of rmid on
+// this thread and, in the same round trip, reads the branch's transaction id:
+// a one-phase commit of the branch then knows it without a query of its own
+// (it tells the COMMIT's outcome if the connection is lost). "" or why not;
+// a failed statement leaves PostgreSQL's transaction aborted, so the branch
+// can only roll back.
+std::string ExecInBranch(int rmid, const std::string& sql);
+
 }  // namespace xtm::pgsql

@@ -89,6 +89,9 @@ struct RmConn {
   // the next call has read it (see TakeXidQuery).
   bool xid_query_sent = false;
   Result xid_result;
+  // The branch's transaction id, read with statements the TM ran in the
+  // branch (ExecInBranch): a one-phase commit needs no query of its own.
+  Result branch_xid;
   // A result on pg since the branch began reported rows written (INSERT,
   // UPDATE, DELETE or MERGE of at least one row): its transaction has an id,
   // so the vote needs no query to tell it from a read-only one. Set by
@@ -384,6 +387,7 @@ void ForgetBranch(RmConn* rc) {
   }
   rc->state = BranchState::kNone;
   std::memset(&rc->xid, 0, sizeof rc->xid);
+  rc->branch_xid.reset();
 }
 
 // The branch becomes rollback-only: its work is rolled back at once (so no
@@ -470,6 +474,7 @@ int PgStart(XID* xid, int rmid, long flags) {
                 "the connection is inside a transaction the TM did not start: commit or roll it back");
   }
   rc->wrote = false;
+  rc->branch_xid.reset();
   // BEGIN, and unless the caller vouched for its xids, the duplicate check.
   const bool check = !rc->fresh_xids;
   const std::string begin =
@@ -689,7 +694,9 @@ int OnePhaseCommit(RmConn* rc) {
   // only after a good one: if the connection is lost during COMMIT, the id
   // tells its outcome.
   std::vector<Result> rs;
-  rs.push_back(rc->xid_result ? std::move(rc->xid_result) : Exec(rc->pg, XidSql(rc)));
+  rs.push_back(rc->xid_result     ? std::move(rc->xid_result)
+               : rc->branch_xid ? std::move(rc->branch_xid)
+                                : Exec(rc->pg, XidSql(rc)));
   if (Ok(rs[0])) {
     for (Result& r : ExecAll(rc->pg, "COMMIT", sent)) rs.push_back(std::move(r));
   }
@@ -845,6 +852,18 @@ std::string RedactConninfo(const std::string& conninfo) {
 }
 
 void SetResolveTimeoutMs(int ms) { g_resolve_timeout_ms = ms; }
+
+std::string ExecInBranch(int rmid, const std::string& sql) {
+  RmConn* rc = Find(rmid);
+  if (rc == nullptr || rc->state != BranchState::kActive) return "no active branch of this RM on this thread";
+  std::vector<Result> rs = ExecAll(rc->pg, sql + "; " + XidSql(rc));
+  if (rs.empty()) return ErrorText(rc->pg, nullptr);
+  for (const Result& r : rs) {
+    if (!Ok(r)) return ErrorText(rc->pg, r.get());
+  }
+  rc->branch_xid = std::move(rs.back());
+  return "";
+}
 
 bool TrustFreshXids(int rmid) {
   RmConn* rc = Find(rmid);

@@ -17,6 +17,7 @@
 #include "pgsql/gid.h"
 #include "pgsql/pgsql_rm.h"
 #include "support/pg_cluster.h"
+#include "support/pg_proxy.h"
 #include "xatm/rm_pgsql.h"
 
 namespace xtm::test {
@@ -641,6 +642,43 @@ TEST(PgRmOpen, MaxPreparedTransactionsZeroIsRefusedWithTheFix) {
   EXPECT_NE(std::string::npos, e.find("max_prepared_transactions = 0")) << e;
   EXPECT_NE(std::string::npos, e.find("postgresql.conf")) << e;
   EXPECT_EQ(nullptr, xatm_pgsql_conn(41));
+}
+
+// Statements the TM runs in a branch (the last resource's decision row) read
+// the transaction id in the same round trip: the one-phase commit sends no id
+// query of its own, and when its COMMIT's reply is lost, that id still tells
+// the outcome.
+TEST(PgRmExecInBranch, TheOnePhaseCommitUsesTheIdReadWithTheStatements) {
+  OwnCluster c(/*max_prepared_transactions=*/4, /*tcp=*/true);
+  PgProxy proxy(c.port());
+  const std::string via = "host=127.0.0.1 port=" + std::to_string(proxy.port()) +
+                          " user=postgres dbname=postgres sslmode=disable gssencmode=disable connect_timeout=5";
+  PGconn* admin = ConnectOrDie(c.conninfo());
+  Exec(admin, "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL)");
+  ASSERT_EQ(XA_OK, Open(61, via)) << pgsql::LastError(61);
+  EXPECT_EQ("no active branch of this RM on this thread", pgsql::ExecInBranch(61, "SELECT 1"));
+  // Any id query sent on its own is cut before the server sees it.
+  proxy.CutOn("SELECT pg_current_xact_id_if_assigned", PgProxy::Cut::kBeforeForward, 10);
+  for (int i = 1; i <= 2; ++i) {
+    XID x = MakeXid("in-branch-" + std::to_string(i), "b");
+    ASSERT_EQ(XA_OK, Start(x, 61)) << pgsql::LastError(61);
+    Exec(xatm_pgsql_conn(61), "INSERT INTO t VALUES (" + std::to_string(i) + ", 1)");
+    ASSERT_EQ("", pgsql::ExecInBranch(61, "UPDATE t SET v = 2 WHERE id = " + std::to_string(i)));
+    ASSERT_EQ(XA_OK, End(x, 61));
+    // The second time, the COMMIT runs but its reply never arrives.
+    if (i == 2) proxy.CutOn("COMMIT", PgProxy::Cut::kAfterReply);
+    EXPECT_EQ(XA_OK, Commit(x, 61, TMONEPHASE)) << i << ": " << pgsql::LastError(61);
+    EXPECT_EQ("2", Exec(admin, "SELECT v FROM t WHERE id = " + std::to_string(i))) << i;
+  }
+  EXPECT_EQ(1, proxy.cuts());  // the COMMIT's reply, and no id query
+  // A failed statement: the branch can only roll back.
+  XID x = MakeXid("in-branch-bad", "b");
+  ASSERT_EQ(XA_OK, Start(x, 61));
+  EXPECT_NE("", pgsql::ExecInBranch(61, "INSERT INTO t VALUES (1, 1)"));
+  ASSERT_EQ(XA_RBROLLBACK, End(x, 61));
+  EXPECT_EQ(XA_OK, Rollback(x, 61));
+  Close(61);
+  PQfinish(admin);
 }
 
 TEST(PgRmSlots, ExhaustedPreparedSlotsAreARollbackVoteAndNothingSticks) {

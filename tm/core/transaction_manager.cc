@@ -822,18 +822,13 @@ namespace {
 
 // Writes the decision row for gtrid, and deletes the rows in `finished`,
 // inside the open transaction of a PostgreSQL branch. "" or why not.
-std::string WritePgDecisionRow(PGconn* c, const std::string& gtrid, const std::vector<std::string>& finished) {
+// In the same round trip the RM reads the branch's transaction id, which its
+// one-phase commit would otherwise ask for in one of its own.
+std::string WritePgDecisionRow(int rmid, const std::string& gtrid, const std::vector<std::string>& finished) {
   std::string sql = "INSERT INTO xatm.decision (gtrid, decided_at) VALUES (" + PgBytea(gtrid) + ", " +
                     std::to_string(log::NowMs() / 1000) + ")";
   if (!finished.empty()) sql += "; DELETE FROM xatm.decision WHERE gtrid IN (" + PgByteaList(finished) + ")";
-  std::string why;
-  if (!PQsendQuery(c, sql.c_str())) return PQerrorMessage(c);
-  while (PGresult* r = PQgetResult(c)) {
-    if (PQresultStatus(r) != PGRES_COMMAND_OK && why.empty()) why = PQresultErrorMessage(r);
-    PQclear(r);
-  }
-  while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
-  return why;
+  return pgsql::ExecInBranch(rmid, sql);
 }
 
 }  // namespace
@@ -862,7 +857,7 @@ Outcome Transaction::CommitWithLastResource(Branch* last, std::string* message) 
   // 1. The decision row, and the removal of rows no longer needed, in the
   //    last branch: they commit exactly when it does.
   if (pg_last) {
-    const std::string why = WritePgDecisionRow(static_cast<PGconn*>(last->native), gtrid_, finished);
+    const std::string why = WritePgDecisionRow(last->rm->rmid, gtrid_, finished);
     if (!why.empty()) return roll_back("cannot write the decision row: " + why);
   } else {
     const std::string why = sqlite::WriteDecisionRow(last->rm->rmid, gtrid_, log::NowMs() / 1000, finished);

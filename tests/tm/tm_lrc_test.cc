@@ -423,6 +423,27 @@ TEST_F(PgLastResource, CommitsBothWithOnePrepareAndNoLogRecord) {
   EXPECT_EQ("0", Decisions(b_));
 }
 
+// xatm.decision takes a row in and a row out per transaction; the TM vacuums
+// it itself instead of leaving the dead rows to autovacuum's next visit.
+TEST_F(PgLastResource, TheTmVacuumsTheDecisionTableItWrites) {
+  Open();
+  auto vacuums = [&](ScratchDb& d) {
+    return std::stoi(One(d, "SELECT vacuum_count FROM pg_stat_user_tables WHERE relid = 'xatm.decision'::regclass"));
+  };
+  const int before = vacuums(b_);
+  for (long id = 1; id <= 1100; ++id) ASSERT_EQ(XATM_OK, Transfer(id, 0)) << error_;
+  bool vacuumed = false;
+  for (int i = 0; i < 100 && !vacuumed; ++i) {
+    vacuumed = vacuums(b_) > before;
+    if (!vacuumed) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(vacuumed) << "no VACUUM of xatm.decision in b after 1100 decision rows";
+  EXPECT_EQ(0, vacuums(a_));  // its table never held a row
+  EXPECT_EQ("1100", Transfers(a_));
+  EXPECT_EQ("1100", Transfers(b_));
+  EXPECT_EQ("1", Decisions(b_));
+}
+
 TEST_F(PgLastResource, FirstVotingNoRollsBackTheLastResourceToo) {
   Open();
   EXPECT_EQ(XATM_ERM, Transfer(1, 500));  // a's CHECK fails: the application rolls back

@@ -59,6 +59,12 @@ using Clock = std::chrono::steady_clock;
 // them before callers finish their own phase two again (so that a backlog
 // never builds up behind the prepared branches' locks).
 constexpr int kPhaseTwoThreads = 4;
+// xatm.decision takes one row in and one out per transaction: between
+// autovacuum's visits (a minute apart by default) its dead rows would pile up
+// and make every insert costlier. The TM vacuums it itself after this many
+// rows, at most once per interval.
+constexpr uint64_t kVacuumEveryRows = 1000;
+constexpr auto kVacuumInterval = std::chrono::seconds(1);
 constexpr size_t kPhaseTwoQueue = 2 * kPhaseTwoThreads;
 
 // rmids are unique in the process, so that several TMs never share one.
@@ -411,6 +417,22 @@ bool TransactionManager::DeleteDecisionRows(const Rm* rm, const std::vector<std:
     sqlite3_close(db);
   }
   return ok;
+}
+
+// Without truncating the table: that would take a lock that the next
+// transaction's decision row waits for.
+void TransactionManager::VacuumDecisionTable(Rm* rm) {
+  rm->rows_since_vacuum = 0;
+  PGconn* own;
+  PGconn* c = FreeConnection(rm, &own);
+  PGresult* r = PQstatus(c) == CONNECTION_OK ? PQexec(c, "VACUUM (TRUNCATE false) xatm.decision") : nullptr;
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    std::string why = r ? PQresultErrorMessage(r) : PQerrorMessage(c);
+    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+    logger_->info("cannot vacuum xatm.decision in {}: {}", rm->spec.name, why);
+  }
+  PQclear(r);
+  if (own) PQfinish(own);
 }
 
 Rm* TransactionManager::FindRm(const std::string& name) {
@@ -893,6 +915,7 @@ Outcome Transaction::CommitWithLastResource(Branch* last, std::string* message) 
     return Outcome::kUnknown;
   }
   last->st = Branch::St::kDone;
+  if (pg_last) ++last->rm->rows_since_vacuum;
   // If we crash now, the commit is decided: the decision row is durable in
   // SQLite, and recovery commits the other branches.
   XATM_CRASH_POINT("tm.lrc.after_last");
@@ -1292,6 +1315,7 @@ void TransactionManager::RetryLeftovers() {
 void TransactionManager::ReaperLoop() {
   std::unique_lock<std::mutex> l(mu_);
   auto next_retry = Clock::now();
+  auto next_vacuum = Clock::now();
   while (!stopping_) {
     reaper_cv_.wait_for(l, std::chrono::milliseconds(200));
     if (stopping_) break;
@@ -1301,6 +1325,14 @@ void TransactionManager::ReaperLoop() {
       RetryLeftovers();
       l.lock();
       next_retry = Clock::now() + std::chrono::seconds(1);
+    }
+    if (Clock::now() >= next_vacuum) {
+      l.unlock();
+      for (auto& rm : rms_) {
+        if (rm->decision_table && rm->rows_since_vacuum >= kVacuumEveryRows) VacuumDecisionTable(rm.get());
+      }
+      l.lock();
+      next_vacuum = Clock::now() + kVacuumInterval;
     }
     const auto now = Clock::now();
     for (auto it = active_.begin(); it != active_.end();) {

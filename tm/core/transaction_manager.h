@@ -130,6 +130,9 @@ struct Rm {
   // PostgreSQL with last_resource_commit: the decision table xatm.decision
   // exists, so a branch on this RM can be the last resource.
   bool decision_table = false;
+  // Decision rows written to xatm.decision since the TM last vacuumed it (a
+  // queue: one row in and one out per transaction).
+  std::atomic<uint64_t> rows_since_vacuum{0};
 };
 
 // A branch seen during recovery or listing.
@@ -296,6 +299,8 @@ class TransactionManager {
   int ReadDecisionRows(Rm* rm, std::set<std::string>* out, const std::string* only = nullptr);
   // Deletes rows outside any branch.
   bool DeleteDecisionRows(const Rm* rm, const std::vector<std::string>& gtrids);
+  // VACUUM of xatm.decision on rm (see kVacuumEveryRows).
+  void VacuumDecisionTable(Rm* rm);
   // Creates xatm.decision in a PostgreSQL RM if it is missing.
   Status EnsureDecisionTable(Rm* rm);
   // Decision rows no longer needed, per RM: deleted inside a later

@@ -59,13 +59,13 @@ using Clock = std::chrono::steady_clock;
 // them before callers finish their own phase two again (so that a backlog
 // never builds up behind the prepared branches' locks).
 constexpr int kPhaseTwoThreads = 4;
+constexpr size_t kPhaseTwoQueue = 2 * kPhaseTwoThreads;
 // xatm.decision takes one row in and one out per transaction: between
 // autovacuum's visits (a minute apart by default) its dead rows would pile up
 // and make every insert costlier. The TM vacuums it itself after this many
 // rows, at most once per interval.
 constexpr uint64_t kVacuumEveryRows = 1000;
 constexpr auto kVacuumInterval = std::chrono::seconds(1);
-constexpr size_t kPhaseTwoQueue = 2 * kPhaseTwoThreads;
 
 // rmids are unique in the process, so that several TMs never share one.
 std::atomic<int> g_next_rmid{1000};

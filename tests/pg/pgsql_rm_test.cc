@@ -77,6 +77,15 @@ int OnePhase(XID x, int rmid, const std::string& sql) {
   return Commit(x, rmid, TMONEPHASE);
 }
 
+// Starts x on rmid, runs sql in it, ends it and prepares it: the code of the
+// first call that did not answer XA_OK, or the prepare's.
+int PrepareWith(XID x, int rmid, const std::string& sql) {
+  if (int r = Start(x, rmid); r != XA_OK) return r;
+  Sql(rmid, sql);
+  if (int r = End(x, rmid); r != XA_OK) return r;
+  return Prepare(x, rmid);
+}
+
 std::string CountPrepared(PGconn* c) { return Exec(c, "SELECT count(*) FROM pg_prepared_xacts"); }
 
 class PgRmTest : public ::testing::Test {
@@ -130,10 +139,7 @@ TEST(PgGid, UsesPgjdbcFormAndRejectsForeignGids) {
 
 TEST_F(PgRmTest, CommitsAPreparedBranch) {
   XID x = MakeXid("g-commit", "b1");
-  ASSERT_EQ(XA_OK, Start(x, 1));
-  Sql(1, "UPDATE acct SET v = v - 10 WHERE id = 1");
-  ASSERT_EQ(XA_OK, End(x, 1));
-  ASSERT_EQ(XA_OK, Prepare(x, 1)) << pgsql::LastError(1);
+  ASSERT_EQ(XA_OK, PrepareWith(x, 1, "UPDATE acct SET v = v - 10 WHERE id = 1")) << pgsql::LastError(1);
   EXPECT_EQ("1", Prepared());
   EXPECT_EQ("100", V(1));  // invisible until commit
   ASSERT_EQ(XA_OK, Commit(x, 1)) << pgsql::LastError(1);
@@ -143,10 +149,7 @@ TEST_F(PgRmTest, CommitsAPreparedBranch) {
 
 TEST_F(PgRmTest, RollsBackAPreparedBranch) {
   XID x = MakeXid("g-rb", "b1");
-  ASSERT_EQ(XA_OK, Start(x, 1));
-  Sql(1, "UPDATE acct SET v = 0 WHERE id = 2");
-  ASSERT_EQ(XA_OK, End(x, 1));
-  ASSERT_EQ(XA_OK, Prepare(x, 1));
+  ASSERT_EQ(XA_OK, PrepareWith(x, 1, "UPDATE acct SET v = 0 WHERE id = 2")) << pgsql::LastError(1);
   ASSERT_EQ(XA_OK, Rollback(x, 1));
   EXPECT_EQ("100", V(2));
   EXPECT_EQ("0", Prepared());
@@ -158,10 +161,7 @@ TEST_F(PgRmTest, BinaryXidFullOfQuotesBackslashesAndNulsRoundTrips) {
   g[1] = '"';
   b[2] = '\xff';
   XID x = MakeXid(g, b, -2);
-  ASSERT_EQ(XA_OK, Start(x, 1)) << pgsql::LastError(1);
-  Sql(1, "UPDATE acct SET v = 1 WHERE id = 3");
-  ASSERT_EQ(XA_OK, End(x, 1));
-  ASSERT_EQ(XA_OK, Prepare(x, 1)) << pgsql::LastError(1);
+  ASSERT_EQ(XA_OK, PrepareWith(x, 1, "UPDATE acct SET v = 1 WHERE id = 3")) << pgsql::LastError(1);
   EXPECT_EQ("1", Exec(admin_, "SELECT count(*) FROM pg_prepared_xacts WHERE length(gid) <= 199"));
   std::vector<XID> found = RecoverAll(1);
   ASSERT_EQ(1u, found.size());
@@ -218,10 +218,7 @@ TEST_F(PgRmTest, ForeignPreparedTransactionIsToleratedByRecover) {
   Exec(admin_, "UPDATE acct SET v = 50 WHERE id = 7");
   Exec(admin_, "PREPARE TRANSACTION 'made-by-hand'");
   XID x = MakeXid("ours", "b");
-  ASSERT_EQ(XA_OK, Start(x, 1));
-  Sql(1, "UPDATE acct SET v = 51 WHERE id = 8");
-  ASSERT_EQ(XA_OK, End(x, 1));
-  ASSERT_EQ(XA_OK, Prepare(x, 1));
+  ASSERT_EQ(XA_OK, PrepareWith(x, 1, "UPDATE acct SET v = 51 WHERE id = 8")) << pgsql::LastError(1);
   std::vector<XID> found = RecoverAll(1);
   ASSERT_EQ(1u, found.size());
   EXPECT_TRUE(rm::XidEqual(x, found[0]));
@@ -463,10 +460,7 @@ TEST_F(PgRmTest, StateTableWrongSequencesAreProtocolErrors) {
 // deallocates its statements does not blind it.
 TEST_F(PgRmTest, AnXidPreparedOnAnotherConnectionIsADuplicateEvenAfterDeallocateAll) {
   XID x = MakeXid("g-dup", "b");
-  ASSERT_EQ(XA_OK, Start(x, 1));
-  Sql(1, "UPDATE acct SET v = 11 WHERE id = 1");
-  ASSERT_EQ(XA_OK, End(x, 1));
-  ASSERT_EQ(XA_OK, Prepare(x, 1)) << pgsql::LastError(1);
+  ASSERT_EQ(XA_OK, PrepareWith(x, 1, "UPDATE acct SET v = 11 WHERE id = 1")) << pgsql::LastError(1);
   ASSERT_EQ(XA_OK, Open(2, db_.conninfo()));
   EXPECT_EQ(XAER_DUPID, Start(x, 2)) << pgsql::LastError(2);
   for (const char* forget : {"DEALLOCATE ALL", "DISCARD ALL"}) {
@@ -493,10 +487,7 @@ TEST_F(PgRmTest, AnXidPreparedOnAnotherConnectionIsADuplicateEvenAfterDeallocate
 // prepare, and the transaction that holds the xid stays prepared, untouched.
 TEST_F(PgRmTest, ATrustedConnectionSkipsTheDuplicateCheckAndADuplicateCannotPrepare) {
   XID x = MakeXid("g-trusted-dup", "b");
-  ASSERT_EQ(XA_OK, Start(x, 1));
-  Sql(1, "UPDATE acct SET v = 11 WHERE id = 1");
-  ASSERT_EQ(XA_OK, End(x, 1));
-  ASSERT_EQ(XA_OK, Prepare(x, 1)) << pgsql::LastError(1);
+  ASSERT_EQ(XA_OK, PrepareWith(x, 1, "UPDATE acct SET v = 11 WHERE id = 1")) << pgsql::LastError(1);
   EXPECT_FALSE(pgsql::TrustFreshXids(2));  // not open on this thread yet
   ASSERT_EQ(XA_OK, Open(2, db_.conninfo()));
   ASSERT_TRUE(pgsql::TrustFreshXids(2));
@@ -555,10 +546,8 @@ TEST_F(PgRmTest, RecoverCursorHandsOutBranchesInSmallBatches) {
   ASSERT_EQ(XA_OK, Open(2, db_.conninfo()));
   for (int i = 0; i < 5; ++i) {
     XID x = MakeXid("cursor-" + std::to_string(i), "b");
-    ASSERT_EQ(XA_OK, Start(x, 1));
-    Sql(1, "UPDATE acct SET v = v + 1 WHERE id = " + std::to_string(i + 1));
-    ASSERT_EQ(XA_OK, End(x, 1));
-    ASSERT_EQ(XA_OK, Prepare(x, 1));
+    ASSERT_EQ(XA_OK, PrepareWith(x, 1, "UPDATE acct SET v = v + 1 WHERE id = " + std::to_string(i + 1)))
+        << pgsql::LastError(1);
     want.insert(rm::XidToString(x));
   }
   XID buf[2];
@@ -579,10 +568,7 @@ TEST_F(PgRmTest, RecoverCursorHandsOutBranchesInSmallBatches) {
 
 TEST_F(PgRmTest, SessionIsFreeForANewBranchRightAfterPrepare) {
   XID a = MakeXid("free-a", "b"), b = MakeXid("free-b", "b");
-  ASSERT_EQ(XA_OK, Start(a, 1));
-  Sql(1, "UPDATE acct SET v = 1 WHERE id = 1");
-  ASSERT_EQ(XA_OK, End(a, 1));
-  ASSERT_EQ(XA_OK, Prepare(a, 1));
+  ASSERT_EQ(XA_OK, PrepareWith(a, 1, "UPDATE acct SET v = 1 WHERE id = 1")) << pgsql::LastError(1);
   ASSERT_EQ(XA_OK, Start(b, 1));
   Sql(1, "UPDATE acct SET v = 2 WHERE id = 2");
   // Finishing a prepared branch while this connection is inside another one

@@ -35,6 +35,18 @@ class SqliteRmTest : public ::testing::Test {
     return sqlite3_exec(xatm_sqlite_db(rmid), sql.c_str(), nullptr, nullptr, nullptr);
   }
   std::string V(int id) { return Plain(path_).One("SELECT v FROM acct WHERE id = " + std::to_string(id)); }
+  // Starts x on rmid, runs sql in it, ends it and prepares it: the code of
+  // the first call that did not answer XA_OK (-1 for the statement), or the
+  // prepare's.
+  int PrepareWith(XID x, int rmid, const std::string& sql) {
+    if (int r = SqStart(x, rmid); r != XA_OK) return r;
+    if (Run(rmid, sql) != SQLITE_OK) {
+      ADD_FAILURE() << sql << ": " << sqlite3_errmsg(xatm_sqlite_db(rmid));
+      return -1;
+    }
+    if (int r = SqEnd(x, rmid); r != XA_OK) return r;
+    return SqPrepare(x, rmid);
+  }
 
   TempDir dir_;
   std::string path_;
@@ -42,10 +54,7 @@ class SqliteRmTest : public ::testing::Test {
 
 TEST_F(SqliteRmTest, PreparedBranchIsInvisibleAndLockedUntilCommit) {
   XID x = SqXid("g1");
-  ASSERT_EQ(XA_OK, SqStart(x, 1));
-  ASSERT_EQ(SQLITE_OK, Run(1, "UPDATE acct SET v = v - 10 WHERE id = 1"));
-  ASSERT_EQ(XA_OK, SqEnd(x, 1));
-  ASSERT_EQ(XA_OK, SqPrepare(x, 1)) << xatm_sqlite_errmsg(1);
+  ASSERT_EQ(XA_OK, PrepareWith(x, 1, "UPDATE acct SET v = v - 10 WHERE id = 1")) << xatm_sqlite_errmsg(1);
   // The prepared record is durable in the sidecar.
   EXPECT_TRUE(std::filesystem::exists(sqlite::SidecarPath(path_)));
   ASSERT_EQ(1u, SqRecoverAll(1).size());
@@ -62,10 +71,7 @@ TEST_F(SqliteRmTest, PreparedBranchIsInvisibleAndLockedUntilCommit) {
 
 TEST_F(SqliteRmTest, RollbackOfAPreparedBranchDiscardsIt) {
   XID x = SqXid("g-rb");
-  ASSERT_EQ(XA_OK, SqStart(x, 1));
-  ASSERT_EQ(SQLITE_OK, Run(1, "DELETE FROM acct WHERE id = 2"));
-  ASSERT_EQ(XA_OK, SqEnd(x, 1));
-  ASSERT_EQ(XA_OK, SqPrepare(x, 1));
+  ASSERT_EQ(XA_OK, PrepareWith(x, 1, "DELETE FROM acct WHERE id = 2")) << xatm_sqlite_errmsg(1);
   ASSERT_EQ(XA_OK, SqRollback(x, 1));
   EXPECT_EQ("100", V(2));
   EXPECT_TRUE(SqRecoverAll(1).empty());
@@ -115,10 +121,7 @@ TEST_F(SqliteRmTest, TheDecisionRowOfALastResourceIsNotTheBranchsWork) {
 // xid stays as it was and still commits.
 TEST_F(SqliteRmTest, ATrustedHandleSkipsTheDuplicateCheckAndADuplicateCannotPrepare) {
   XID x = SqXid("g-trusted-dup");
-  ASSERT_EQ(XA_OK, SqStart(x, 1));
-  ASSERT_EQ(SQLITE_OK, Run(1, "UPDATE acct SET v = 90 WHERE id = 1"));
-  ASSERT_EQ(XA_OK, SqEnd(x, 1));
-  ASSERT_EQ(XA_OK, SqPrepare(x, 1)) << xatm_sqlite_errmsg(1);
+  ASSERT_EQ(XA_OK, PrepareWith(x, 1, "UPDATE acct SET v = 90 WHERE id = 1")) << xatm_sqlite_errmsg(1);
   ASSERT_EQ(XA_OK, SqClose(1));  // the record outlives the handle
   ASSERT_EQ(XA_OK, SqOpen(2, Info())) << xatm_sqlite_errmsg(2);
   EXPECT_EQ(XAER_DUPID, SqStart(x, 2));
@@ -201,10 +204,7 @@ TEST_F(SqliteRmTest, ReadOnlyOpenWritesNothingAndOnlyRecovers) {
   EXPECT_FALSE(std::filesystem::exists(sqlite::SidecarPath(p)));
   // And on a database with a prepared branch, it is listed.
   XID x = SqXid("listed");
-  ASSERT_EQ(XA_OK, SqStart(x, 1));
-  ASSERT_EQ(SQLITE_OK, Run(1, "UPDATE acct SET v = 5 WHERE id = 1"));
-  ASSERT_EQ(XA_OK, SqEnd(x, 1));
-  ASSERT_EQ(XA_OK, SqPrepare(x, 1));
+  ASSERT_EQ(XA_OK, PrepareWith(x, 1, "UPDATE acct SET v = 5 WHERE id = 1")) << xatm_sqlite_errmsg(1);
   ASSERT_EQ(XA_OK, SqOpen(3, "path=" + path_ + " readonly=1"));
   EXPECT_EQ(1u, SqRecoverAll(3).size());
   SqClose(3);
@@ -330,10 +330,7 @@ TEST_F(SqliteRmTest, RowWithNullKeyIsRefusedAtPrepareNamingTheTable) {
 
 TEST_F(SqliteRmTest, WritesOnTheHandleAfterPrepareAreRefused) {
   XID x = SqXid("after-prepare");
-  ASSERT_EQ(XA_OK, SqStart(x, 1));
-  ASSERT_EQ(SQLITE_OK, Run(1, "UPDATE acct SET v = 2 WHERE id = 2"));
-  ASSERT_EQ(XA_OK, SqEnd(x, 1));
-  ASSERT_EQ(XA_OK, SqPrepare(x, 1));
+  ASSERT_EQ(XA_OK, PrepareWith(x, 1, "UPDATE acct SET v = 2 WHERE id = 2")) << xatm_sqlite_errmsg(1);
   EXPECT_EQ(SQLITE_AUTH, Run(1, "UPDATE acct SET v = 999 WHERE id = 3"));
   EXPECT_NE(std::string::npos, std::string(xatm_sqlite_errmsg(1)).find("prepared"));
   ASSERT_EQ(XA_OK, SqCommit(x, 1));
@@ -398,10 +395,7 @@ TEST_F(SqliteRmTest, ThreadsEachWithTheirOwnBranchSerialize) {
 TEST_F(SqliteRmTest, CommitMarkersAreCollectedOnceTheirRecordsAreGone) {
   for (int i = 0; i < 20; ++i) {
     XID x = SqXid("marker-" + std::to_string(i));
-    ASSERT_EQ(XA_OK, SqStart(x, 1));
-    ASSERT_EQ(SQLITE_OK, Run(1, "UPDATE acct SET v = v + 1 WHERE id = 2"));
-    ASSERT_EQ(XA_OK, SqEnd(x, 1));
-    ASSERT_EQ(XA_OK, SqPrepare(x, 1));
+    ASSERT_EQ(XA_OK, PrepareWith(x, 1, "UPDATE acct SET v = v + 1 WHERE id = 2")) << xatm_sqlite_errmsg(1);
     ASSERT_EQ(XA_OK, SqCommit(x, 1));
   }
   EXPECT_EQ("20", Plain(path_).One("SELECT count(*) FROM xatm_marker"));
@@ -413,10 +407,7 @@ TEST_F(SqliteRmTest, CommitMarkersAreCollectedOnceTheirRecordsAreGone) {
 
 TEST_F(SqliteRmTest, PreparedBranchOutlivesItsHandleAndIsCommittedByReplay) {
   XID x = SqXid("outlives");
-  ASSERT_EQ(XA_OK, SqStart(x, 1));
-  ASSERT_EQ(SQLITE_OK, Run(1, "UPDATE acct SET v = 55, note = NULL WHERE id = 3"));
-  ASSERT_EQ(XA_OK, SqEnd(x, 1));
-  ASSERT_EQ(XA_OK, SqPrepare(x, 1));
+  ASSERT_EQ(XA_OK, PrepareWith(x, 1, "UPDATE acct SET v = 55, note = NULL WHERE id = 3")) << xatm_sqlite_errmsg(1);
   ASSERT_EQ(XA_OK, SqClose(1));  // the transaction rolls back with the connection
   EXPECT_EQ("100", V(3));
   ASSERT_EQ(XA_OK, SqOpen(1, Info()));
@@ -429,10 +420,7 @@ TEST_F(SqliteRmTest, PreparedBranchOutlivesItsHandleAndIsCommittedByReplay) {
 
 TEST_F(SqliteRmTest, OutsideEditOfAnUntouchedColumnIsAHeuristicHazardNotAnOverwrite) {
   XID x = SqXid("outside-edit");
-  ASSERT_EQ(XA_OK, SqStart(x, 1));
-  ASSERT_EQ(SQLITE_OK, Run(1, "UPDATE acct SET v = 1 WHERE id = 1"));  // only v
-  ASSERT_EQ(XA_OK, SqEnd(x, 1));
-  ASSERT_EQ(XA_OK, SqPrepare(x, 1));
+  ASSERT_EQ(XA_OK, PrepareWith(x, 1, "UPDATE acct SET v = 1 WHERE id = 1")) << xatm_sqlite_errmsg(1);  // only v
   ASSERT_EQ(XA_OK, SqClose(1));
   // Someone edits the note of the prepared row while the branch is in doubt.
   ASSERT_EQ(SQLITE_OK, Plain(path_).Run("UPDATE acct SET note = 'edited' WHERE id = 1"));
@@ -451,10 +439,7 @@ TEST_F(SqliteRmTest, OutsideEditOfAnUntouchedColumnIsAHeuristicHazardNotAnOverwr
 
 TEST_F(SqliteRmTest, HazardousBranchIsForgottenOnlyAfterAHeuristicOutcome) {
   XID x = SqXid("forget");
-  ASSERT_EQ(XA_OK, SqStart(x, 1));
-  ASSERT_EQ(SQLITE_OK, Run(1, "DELETE FROM acct WHERE id = 2"));
-  ASSERT_EQ(XA_OK, SqEnd(x, 1));
-  ASSERT_EQ(XA_OK, SqPrepare(x, 1));
+  ASSERT_EQ(XA_OK, PrepareWith(x, 1, "DELETE FROM acct WHERE id = 2")) << xatm_sqlite_errmsg(1);
   ASSERT_EQ(XA_OK, SqClose(1));
   ASSERT_EQ(XA_OK, SqOpen(1, Info()));
   EXPECT_EQ(XAER_PROTO, SqForget(x, 1));  // prepared, not heuristic
@@ -467,10 +452,7 @@ TEST_F(SqliteRmTest, HazardousBranchIsForgottenOnlyAfterAHeuristicOutcome) {
 
 TEST_F(SqliteRmTest, SchemaChangeSincePrepareIsAHazard) {
   XID x = SqXid("schema");
-  ASSERT_EQ(XA_OK, SqStart(x, 1));
-  ASSERT_EQ(SQLITE_OK, Run(1, "UPDATE acct SET v = 9 WHERE id = 3"));
-  ASSERT_EQ(XA_OK, SqEnd(x, 1));
-  ASSERT_EQ(XA_OK, SqPrepare(x, 1));
+  ASSERT_EQ(XA_OK, PrepareWith(x, 1, "UPDATE acct SET v = 9 WHERE id = 3")) << xatm_sqlite_errmsg(1);
   ASSERT_EQ(XA_OK, SqClose(1));
   ASSERT_EQ(SQLITE_OK, Plain(path_).Run("ALTER TABLE acct ADD COLUMN extra"));
   ASSERT_EQ(XA_OK, SqOpen(1, Info()));
@@ -481,10 +463,7 @@ TEST_F(SqliteRmTest, SchemaChangeSincePrepareIsAHazard) {
 
 TEST_F(SqliteRmTest, ReplacedDatabaseFileNeverReceivesAnOldBranch) {
   XID x = SqXid("replaced");
-  ASSERT_EQ(XA_OK, SqStart(x, 1));
-  ASSERT_EQ(SQLITE_OK, Run(1, "UPDATE acct SET v = 1 WHERE id = 1"));
-  ASSERT_EQ(XA_OK, SqEnd(x, 1));
-  ASSERT_EQ(XA_OK, SqPrepare(x, 1));
+  ASSERT_EQ(XA_OK, PrepareWith(x, 1, "UPDATE acct SET v = 1 WHERE id = 1")) << xatm_sqlite_errmsg(1);
   ASSERT_EQ(XA_OK, SqClose(1));
   std::filesystem::remove(path_);
   std::filesystem::remove(path_ + "-wal");

@@ -45,6 +45,14 @@ PGconn* FreeConnection(const Rm* rm, PGconn** own) {
   return c;
 }
 
+// libpq's message for a failed statement (r) or connection, without its
+// trailing newline.
+std::string PgMessage(PGconn* c, const PGresult* r) {
+  std::string m = r ? PQresultErrorMessage(r) : PQerrorMessage(c);
+  while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
+  return m;
+}
+
 // PostgreSQL literals for binary gtrids (xatm.decision's bytea key).
 std::string PgBytea(const std::string& bytes) { return "decode('" + ToHex(bytes) + "', 'hex')"; }
 std::string PgByteaList(const std::vector<std::string>& all) {
@@ -427,9 +435,7 @@ void TransactionManager::VacuumDecisionTable(Rm* rm) {
   PGconn* c = FreeConnection(rm, &own);
   PGresult* r = PQstatus(c) == CONNECTION_OK ? PQexec(c, "VACUUM (TRUNCATE false) xatm.decision") : nullptr;
   if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-    std::string why = r ? PQresultErrorMessage(r) : PQerrorMessage(c);
-    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
-    logger_->info("cannot vacuum xatm.decision in {}: {}", rm->spec.name, why);
+    logger_->info("cannot vacuum xatm.decision in {}: {}", rm->spec.name, PgMessage(c, r));
   }
   PQclear(r);
   if (own) PQfinish(own);
@@ -1081,20 +1087,19 @@ Status TransactionManager::EnsureDecisionTable(Rm* rm) {
   };
   std::string why;
   if (PQstatus(c) != CONNECTION_OK) {
-    why = PQerrorMessage(c);
+    why = PgMessage(c, nullptr);
   } else if (!exists()) {
     // Two processes may create it at once: the loser's error is ignored if
     // the table is there after all.
     PGresult* r = PQexec(c, "CREATE SCHEMA IF NOT EXISTS xatm; "
                             "CREATE TABLE IF NOT EXISTS xatm.decision "
                             "(gtrid bytea PRIMARY KEY, decided_at bigint NOT NULL)");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) why = PQresultErrorMessage(r);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) why = PgMessage(c, r);
     PQclear(r);
     if (!why.empty() && exists()) why.clear();
   }
   if (own) PQfinish(own);
   if (!why.empty()) {
-    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
     return Status::InvalidArgument(
         "last_resource_commit = true needs the table xatm.decision in the database of \"" + rm->spec.name +
         "\", and it cannot be created: " + why +

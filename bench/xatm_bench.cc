@@ -316,9 +316,7 @@ int main(int argc, char** argv) {
       for (size_t i = 0; i < base->second.size() && i < it->second.size(); ++i) {
         if (it->second[i].tps > 0) v.push_back(base->second[i].tps / it->second[i].tps);
       }
-      if (v.empty()) return 0.0;
-      std::sort(v.begin(), v.end());
-      return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+      return xtm::bench::Percentile(v, 0.5);
     };
     const double cbase = cpu("local", threads), cbase2 = cpu("local-pg2", threads);
     for (const std::string& m : order) {

@@ -923,7 +923,10 @@ int SqOpen(char* info, int rmid, long flags) {
   }
   sqlite3_busy_timeout(rc->side, rc->opts.busy_timeout_ms);
   // One fsync per prepare: WAL, synchronous=FULL, checkpoints by the RM only.
-  if (ExecSql(rc->side, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; "
+  // A new sidecar gets 1 KiB pages: a record usually fits in one, and each
+  // WAL frame written, checksummed and synced is a page (an existing sidecar
+  // keeps its page size; WAL mode fixes it).
+  if (ExecSql(rc->side, "PRAGMA page_size = 1024; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; "
                         "PRAGMA wal_autocheckpoint = 0") != SQLITE_OK ||
       ExecSql(rc->side, std::string(kSidecarSchema) +
                             "; CREATE TABLE IF NOT EXISTS barrier (id INTEGER PRIMARY KEY, at INTEGER)") != SQLITE_OK) {

@@ -418,6 +418,36 @@ TEST_F(SqliteRmTest, PreparedBranchOutlivesItsHandleAndIsCommittedByReplay) {
   EXPECT_EQ(XAER_NOTA, SqCommit(x, 1));
 }
 
+// A new sidecar has 1 KiB pages (each prepare writes and syncs one page of
+// it, not four); a record larger than a page spills into overflow pages and
+// replays whole; a sidecar made with larger pages keeps them and serves alike.
+TEST_F(SqliteRmTest, TheSidecarHasSmallPagesAndReplaysRecordsLargerThanOne) {
+  const std::string side = path_ + "-xatm";
+  EXPECT_EQ("1024", Plain(side).One("PRAGMA page_size"));
+  auto replay_a_large_branch = [&](const std::string& name, int id) {
+    XID x = SqXid(name);
+    const std::string note = std::string(20000, static_cast<char>('a' + id));
+    ASSERT_EQ(XA_OK, PrepareWith(x, 1, "UPDATE acct SET v = 7, note = '" + note + "' WHERE id = " + std::to_string(id)))
+        << xatm_sqlite_errmsg(1);
+    ASSERT_EQ(XA_OK, SqClose(1));  // the transaction rolls back with the connection
+    EXPECT_EQ("100", V(id));
+    ASSERT_EQ(XA_OK, SqOpen(1, Info()));
+    ASSERT_EQ(1u, SqRecoverAll(1).size());
+    ASSERT_EQ(XA_OK, SqCommit(x, 1)) << xatm_sqlite_errmsg(1);
+    EXPECT_EQ("7", V(id));
+    EXPECT_EQ(note, Plain(path_).One("SELECT note FROM acct WHERE id = " + std::to_string(id)));
+  };
+  replay_a_large_branch("large-1k", 1);
+
+  // A sidecar made by a build that used SQLite's default page size.
+  ASSERT_EQ(XA_OK, SqClose(1));
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(side + suffix);
+  ASSERT_EQ(SQLITE_OK, Plain(side).Run("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE t (x)"));
+  ASSERT_EQ(XA_OK, SqOpen(1, Info())) << xatm_sqlite_errmsg(1);
+  EXPECT_EQ("4096", Plain(side).One("PRAGMA page_size"));
+  replay_a_large_branch("large-4k", 2);
+}
+
 TEST_F(SqliteRmTest, OutsideEditOfAnUntouchedColumnIsAHeuristicHazardNotAnOverwrite) {
   XID x = SqXid("outside-edit");
   ASSERT_EQ(XA_OK, PrepareWith(x, 1, "UPDATE acct SET v = 1 WHERE id = 1")) << xatm_sqlite_errmsg(1);  // only v

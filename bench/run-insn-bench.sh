@@ -17,7 +17,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 command -v perf >/dev/null || { echo "perf is missing: apt-get install linux-perf" >&2; exit 1; }
 modes=("$@")
-[ ${#modes[@]} -gt 0 ] || modes=(local manual xatm xatm-lrc xatm-lrc-bg local-pg2 manual-pg2 xatm-pg2 xatm-lrc-pg2 xatm-lrc-bg-pg2)
+[ ${#modes[@]} -gt 0 ] || modes=(local manual xatm xatm-2pc xatm-bg local-pg2 manual-pg2 xatm-pg2 xatm-lrc-pg2 xatm-lrc-bg-pg2)
 . "$root/bench/private-pg.sh"
 bench_build
 private_pg insn bench1 bench2

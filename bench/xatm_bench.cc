@@ -4,19 +4,23 @@
 // machine noise falls on every mode alike:
 //
 //   local        two independent local commits, no atomicity (the baseline)
-//   xatm         one global transaction through xatm (default settings)
-//   xatm-lrc     the same with last_resource_commit = true (SQLite commits last,
-//                in one phase, holding the decision)
-//   xatm-bg      the same with background_phase_two = true (xatm_commit returns
-//                once the decision is durable and SQLite committed; PostgreSQL's
-//                COMMIT PREPARED runs on a TM thread)
-//   xatm-lrc-bg  both: SQLite commits last holding the decision, then xatm_commit
-//                returns; PostgreSQL's COMMIT PREPARED runs on a TM thread
+//   xatm         one global transaction through xatm (default settings: SQLite
+//                commits last, in one phase, holding the decision)
+//   xatm-2pc     the same with last_resource_commit = false (every branch
+//                prepared, the decision a record in the TM's log)
+//   xatm-bg      the default with background_phase_two = true (xatm_commit
+//                returns once SQLite has committed holding the decision;
+//                PostgreSQL's COMMIT PREPARED runs on a TM thread)
+//   xatm-2pc-bg  both switched: every branch prepared, the decision logged,
+//                SQLite committed, then PostgreSQL's on a TM thread
+//   xatm-lrc     last_resource_commit = true (the same as the default when
+//                SQLite wrote)
 //   local-pg2    two local commits on two PostgreSQL databases
 //   xatm-pg2     a global transaction over the two PostgreSQL databases
+//                (default settings: both prepared, the decision logged)
 //   xatm-lrc-pg2 the same with last_resource_commit = true (the second
 //                database commits last, in one phase, holding the decision)
-//   xatm-lrc-bg-pg2  both, over the two databases
+//   xatm-bg-pg2, xatm-lrc-bg-pg2  the same with background_phase_two = true
 //   manual       by hand, what a last-resource commit does with nothing
 //                recorded: PostgreSQL's PREPARE TRANSACTION, SQLite's COMMIT,
 //                COMMIT PREPARED (not crash-safe: the floor for PostgreSQL's
@@ -198,6 +202,8 @@ int main(int argc, char** argv) {
   xatm* lrc = open_tm("log-lrc", {{"last_resource_commit", "true"}});
   xatm* bg = open_tm("log-bg", {{"background_phase_two", "true"}});
   xatm* lrc_bg = open_tm("log-lrc-bg", {{"last_resource_commit", "true"}, {"background_phase_two", "true"}});
+  xatm* tpc = open_tm("log-2pc", {{"last_resource_commit", "false"}});
+  xatm* tpc_bg = open_tm("log-2pc-bg", {{"last_resource_commit", "false"}, {"background_phase_two", "true"}});
 
   auto pick = [](std::mt19937& r) { return 1 + static_cast<int>(r() % kAccounts); };
   std::map<std::string, Op> modes;
@@ -233,8 +239,8 @@ int main(int argc, char** argv) {
   };
   // The xatm modes: one TM per setting, each mode on one of them. Its
   // counters tell how many commits shared each sync of the decision log.
-  const std::map<std::string, xatm*> tm_of = {{"xatm", tm},         {"xatm-lrc", lrc},
-                                              {"xatm-bg", bg},      {"xatm-lrc-bg", lrc_bg}};
+  const std::map<std::string, xatm*> tm_of = {{"xatm", tm},       {"xatm-lrc", lrc},    {"xatm-bg", bg},
+                                              {"xatm-lrc-bg", lrc_bg}, {"xatm-2pc", tpc}, {"xatm-2pc-bg", tpc_bg}};
   std::map<std::string, xatm*> tm_of_mode;
   for (const auto& [name, t] : tm_of) {
     modes[name] = [&transfer, t = t](Local&, std::mt19937& r, long) { return transfer(t, r); };
@@ -257,9 +263,9 @@ int main(int argc, char** argv) {
            PgOk(l.pg2, "PREPARE TRANSACTION '" + g + "b'") && PgOk(l.pg, "COMMIT PREPARED '" + g + "a'") &&
            PgOk(l.pg2, "COMMIT PREPARED '" + g + "b'");
   };
-  std::vector<std::string> order = {"local",     "xatm",        "xatm-lrc",     "xatm-bg",         "xatm-lrc-bg",
-                                    "manual",    "local-pg2",   "xatm-pg2",     "xatm-lrc-pg2",    "xatm-bg-pg2",
-                                    "xatm-lrc-bg-pg2", "manual-pg2"};
+  std::vector<std::string> order = {"local",       "xatm",         "xatm-2pc",    "xatm-bg",
+                                    "xatm-2pc-bg", "manual",       "local-pg2",   "xatm-pg2",
+                                    "xatm-lrc-pg2", "xatm-bg-pg2", "xatm-lrc-bg-pg2", "manual-pg2"};
   if (!a.modes.empty()) {
     for (const std::string& m : a.modes) {
       if (!modes.count(m)) Die("unknown mode " + m);

@@ -69,7 +69,9 @@ static int transfer(int amount) {
     xatm_tx_free(tx);
     return XATM_EROLLEDBACK;
   }
-  rc = xatm_commit(tx); /* both phases: prepare both, log the decision, commit both */
+  /* Both phases: PostgreSQL prepared, then SQLite committed with the decision
+   * inside its own transaction, then PostgreSQL committed. */
+  rc = xatm_commit(tx);
   if (rc != XATM_OK) printf("    xatm_commit: %s: %s\n", xatm_errstr(rc), xatm_errmsg(tm));
   xatm_tx_free(tx);
   return rc;

@@ -66,7 +66,10 @@ echo "  prepared transactions left in PostgreSQL: $(psql -X -q -A -t "$bank" -c 
 echo "== the admin tool: nothing in doubt, and the databases' health"
 ./build/tm/xatm -c "$work/xatm.conf" list
 ./build/tm/xatm -c "$work/xatm.conf" health
-echo "== the decision log: a COMMIT and an END for each transaction that wrote to both databases"
+echo "== where the decisions are: in each transaction that wrote to both databases, SQLite committed"
+echo "   last with the decision inside its own transaction (a row in xatm_decision, deleted by a later"
+echo "   transaction or at close), so the decision log holds only the TM's incarnations"
+echo "  decision rows left in SQLite: $(sqlite3 "$work/ledger.db" 'SELECT count(*) FROM xatm_decision')"
 ./build/tm/xatm -c "$work/xatm.conf" log dump
 
 echo "== the same transfers through xatmd, the server many processes share"

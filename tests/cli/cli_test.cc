@@ -37,7 +37,9 @@ class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
     bank_ = std::make_unique<Bank>(db_.conninfo(), dir_.path());
-    config_ = bank_->WriteConfigFile();
+    // In-doubt branches of the classic protocol (every branch prepared, the
+    // decision in the log) are what an operator lists, shows and settles.
+    config_ = bank_->WriteConfigFile(60, kEveryBranchPrepared);
   }
   std::string C() const { return "--config " + config_ + " "; }
   // A transfer in a child that dies at crash point `at`; returns its gtrid (hex).
@@ -153,6 +155,43 @@ TEST_F(CliTest, RecoverDryRunPlansAndRecoverDoes) {
   Result list = Xatm(C() + "list");
   EXPECT_EQ(0, list.code) << list.out;
   EXPECT_NE(std::string::npos, list.out.find("nothing in doubt"));
+}
+
+// With the default settings the SQLite branch commits last, holding the
+// decision: what a crash leaves in doubt is the PostgreSQL branch alone, and
+// the decision, if any, is a row in the SQLite file, which list and show name.
+TEST_F(CliTest, DefaultSettingsInDoubtBranchesAreListedWithTheirDecisionRow) {
+  config_ = bank_->WriteConfigFile();
+  const std::string undecided = InDoubt("tm.lrc.before_last", 11);
+  const std::string decided = InDoubt("tm.lrc.after_last", 12);
+  EXPECT_EQ(0, bank_->SqlitePrepared());  // nothing in the sidecar
+  EXPECT_EQ(std::set<long>{12}, bank_->SqliteTransfers());
+  Result r = Xatm(C() + "list");
+  EXPECT_EQ(1, r.code) << r.out;
+  EXPECT_NE(std::string::npos, r.out.find(undecided)) << r.out;
+  EXPECT_NE(std::string::npos, r.out.find(decided)) << r.out;
+  JsonValue j = Json(Xatm(C() + "list --json"));
+  ASSERT_EQ(2u, j["transactions"].size());
+  for (const JsonValue& t : j["transactions"].a) {
+    const bool is_decided = t["gtrid"].s == decided;
+    EXPECT_EQ(is_decided ? "commit" : "none", t["decision"].s);
+    EXPECT_EQ(is_decided ? "ledger" : "", t["decision_row"].s);
+    ASSERT_EQ(1u, t["branches"].size());
+    EXPECT_EQ("bank", t["branches"][0]["rm"].s);
+  }
+  Result show = Xatm(C() + "show " + decided);
+  EXPECT_EQ(0, show.code) << show.out;
+  EXPECT_NE(std::string::npos, show.out.find("a last-resource decision row in ledger")) << show.out;
+  EXPECT_NE(std::string::npos, show.out.find("commit (decided)")) << show.out;
+  EXPECT_EQ(2, bank_->PgPrepared());  // looking changed nothing
+  Result done = Xatm(C() + "recover");
+  EXPECT_EQ(0, done.code) << done.out;
+  EXPECT_NE(std::string::npos, done.out.find("1 committed, 1 rolled back")) << done.out;
+  EXPECT_EQ(0, bank_->PgPrepared());
+  EXPECT_EQ(std::set<long>{12}, bank_->PgTransfers());
+  EXPECT_EQ(std::set<long>{12}, bank_->SqliteTransfers());
+  EXPECT_EQ(2L * kAccounts * kOpening, bank_->PgSum() + bank_->SqliteSum());
+  EXPECT_EQ(0, Xatm(C() + "list").code);
 }
 
 TEST_F(CliTest, CommitAndRollbackByHandAreRecordedAndGuarded) {

@@ -72,13 +72,8 @@ void Soak(const int rounds, bool last_resource) {
   const std::string conninfo = "host=127.0.0.1 port=" + std::to_string(proxy.port()) +
                                " user=postgres dbname=postgres sslmode=disable gssencmode=disable connect_timeout=5";
   Bank bank(conninfo, dir.path());
-  const std::string config = bank.WriteConfigFile();
-  if (last_resource) {
-    std::ifstream in(config);
-    std::string text((std::istreambuf_iterator<char>(in)), {});
-    text.replace(text.find("[tm]\n") + 5, 0, "last_resource_commit = true\n");
-    std::ofstream(config, std::ios::trunc) << text;
-  }
+  // Last-resource commit (the SQLite branch commits last) is the default.
+  const std::string config = bank.WriteConfigFile(60, last_resource ? "" : kEveryBranchPrepared);
   std::mt19937 rng(20261122);
   std::set<long> acked;
   int done = 0, restarts = 0, violations = 0;

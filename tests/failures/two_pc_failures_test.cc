@@ -43,7 +43,9 @@ class TwoPcFailure : public ::testing::Test {
     conninfo_ = "host=127.0.0.1 port=" + std::to_string(proxy_.port()) +
                 " user=postgres dbname=postgres sslmode=disable gssencmode=disable connect_timeout=5";
     bank_ = std::make_unique<Bank>(conninfo_, dir_.path());
-    config_ = bank_->WriteConfigFile();
+    // The failure cases of the classic protocol: every branch prepared, the
+    // decision a record in the log.
+    config_ = bank_->WriteConfigFile(60, kEveryBranchPrepared);
   }
   void TearDown() override {
     xatm_close(tm_);
@@ -436,7 +438,10 @@ class TwoPcFailureLongOutage : public TwoPcFailure {
       text.assign(std::istreambuf_iterator<char>(f), {});
     }
     text.replace(text.find("commit_retry_s = 5"), 18, "commit_retry_s = 1");
-    if (last_resource) text.replace(text.find("[tm]\n") + 5, 0, "last_resource_commit = true\n");
+    if (last_resource) {
+      text.replace(text.find(kEveryBranchPrepared), std::string(kEveryBranchPrepared).size(),
+                   "last_resource_commit = true\n");
+    }
     std::ofstream(config_, std::ios::trunc) << text;
   }
   // Prepared transactions, asked past the proxy (which is refusing).

@@ -183,10 +183,12 @@ class XatmdTest : public ::testing::Test {
     server_ = std::make_unique<Xatmd>(config_, dir_ / "xatmd.log");
   }
   // The bank's configuration, served by xatmd on a unix socket; extra lines
-  // go into [server].
+  // go into [server]. Most tests here follow the classic protocol (every
+  // branch prepared, the decision in the server's log); defaults: the
+  // default settings instead (the SQLite branch commits last).
   std::string WriteConfig(const std::string& extra, const std::string& name = "xatm-server.conf",
-                          int client_timeout_s = 2) {
-    std::string text = ReadFileOrDie(bank_->WriteConfigFile());
+                          int client_timeout_s = 2, bool defaults = false) {
+    std::string text = ReadFileOrDie(bank_->WriteConfigFile(60, defaults ? "" : kEveryBranchPrepared));
     text.replace(text.find("[tm]\n") + 5, 0, "server = unix:" + socket_ + "\n");
     // The server says where it listens at level info.
     text.replace(text.find("log_level = warn"), 16, "log_level = info");
@@ -316,6 +318,40 @@ TEST_F(XatmdTest, KilledClientIsResolvedByTheServerWithoutAnyoneCallingRecovery)
   EXPECT_EQ(2, Metric(m, "xatm_takeovers_total")) << m;
 }
 
+// The default settings through xatmd: the SQLite branch commits last with
+// the decision inside its own transaction, so the server's log gets no commit
+// record; a client killed before or after that commit is resolved by the
+// server from the SQLite file's decision rows.
+TEST_F(XatmdTest, DefaultSettingsClientsCommitLastOnSqliteAndTheServerResolvesTheKilled) {
+  config_ = WriteConfig("", "xatm-default.conf", 2, /*defaults=*/true);
+  server_ = std::make_unique<Xatmd>(config_, dir_ / "xatmd-default.log");
+  server_->Start();
+  constexpr int kProcs = 3, kEach = 30;
+  std::vector<pid_t> kids;
+  for (int p = 0; p < kProcs; ++p) kids.push_back(Transfers(config_, 1000L * (p + 1), kEach));
+  for (pid_t k : kids) EXPECT_EQ(kChildOk, WaitChild(k)) << server_->Log();
+  ExpectConsistent();
+  EXPECT_GE(bank_->PgTransfers().size(), static_cast<size_t>(kProcs * kEach / 2));
+  struct Case {
+    const char* crash_at;
+    long id;
+    bool commits;
+  } cases[] = {{"tm.lrc.before_last", 1, false}, {"tm.lrc.after_last", 2, true}};
+  for (const Case& c : cases) {
+    TransferDyingAt(c.crash_at, c.id);
+    EXPECT_EQ(1, bank_->PgPrepared()) << c.crash_at;  // the PostgreSQL branch, and nothing in the sidecar
+    EXPECT_EQ(0, bank_->SqlitePrepared()) << c.crash_at;
+    EXPECT_EQ(c.commits, bank_->SqliteTransfers().count(c.id) == 1) << c.crash_at;
+    ASSERT_TRUE(WaitFor([&] { return bank_->PgPrepared() == 0; }, 10)) << c.crash_at << "\n" << server_->Log();
+    EXPECT_EQ(c.commits, bank_->PgTransfers().count(c.id) == 1) << c.crash_at;
+    ExpectConsistent();
+  }
+  const Result dump = Shell(std::string(XATM_CLI) + " --server unix:" + socket_ + " log dump");
+  EXPECT_EQ(0, dump.code) << dump.out;
+  EXPECT_EQ(std::string::npos, dump.out.find("COMMIT")) << dump.out;
+  EXPECT_EQ(0, server_->Stop(SIGTERM)) << server_->Log();
+}
+
 // Last-resource commit across two PostgreSQL databases through xatmd: the
 // decision is a row in the second database, not in the server's log. A
 // client killed before, after or during that COMMIT is resolved by the server
@@ -328,7 +364,8 @@ TEST_F(XatmdTest, KilledLastResourceClientIsResolvedFromTheDecisionRow) {
     PQfinish(c);
   }
   std::string text = ReadFileOrDie(config_);
-  text.replace(text.find("[tm]\n") + 5, 0, "last_resource_commit = true\n");
+  text.replace(text.find(kEveryBranchPrepared), std::string(kEveryBranchPrepared).size(),
+               "last_resource_commit = true\n");
   text += "\n[rm.bank2]\ntype = postgresql\nconninfo = " + db2.conninfo() + "\n";
   const std::string config = dir_ / "xatm-lrc.conf";
   WriteFileOrDie(config, text);

@@ -50,11 +50,11 @@ tm::TmConfig Bank::Config(int timeout_s) const {
   return cfg;
 }
 
-std::string Bank::WriteConfigFile(int timeout_s) const {
+std::string Bank::WriteConfigFile(int timeout_s, const std::string& tm_extra) const {
   const std::string path = dir_ + "/xatm.conf";
   std::ofstream f(path);
   f << "[tm]\nlog_dir = " << log_dir_ << "\nnode_name = test\ntimeout_s = " << timeout_s
-    << "\ncommit_retry_s = 5\nlog_level = warn\n\n"
+    << "\ncommit_retry_s = 5\nlog_level = warn\n" << tm_extra << "\n"
     << "[rm.bank]\ntype = postgresql\nconninfo = " << pg_ << "\n\n"
     << "[rm.ledger]\ntype = sqlite\npath = " << sqlite_ << "\nbusy_timeout_ms = 10000\n";
   return path;

@@ -17,14 +17,20 @@ namespace xtm::test {
 constexpr int kAccounts = 10;
 constexpr int kOpening = 1000;  // per account, on each side
 
+// For tests of the classic protocol (every branch prepared, the decision a
+// record in the log): by default a SQLite branch commits last, holding the
+// decision, and the log gets no commit record.
+inline constexpr char kEveryBranchPrepared[] = "last_resource_commit = false\n";
+
 class Bank {
  public:
   // pg_conninfo: the database to use (created empty by the caller).
   Bank(const std::string& pg_conninfo, const std::string& dir);
   // A configuration with [rm.bank] (PostgreSQL) and [rm.ledger] (SQLite).
   tm::TmConfig Config(int timeout_s = 60) const;
-  // Writes Config() as an INI file and returns its path.
-  std::string WriteConfigFile(int timeout_s = 60) const;
+  // Writes Config() as an INI file and returns its path; tm_extra: more
+  // lines for [tm] (e.g. kEveryBranchPrepared).
+  std::string WriteConfigFile(int timeout_s = 60, const std::string& tm_extra = "") const;
 
   long PgSum();
   long SqliteSum();

@@ -81,7 +81,17 @@ class TmCrash : public ::testing::Test {
  protected:
   void SetUp() override {
     bank_ = std::make_unique<Bank>(db_.conninfo(), dir_.path());
-    config_ = bank_->WriteConfigFile();
+    // Most tests here stop the classic protocol at a named point.
+    config_ = bank_->WriteConfigFile(60, kEveryBranchPrepared);
+  }
+  // The bank's configuration with the default settings (the SQLite branch
+  // commits last, holding the decision).
+  std::string DefaultConfig() {
+    std::string text = ReadFileOrDie(config_);
+    text.erase(text.find(kEveryBranchPrepared), std::string(kEveryBranchPrepared).size());
+    const std::string path = config_ + ".default";
+    WriteFileOrDie(path, text);
+    return path;
   }
   ScratchDb db_;
   TempDir dir_;
@@ -123,6 +133,10 @@ TEST_F(TmCrash, ChildKilledAtRandomMomentsLosesNothingAndLeavesNothingPrepared) 
   EXPECT_GT(KillAtRandomMoments(*bank_, config_, 8, 42).size(), 40u);
 }
 
+TEST_F(TmCrash, DefaultSettingsChildKilledAtRandomMomentsLosesNothing) {
+  EXPECT_GT(KillAtRandomMoments(*bank_, DefaultConfig(), 8, 43).size(), 40u);
+}
+
 // The bank's configuration with background_phase_two = true.
 std::string BackgroundConfig(const std::string& config) {
   std::string text = ReadFileOrDie(config);
@@ -147,7 +161,7 @@ TEST_F(TmCrash, BackgroundPhaseTwoChildKilledAtRandomMomentsLosesNothing) {
 
 TEST_F(TmCrash, LastResourceWithBackgroundPhaseTwoChildKilledAtRandomMomentsLosesNothing) {
   std::string text = ReadFileOrDie(BackgroundConfig(config_));
-  text.replace(text.find("[tm]\n") + 5, 0, "last_resource_commit = true\n");
+  text.replace(text.find(kEveryBranchPrepared), std::string(kEveryBranchPrepared).size(), "last_resource_commit = true\n");
   const std::string config = config_ + ".lrc-background";
   WriteFileOrDie(config, text);
   EXPECT_GT(KillAtRandomMoments(*bank_, config, 6, 11).size(), 30u);

@@ -60,20 +60,18 @@ void TransfersInAChildThatDies(const std::string& config, const char* crash_at, 
 class LastResource : public ::testing::Test {
  protected:
   void SetUp() override {
+    // The default: the SQLite branch commits last.
     bank_ = std::make_unique<Bank>(db_.conninfo(), dir_.path());
     config_ = bank_->WriteConfigFile();
-    std::ifstream in(config_);
-    std::string text((std::istreambuf_iterator<char>(in)), {});
-    text.replace(text.find("[tm]\n") + 5, 0, "last_resource_commit = true\n");
-    std::ofstream(config_, std::ios::trunc) << text;
   }
   void TearDown() override { xatm_close(tm_); }
   void Open() { ASSERT_EQ(XATM_OK, xatm_open(config_.c_str(), &tm_)) << xatm_errmsg(tm_); }
   // From now on the configuration has background_phase_two = true as well.
-  void WithBackgroundPhaseTwo() {
+  void WithBackgroundPhaseTwo() { AddToTm("background_phase_two = true\n"); }
+  void AddToTm(const std::string& line) {
     std::ifstream in(config_);
     std::string text((std::istreambuf_iterator<char>(in)), {});
-    text.replace(text.find("[tm]\n") + 5, 0, "background_phase_two = true\n");
+    text.replace(text.find("[tm]\n") + 5, 0, line);
     std::ofstream(config_, std::ios::trunc) << text;
   }
   int Transfer(long id, int from = 1) {
@@ -150,9 +148,11 @@ TEST_F(LastResource, CommitsBothWithoutALogRecordOrASidecarWrite) {
 }
 
 // A SQLite branch that only read is not the last resource (its row would be
-// written for nothing): it votes read-only, and PostgreSQL's branch, the only
-// writer, commits last with its row in xatm.decision.
+// written for nothing): it votes read-only, and (last_resource_commit = true)
+// PostgreSQL's branch, the only writer, commits last with its row in
+// xatm.decision.
 TEST_F(LastResource, SqliteBranchThatOnlyReadIsNotTheLastResource) {
+  AddToTm("last_resource_commit = true\n");
   Open();
   ASSERT_EQ(XATM_OK, Run("SELECT sum(balance) FROM accounts", "UPDATE accounts SET balance = balance - 5 WHERE id = 3"))
       << error_;
@@ -487,6 +487,44 @@ TEST_F(PgLastResource, ReadOnlyDatabaseIsNeverTheLastResource) {
   xatm_tx_free(tx);
   EXPECT_EQ("999", Sum(a_));
   EXPECT_EQ("0", Prepared(a_));
+}
+
+// The default (and last_resource_commit = sqlite) lets only a SQLite branch
+// commit last: two PostgreSQL databases get the classic protocol, and no
+// table of the TM's is made in either.
+TEST_F(PgLastResource, WithTheDefaultBothArePreparedAndTheDecisionIsLogged) {
+  for (const std::string& setting : {std::string(), std::string("last_resource_commit = sqlite\n")}) {
+    SCOPED_TRACE(setting);
+    std::ifstream in(config_);
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    text.replace(text.find("last_resource_commit = true\n"), 28, setting);
+    const std::string path = config_ + ".sqlite-last";
+    std::ofstream(path, std::ios::trunc) << text;
+    const int commits = Commits();
+    ASSERT_EQ(XATM_OK, xatm_open(path.c_str(), &tm_)) << xatm_errmsg(tm_);
+    ASSERT_EQ(XATM_OK, Transfer(setting.empty() ? 1 : 2)) << error_;
+    EXPECT_EQ(commits + 1, Commits());
+    EXPECT_EQ("0", Prepared(a_));
+    EXPECT_EQ("0", Prepared(b_));
+    EXPECT_EQ(Transfers(a_), Transfers(b_));
+    EXPECT_EQ(XATM_OK, xatm_close(tm_));
+    tm_ = nullptr;
+    for (ScratchDb* d : {&a_, &b_}) EXPECT_EQ("0", One(*d, "SELECT count(*) FROM pg_namespace WHERE nspname = 'xatm'"));
+  }
+  EXPECT_EQ("2", Transfers(b_));
+}
+
+TEST_F(PgLastResource, AnUnknownSettingIsRefusedWithTheValuesThatAreKnown) {
+  std::ifstream in(config_);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  text.replace(text.find("last_resource_commit = true\n"), 28, "last_resource_commit = postgresql\n");
+  std::ofstream(config_, std::ios::trunc) << text;
+  EXPECT_EQ(XATM_ECONFIG, xatm_open(config_.c_str(), &tm_));
+  const std::string m = xatm_errmsg(tm_);
+  for (const char* want : {"last_resource_commit", "\"postgresql\"", "sqlite", "true", "false"}) {
+    EXPECT_NE(std::string::npos, m.find(want)) << m;
+  }
+  for (ScratchDb* d : {&a_, &b_}) EXPECT_EQ("0", One(*d, "SELECT count(*) FROM pg_namespace WHERE nspname = 'xatm'"));
 }
 
 TEST_F(PgLastResource, OpenSaysHowToMakeTheTableWhenItCannot) {

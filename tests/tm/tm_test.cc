@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <random>
 #include <thread>
 
@@ -23,8 +24,8 @@ class TmTest : public ::testing::Test {
   void SetUp() override { bank_ = std::make_unique<Bank>(db_.conninfo(), dir_.path()); }
   void TearDown() override { xatm_close(tm_); }
 
-  void Open(int timeout_s = 60) {
-    ASSERT_EQ(XATM_OK, xatm_open(bank_->WriteConfigFile(timeout_s).c_str(), &tm_)) << xatm_errmsg(tm_);
+  void Open(int timeout_s = 60, const std::string& tm_extra = "") {
+    ASSERT_EQ(XATM_OK, xatm_open(bank_->WriteConfigFile(timeout_s, tm_extra).c_str(), &tm_)) << xatm_errmsg(tm_);
   }
   // One transfer as one global transaction; returns xatm_commit's code.
   int Transfer(long id, int from, int to, int amount) {
@@ -45,6 +46,7 @@ class TmTest : public ::testing::Test {
     EXPECT_EQ(0, bank_->PgPrepared());
     EXPECT_EQ(0, bank_->SqlitePrepared());
   }
+  void TransfersWhileACheckerWatches(const std::function<bool(long*)>& total);
   log::LogScan Scan() {
     log::LogScan s;
     EXPECT_TRUE(log::ScanLog(bank_->log_dir(), &s).ok());
@@ -68,8 +70,22 @@ TEST_F(TmTest, CommitsAcrossPostgresAndSqlite) {
   EXPECT_EQ(kAccounts * kOpening - 100, bank_->PgSum());
   EXPECT_EQ(kAccounts * kOpening + 100, bank_->SqliteSum());
   ExpectConsistent();
-  log::LogScan s = Scan();
-  EXPECT_EQ(1, Count(s, log::RecordType::kCommit));  // two writing branches: the commit point
+  // By default the SQLite branch commits last, in one phase, with the
+  // decision inside its own transaction: the log has no commit record, and
+  // the PostgreSQL database gets nothing of the TM's.
+  EXPECT_EQ(0, Count(Scan(), log::RecordType::kCommit));
+  PGconn* c = ConnectOrDie(bank_->pg());
+  EXPECT_EQ("0", Exec(c, "SELECT count(*) FROM pg_namespace WHERE nspname = 'xatm'"));
+  PQfinish(c);
+}
+
+TEST_F(TmTest, WithEveryBranchPreparedTheCommitPointIsALogRecord) {
+  Open(60, kEveryBranchPrepared);
+  ASSERT_EQ(XATM_OK, Transfer(1, 1, 2, 100)) << xatm_errmsg(tm_);
+  EXPECT_EQ(kAccounts * kOpening - 100, bank_->PgSum());
+  EXPECT_EQ(kAccounts * kOpening + 100, bank_->SqliteSum());
+  ExpectConsistent();
+  EXPECT_EQ(1, Count(Scan(), log::RecordType::kCommit));  // two writing branches: the commit point
 }
 
 TEST_F(TmTest, RollbackLeavesBothUntouched) {
@@ -239,36 +255,19 @@ TEST_F(TmTest, TwoPostgresRmsInOneClusterAndSqliteInOneTransaction) {
   ExpectConsistent();
 }
 
-TEST_F(TmTest, ConcurrentTransfersConserveMoneyWhileACheckerWatches) {
-  Open();
+// Transfers on 8 threads while a checker sums both databases again and
+// again; total(&sum) gives one sum of both, or false if it could not.
+void TmTest::TransfersWhileACheckerWatches(const std::function<bool(long*)>& total) {
   constexpr int kThreads = 8, kEach = 25;
   std::atomic<bool> stop{false};
   std::atomic<int> checks{0}, violations{0}, failures{0};
   std::thread checker([&] {
     while (!stop) {
-      // SQLite first: holding its write lock, no transfer is between its
-      // PostgreSQL commit and its SQLite commit (phase two commits in join
-      // order: PostgreSQL, then SQLite).
-      xatm_tx* tx = nullptr;
-      if (xatm_start(tm_, &tx) != XATM_OK) continue;
-      sqlite3* db = xatm_sqlite(tx, "ledger");
-      PGconn* pg = xatm_pgconn(tx, "bank");
-      if (db && pg) {
-        sqlite3_stmt* st;
-        long s = 0;
-        sqlite3_prepare_v2(db, "SELECT sum(balance) FROM accounts", -1, &st, nullptr);
-        if (sqlite3_step(st) == SQLITE_ROW) s = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
-        PGresult* r = PQexec(pg, "SELECT sum(balance) FROM accounts");
-        long p = PQresultStatus(r) == PGRES_TUPLES_OK ? std::stol(PQgetvalue(r, 0, 0)) : -1;
-        PQclear(r);
-        if (p >= 0) {
-          checks++;
-          if (p + s != 2L * kAccounts * kOpening) violations++;
-        }
+      long sum = 0;
+      if (total(&sum)) {
+        checks++;
+        if (sum != 2L * kAccounts * kOpening) violations++;
       }
-      xatm_rollback(tx);
-      xatm_tx_free(tx);
     }
   });
   std::vector<std::thread> workers;
@@ -294,8 +293,71 @@ TEST_F(TmTest, ConcurrentTransfersConserveMoneyWhileACheckerWatches) {
   ExpectConsistent();
 }
 
+TEST_F(TmTest, ConcurrentTransfersConserveMoneyWhileACheckerWatches) {
+  Open(60, kEveryBranchPrepared);
+  TransfersWhileACheckerWatches([&](long* sum) {
+    // SQLite first: holding its write lock, no transfer is between its
+    // PostgreSQL commit and its SQLite commit (with every branch prepared,
+    // phase two commits in join order: PostgreSQL, then SQLite).
+    xatm_tx* tx = nullptr;
+    if (xatm_start(tm_, &tx) != XATM_OK) return false;
+    sqlite3* db = xatm_sqlite(tx, "ledger");
+    PGconn* pg = xatm_pgconn(tx, "bank");
+    bool got = false;
+    if (db && pg) {
+      sqlite3_stmt* st;
+      long s = 0;
+      sqlite3_prepare_v2(db, "SELECT sum(balance) FROM accounts", -1, &st, nullptr);
+      if (sqlite3_step(st) == SQLITE_ROW) s = sqlite3_column_int64(st, 0);
+      sqlite3_finalize(st);
+      PGresult* r = PQexec(pg, "SELECT sum(balance) FROM accounts");
+      if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+        *sum = s + std::stol(PQgetvalue(r, 0, 0));
+        got = true;
+      }
+      PQclear(r);
+    }
+    xatm_rollback(tx);
+    xatm_tx_free(tx);
+    return got;
+  });
+}
+
+// With the default settings the SQLite branch commits first (it holds the
+// decision) and PostgreSQL's prepared branch after it, so a consistent reader
+// goes the other way: PostgreSQL's rows locked FOR SHARE first (a prepared
+// branch's rows stay locked until COMMIT PREPARED, which comes after SQLite's
+// commit; a transfer not yet prepared cannot have committed SQLite), then
+// SQLite read without its write lock.
+TEST_F(TmTest, DefaultSettingsConcurrentTransfersConserveMoneyWhileAPostgresFirstCheckerWatches) {
+  Open();
+  PGconn* pg = ConnectOrDie(bank_->pg());
+  sqlite3* db = nullptr;
+  ASSERT_EQ(SQLITE_OK, sqlite3_open_v2(bank_->sqlite_path().c_str(), &db, SQLITE_OPEN_READONLY, nullptr));
+  sqlite3_busy_timeout(db, 10000);
+  TransfersWhileACheckerWatches([&](long* sum) {
+    Exec(pg, "BEGIN");
+    PGresult* r = PQexec(pg, "SELECT sum(balance) FROM (SELECT balance FROM accounts FOR SHARE) a");
+    const bool pg_ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    const long p = pg_ok ? std::stol(PQgetvalue(r, 0, 0)) : 0;
+    PQclear(r);
+    sqlite3_stmt* st = nullptr;
+    bool got = false;
+    if (pg_ok && sqlite3_prepare_v2(db, "SELECT sum(balance) FROM accounts", -1, &st, nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+      *sum = p + sqlite3_column_int64(st, 0);
+      got = true;
+    }
+    sqlite3_finalize(st);
+    Exec(pg, "COMMIT");
+    return got;
+  });
+  sqlite3_close(db);
+  PQfinish(pg);
+}
+
 TEST_F(TmTest, BackgroundPhaseTwoFinishesEveryTransferByClose) {
-  std::string text = ReadFileOrDie(bank_->WriteConfigFile());
+  std::string text = ReadFileOrDie(bank_->WriteConfigFile(60, kEveryBranchPrepared));
   text.replace(text.find("[tm]\n") + 5, 0, "background_phase_two = true\n");
   const std::string config = dir_ / "background.conf";
   WriteFileOrDie(config, text);

@@ -72,8 +72,16 @@ Status SetTmKey(TmConfig* cfg, const std::string& key, const std::string& value)
   } else if (key == "log_file") {
     cfg->log_file = value;
   } else if (key == "last_resource_commit") {
-    if (value != "true" && value != "false") return Bad(where, "must be true or false");
-    cfg->last_resource_commit = value == "true";
+    if (value == "false") {
+      cfg->last_resource_commit = TmConfig::LastResource::kNone;
+    } else if (value == "sqlite") {
+      cfg->last_resource_commit = TmConfig::LastResource::kSqlite;
+    } else if (value == "true") {
+      cfg->last_resource_commit = TmConfig::LastResource::kAny;
+    } else {
+      return Bad(where, "must be sqlite (a SQLite branch commits last), true (a PostgreSQL one too) or false "
+                        "(none), not \"" + value + "\"");
+    }
   } else if (key == "background_phase_two") {
     if (value != "true" && value != "false") return Bad(where, "must be true or false");
     cfg->background_phase_two = value == "true";

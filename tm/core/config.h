@@ -10,11 +10,13 @@
 //   log_file = /var/log/xatm.log     (default: stderr)
 //   log_segment_kb = 4096            size of a decision-log segment
 //   recover_on_open = true           false: leave recovery to `xatm recover` (or xatm_recover)
-//   last_resource_commit = false     true: commit one branch last in one phase with the decision
-//                                    inside its own transaction: the SQLite branch if there is
-//                                    exactly one and it wrote, else the last-joined PostgreSQL
-//                                    branch (its database gets the table xatm.decision, made at
-//                                    open)
+//   last_resource_commit = sqlite    commit one branch last, in one phase, with the decision
+//                                    inside its own transaction instead of in the log: sqlite
+//                                    (the default): the SQLite branch, if there is exactly one
+//                                    and it wrote (its file already holds the RM's tables);
+//                                    true: that, else the last-joined PostgreSQL branch (its
+//                                    database gets the table xatm.decision, made at open);
+//                                    false: never (every branch prepared, the decision logged)
 //   background_phase_two = false     true: xatm_commit returns once the decision is durable and the
 //                                    SQLite branches are committed; the others are committed by a
 //                                    background thread (readers may see them a moment later);
@@ -69,7 +71,9 @@ struct TmConfig {
   std::string log_file;
   int log_segment_kb = 4096;
   bool recover_on_open = true;
-  bool last_resource_commit = false;
+  // Which branch may commit last in one phase holding the decision.
+  enum class LastResource { kNone, kSqlite, kAny };
+  LastResource last_resource_commit = LastResource::kSqlite;
   bool background_phase_two = false;
   std::string server;  // [tm] server: empty for the embedded TM
   struct Server {

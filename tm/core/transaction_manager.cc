@@ -291,7 +291,8 @@ Status TransactionManager::OpenRms() {
       return Status::InvalidArgument("resource manager \"" + spec.name + "\" (" + RmTypeName(spec.type) +
                                      ") cannot be opened: " + msg);
     }
-    if (opened && spec.type == RmSpec::Type::kPostgres && cfg_.last_resource_commit && !options_.read_only) {
+    if (opened && spec.type == RmSpec::Type::kPostgres &&
+        cfg_.last_resource_commit == TmConfig::LastResource::kAny && !options_.read_only) {
       if (Status d = EnsureDecisionTable(rm.get()); !d.ok()) return d;
     }
     rms_.push_back(std::move(rm));
@@ -1003,9 +1004,11 @@ Outcome Transaction::CommitImpl(std::string* message) {
     *message = "rolled back: the transaction outlived its timeout of " + std::to_string(tm_->cfg_.timeout_s) + " s";
     return Outcome::kTimedOut;
   }
-  if (state_ == State::kActive && tm_->cfg_.last_resource_commit && branches_.size() >= 2) {
+  if (state_ == State::kActive && tm_->cfg_.last_resource_commit != TmConfig::LastResource::kNone &&
+      branches_.size() >= 2) {
     // The SQLite branch if there is exactly one (its commit is in-process:
-    // nothing is left running if we die), else the last-joined PostgreSQL one.
+    // nothing is left running if we die), else the last-joined PostgreSQL one
+    // whose database has the decision table (last_resource_commit = true).
     Branch* last = nullptr;
     int sqlite_branches = 0;
     for (Branch& b : branches_) {
@@ -1105,7 +1108,8 @@ Status TransactionManager::EnsureDecisionTable(Rm* rm) {
         "\", and it cannot be created: " + why +
         ". Create it once as a user who may (CREATE SCHEMA xatm; CREATE TABLE xatm.decision (gtrid bytea "
         "PRIMARY KEY, decided_at bigint NOT NULL); then grant SELECT, INSERT, DELETE on it and USAGE on the "
-        "schema), or set last_resource_commit = false");
+        "schema), or set last_resource_commit = sqlite (only a SQLite branch commits last) or "
+        "last_resource_commit = false");
   }
   rm->decision_table = true;
   return Status::OK();

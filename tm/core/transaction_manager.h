@@ -41,9 +41,10 @@
 // last resource has committed (tm.lrc.handed_off), and their decision row is
 // queued for deletion when the background threads have committed them.
 //
-// Last-resource commit (last_resource_commit = true, two or more branches):
-// the last resource is the SQLite branch if there is exactly one and it
-// wrote, else the last-joined PostgreSQL branch. Step 4 is its own one-phase COMMIT, with a
+// Last-resource commit (two or more branches; by default, and with
+// last_resource_commit = sqlite): the last resource is the SQLite branch if
+// there is exactly one and it wrote; with last_resource_commit = true, else
+// the last-joined PostgreSQL branch. Step 4 is its own one-phase COMMIT, with a
 // decision row (the gtrid; SQLite: xatm_decision, PostgreSQL:
 // xatm.decision) written inside that transaction; no log record, no
 // sidecar, no PREPARE for it. Crash before that COMMIT: no row, presumed
@@ -127,7 +128,7 @@ struct Rm {
   xa_switch_t* sw = nullptr;
   std::string xa_info;    // what xa_open gets (for PostgreSQL: conninfo + session tag)
   std::string plain_info;  // for PostgreSQL: the conninfo without the tag
-  // PostgreSQL with last_resource_commit: the decision table xatm.decision
+  // PostgreSQL with last_resource_commit = true: the decision table xatm.decision
   // exists, so a branch on this RM can be the last resource.
   bool decision_table = false;
   // Decision rows written to xatm.decision since the TM last vacuumed it (a

@@ -1,9 +1,12 @@
 // xatm-memory-bench: does a TM process's memory stay flat? One TM runs N
-// transfers (one UPDATE on PostgreSQL, one on SQLite, two-phase with the
-// decision log) on several threads and reports its resident set size as it
-// goes: after a warm-up, then every tenth of the run, and at the end.
+// transfers (one UPDATE on PostgreSQL, one on SQLite; default settings: the
+// SQLite branch commits last holding the decision, or with
+// --every-branch-prepared both prepared and the decision logged) on several
+// threads and reports its resident set size as it goes: after a warm-up, then
+// every tenth of the run, and at the end.
 //
 //   xatm-memory-bench --pg CONNINFO --dir DIR [--transactions N] [--threads T]
+//                     [--every-branch-prepared]
 #include <libpq-fe.h>
 #include <sqlite3.h>
 
@@ -47,7 +50,14 @@ int main(int argc, char** argv) {
   std::string pg, dir = "bench-data";
   long total = 1000000;
   int threads = 8;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  bool every_branch_prepared = false;
+  for (int i = 1; i < argc; i += 2) {
+    if (std::string(argv[i]) == "--every-branch-prepared") {
+      every_branch_prepared = true;
+      --i;
+      continue;
+    }
+    if (i + 1 >= argc) Die(std::string("give a value after ") + argv[i]);
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--pg") pg = v;
     else if (k == "--dir") dir = v;
@@ -64,6 +74,7 @@ int main(int argc, char** argv) {
   xatm_config_new(&cfg);
   xatm_config_set(cfg, "log_dir", (dir + "/log").c_str());
   xatm_config_set(cfg, "log_level", "warn");
+  if (every_branch_prepared) xatm_config_set(cfg, "last_resource_commit", "false");
   xatm_config_add_pgsql(cfg, "bank", pg.c_str());
   xatm_config_add_sqlite(cfg, "ledger", ("path=" + dir + "/bench.db busy_timeout_ms=60000").c_str());
   xatm* tm = nullptr;

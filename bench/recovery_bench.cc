@@ -5,7 +5,11 @@
 // it times xatm_open, whose recovery commits the decided half and rolls back
 // the rest, and checks that nothing is left in doubt.
 //
-//   xatm-recovery-bench --pg CONNINFO --dir DIR [--count N]
+// With --last-resource, what the default settings leave: each transaction
+// has a prepared PostgreSQL branch only, and the decided half committed its
+// SQLite branch in one phase with the decision row (xatm_decision) inside it.
+//
+//   xatm-recovery-bench --pg CONNINFO --dir DIR [--count N] [--last-resource]
 //   (PostgreSQL needs max_prepared_transactions >= N; bench/run-recovery-bench.sh
 //    starts such a server.)
 #include <libpq-fe.h>
@@ -58,7 +62,14 @@ long PgCount(const std::string& ci, const std::string& sql) {
 int main(int argc, char** argv) {
   std::string pg, dir = "recovery-bench";
   long count = 10000;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  bool last_resource = false;
+  for (int i = 1; i < argc; i += 2) {
+    if (std::string(argv[i]) == "--last-resource") {
+      last_resource = true;
+      --i;
+      continue;
+    }
+    if (i + 1 >= argc) Die(std::string("give a value after ") + argv[i]);
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--pg") pg = v;
     else if (k == "--dir") dir = v;
@@ -93,6 +104,17 @@ int main(int argc, char** argv) {
     PQclear(PQexec(xatm_pgsql_conn(1), upd.c_str()));
     Check(xatm_pgsql_switch.xa_end_entry(&a, 1, TMSUCCESS), XA_OK, "pg xa_end", 1);
     Check(xatm_pgsql_switch.xa_prepare_entry(&a, 1, TMNOFLAGS), XA_OK, "pg xa_prepare", 1);
+    if (last_resource) {
+      // The decided half: SQLite committed last with its decision row. The
+      // other half died before that commit: nothing of it in SQLite.
+      if (i % 2 != 0) continue;
+      Check(xatm_sqlite_switch.xa_start_entry(&b, 2, TMNOFLAGS), XA_OK, "sqlite xa_start", 2);
+      sqlite3_exec(xatm_sqlite_db(2), upd.c_str(), nullptr, nullptr, nullptr);
+      if (std::string e = xtm::sqlite::WriteDecisionRow(2, g, xtm::log::NowMs(), {}); !e.empty()) Die(e);
+      Check(xatm_sqlite_switch.xa_end_entry(&b, 2, TMSUCCESS), XA_OK, "sqlite xa_end", 2);
+      Check(xatm_sqlite_switch.xa_commit_entry(&b, 2, TMONEPHASE), XA_OK, "sqlite xa_commit", 2);
+      continue;
+    }
     Check(xatm_sqlite_switch.xa_start_entry(&b, 2, TMNOFLAGS), XA_OK, "sqlite xa_start", 2);
     sqlite3_exec(xatm_sqlite_db(2), upd.c_str(), nullptr, nullptr, nullptr);
     Check(xatm_sqlite_switch.xa_end_entry(&b, 2, TMSUCCESS), XA_OK, "sqlite xa_end", 2);
@@ -113,7 +135,8 @@ int main(int argc, char** argv) {
   log.reset();
   xatm_pgsql_switch.xa_close_entry(info_pg.data(), 1, TMNOFLAGS);
   xatm_sqlite_switch.xa_close_entry(info_sq.data(), 2, TMNOFLAGS);
-  std::printf("made %ld in-doubt transactions (%ld decided) in %.1f s\n", count, (count + 1) / 2, setup_s);
+  std::printf("made %ld in-doubt transactions (%ld decided%s) in %.1f s\n", count, (count + 1) / 2,
+              last_resource ? " by a decision row in SQLite" : " in the log", setup_s);
 
   xatm_config* cfg = nullptr;
   xatm_config_new(&cfg);
@@ -139,6 +162,12 @@ int main(int argc, char** argv) {
     sq_committed = sqlite3_column_int64(st, 0);
   }
   sqlite3_finalize(st);
+  long rows_left = -1;
+  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM xatm_decision", -1, &st, nullptr) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW) {
+    rows_left = sqlite3_column_int64(st, 0);
+  }
+  sqlite3_finalize(st);
   sqlite3_close(db);
   long sq_left = -1;
   sqlite3_open(xtm::sqlite::SidecarPath(db_path).c_str(), &db);
@@ -151,9 +180,12 @@ int main(int argc, char** argv) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   std::printf("recovery of %ld in-doubt transactions (%ld PostgreSQL + %ld SQLite branches): %.2f s\n", count, count,
-              count, recovery_s);
+              last_resource ? 0 : count, recovery_s);
   std::printf("committed: %ld in PostgreSQL, %ld in SQLite (expected %ld each); still prepared: %ld in PostgreSQL, "
-              "%ld in SQLite; peak RSS %ld MiB\n",
-              pg_committed, sq_committed, (count + 1) / 2, pg_left, sq_left, ru.ru_maxrss / 1024);
-  return pg_left == 0 && sq_left == 0 && pg_committed == (count + 1) / 2 && sq_committed == (count + 1) / 2 ? 0 : 1;
+              "%ld in SQLite; decision rows left: %ld; peak RSS %ld MiB\n",
+              pg_committed, sq_committed, (count + 1) / 2, pg_left, sq_left, rows_left, ru.ru_maxrss / 1024);
+  return pg_left == 0 && sq_left == 0 && rows_left == 0 && pg_committed == (count + 1) / 2 &&
+                 sq_committed == (count + 1) / 2
+             ? 0
+             : 1;
 }

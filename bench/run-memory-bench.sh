@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One TM process, N two-phase transfers (PostgreSQL + SQLite) on a private
-# PostgreSQL: its resident set size as it goes.
+# One TM process, N transfers (PostgreSQL + SQLite; default settings, or
+# --every-branch-prepared) on a private PostgreSQL: its resident set size as
+# it goes.
 #
 #   bench/run-memory-bench.sh [N] [xatm-memory-bench options...]   (N default 1000000)
 #

@@ -25,6 +25,10 @@
 //                recorded: PostgreSQL's PREPARE TRANSACTION, SQLite's COMMIT,
 //                COMMIT PREPARED (not crash-safe: the floor for PostgreSQL's
 //                2PC with SQLite)
+//   manual-bg    the same, with COMMIT PREPARED handed to 4 threads of the
+//                benchmark's own (the caller commits itself when 8 are
+//                waiting), as background_phase_two does: the floor for
+//                xatm-bg
 //   manual-pg2   PostgreSQL's PREPARE TRANSACTION / COMMIT PREPARED by hand
 //                on both (no decision log: not crash-safe, the floor for 2PC)
 //
@@ -47,11 +51,14 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -104,6 +111,71 @@ struct Result {
 };
 
 using Op = std::function<bool(Local&, std::mt19937&, long)>;
+
+// COMMIT PREPARED by hand off the caller's thread, as background phase two
+// does it: kThreads threads with a connection each, at most kQueue gids
+// waiting; when that many are, the caller commits on its own connection.
+class BackgroundCommits {
+ public:
+  static constexpr int kThreads = 4;
+  static constexpr size_t kQueue = 2 * kThreads;
+  explicit BackgroundCommits(const std::string& conninfo) {
+    for (int i = 0; i < kThreads; ++i) {
+      threads_.emplace_back([this, conninfo] {
+        PGconn* c = PQconnectdb(conninfo.c_str());
+        std::unique_lock<std::mutex> lk(mu_);
+        for (;;) {
+          cv_.wait(lk, [&] { return stop_ || !gids_.empty(); });
+          if (gids_.empty()) break;
+          const std::string g = std::move(gids_.front());
+          gids_.pop_front();
+          ++busy_;
+          lk.unlock();
+          if (!PgOk(c, "COMMIT PREPARED '" + g + "'")) failed_++;
+          lk.lock();
+          --busy_;
+          idle_.notify_all();
+        }
+        PQfinish(c);
+      });
+    }
+  }
+  ~BackgroundCommits() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (std::thread& t : threads_) t.join();
+  }
+  // Commits gid now on own (when the threads are behind) or hands it off.
+  bool Commit(PGconn* own, const std::string& gid) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (gids_.size() < kQueue) {
+        gids_.push_back(gid);
+        cv_.notify_one();
+        return true;
+      }
+    }
+    return PgOk(own, "COMMIT PREPARED '" + gid + "'");
+  }
+  // Waits until every handed-off gid is committed; false if one failed.
+  bool Drain() {
+    std::unique_lock<std::mutex> lk(mu_);
+    idle_.wait(lk, [&] { return gids_.empty() && busy_ == 0; });
+    return failed_.exchange(0) == 0;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_, idle_;
+  std::deque<std::string> gids_;
+  int busy_ = 0;
+  bool stop_ = false;
+  std::atomic<long> failed_{0};
+  std::vector<std::thread> threads_;
+};
 
 Result Run(const Args& a, int threads, const Op& op) {
   std::atomic<bool> stop{false};
@@ -256,6 +328,15 @@ int main(int argc, char** argv) {
            sqlite3_exec(l.db, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK &&
            PgOk(l.pg, "COMMIT PREPARED '" + g + "'");
   };
+  BackgroundCommits background(a.pg);
+  modes["manual-bg"] = [&](Local& l, std::mt19937& r, long id) {
+    const std::string g = "bench-bg-" + std::to_string(id);
+    std::string s = "BEGIN IMMEDIATE; " + Update(pick(r));
+    return PgOk(l.pg, "BEGIN") && PgOk(l.pg, Update(pick(r))) &&
+           sqlite3_exec(l.db, s.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK &&
+           PgOk(l.pg, "PREPARE TRANSACTION '" + g + "'") &&
+           sqlite3_exec(l.db, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK && background.Commit(l.pg, g);
+  };
   modes["manual-pg2"] = [&](Local& l, std::mt19937& r, long id) {
     const std::string g = "bench-" + std::to_string(id);
     return PgOk(l.pg, "BEGIN") && PgOk(l.pg, Update(pick(r))) && PgOk(l.pg2, "BEGIN") &&
@@ -282,6 +363,7 @@ int main(int argc, char** argv) {
         xatm_stats before{}, after{};
         if (it != tm_of_mode.end()) xatm_get_stats(it->second, &before);
         Result r = Run(a, threads, modes[m]);
+        if (m == "manual-bg" && !background.Drain()) Die("a background COMMIT PREPARED failed");
         if (it != tm_of_mode.end()) {
           xatm_get_stats(it->second, &after);
           r.commits = after.committed - before.committed;

@@ -174,6 +174,13 @@ xatm_tx* ChildBegins(const std::string& config, xatm** tm) {
   return tx;
 }
 
+// A client killed at a crash point, and whether its transfer must commit.
+struct KilledAt {
+  const char* crash_at;
+  long id;
+  bool commits;
+};
+
 class XatmdTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -252,6 +259,18 @@ class XatmdTest : public ::testing::Test {
     EXPECT_TRUE(got);
     return got ? tm::ToHex(std::string(g, 20)) : "";
   }
+  // procs client processes with each transfers, all through the server;
+  // every process ends well, the banks agree, and at least half of the
+  // transfers committed (the rest rolled back). Returns how many committed.
+  size_t TransfersByProcesses(int procs, int each) {
+    std::vector<pid_t> kids;
+    for (int p = 0; p < procs; ++p) kids.push_back(Transfers(config_, 1000L * (p + 1), each));
+    for (pid_t k : kids) EXPECT_EQ(kChildOk, WaitChild(k)) << server_->Log();
+    ExpectConsistent();
+    const size_t committed = bank_->PgTransfers().size();
+    EXPECT_GE(committed, static_cast<size_t>(procs * each / 2));
+    return committed;
+  }
   int WaitChild(pid_t pid) {
     int st = 0;
     ::waitpid(pid, &st, 0);
@@ -268,12 +287,7 @@ class XatmdTest : public ::testing::Test {
 TEST_F(XatmdTest, ManyClientProcessesTransferThroughOneServer) {
   server_->Start();
   constexpr int kProcs = 4, kEach = 40;
-  std::vector<pid_t> kids;
-  for (int p = 0; p < kProcs; ++p) kids.push_back(Transfers(config_, 1000L * (p + 1), kEach));
-  for (pid_t k : kids) EXPECT_EQ(kChildOk, WaitChild(k)) << server_->Log();
-  ExpectConsistent();
-  const size_t committed = bank_->PgTransfers().size();
-  EXPECT_GE(committed, static_cast<size_t>(kProcs * kEach / 2));
+  const size_t committed = TransfersByProcesses(kProcs, kEach);
   EXPECT_EQ(0, bank_->PgPrepared());
   EXPECT_EQ(0, bank_->SqlitePrepared());
   // Every transaction wrote to both databases: one decision each, in the
@@ -298,12 +312,8 @@ TEST_F(XatmdTest, KilledClientIsResolvedByTheServerWithoutAnyoneCallingRecovery)
   server_->Start();
   // Two children die holding prepared branches: one before the decision
   // (rolled back), one after it (committed).
-  struct Case {
-    const char* crash_at;
-    long id;
-    bool commits;
-  } cases[] = {{"tm.prepare.after_all", 1, false}, {"tm.commit.after_decision", 2, true}};
-  for (const Case& c : cases) {
+  const KilledAt cases[] = {{"tm.prepare.after_all", 1, false}, {"tm.commit.after_decision", 2, true}};
+  for (const KilledAt& c : cases) {
     TransferDyingAt(c.crash_at, c.id);
     const auto t0 = Clock::now();
     ASSERT_TRUE(WaitFor([&] { return bank_->PgPrepared() == 0 && bank_->SqlitePrepared() == 0; }, 10))
@@ -326,18 +336,9 @@ TEST_F(XatmdTest, DefaultSettingsClientsCommitLastOnSqliteAndTheServerResolvesTh
   config_ = WriteConfig("", "xatm-default.conf", 2, /*defaults=*/true);
   server_ = std::make_unique<Xatmd>(config_, dir_ / "xatmd-default.log");
   server_->Start();
-  constexpr int kProcs = 3, kEach = 30;
-  std::vector<pid_t> kids;
-  for (int p = 0; p < kProcs; ++p) kids.push_back(Transfers(config_, 1000L * (p + 1), kEach));
-  for (pid_t k : kids) EXPECT_EQ(kChildOk, WaitChild(k)) << server_->Log();
-  ExpectConsistent();
-  EXPECT_GE(bank_->PgTransfers().size(), static_cast<size_t>(kProcs * kEach / 2));
-  struct Case {
-    const char* crash_at;
-    long id;
-    bool commits;
-  } cases[] = {{"tm.lrc.before_last", 1, false}, {"tm.lrc.after_last", 2, true}};
-  for (const Case& c : cases) {
+  TransfersByProcesses(3, 30);
+  const KilledAt cases[] = {{"tm.lrc.before_last", 1, false}, {"tm.lrc.after_last", 2, true}};
+  for (const KilledAt& c : cases) {
     TransferDyingAt(c.crash_at, c.id);
     EXPECT_EQ(1, bank_->PgPrepared()) << c.crash_at;  // the PostgreSQL branch, and nothing in the sidecar
     EXPECT_EQ(0, bank_->SqlitePrepared()) << c.crash_at;

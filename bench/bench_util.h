@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -120,6 +121,26 @@ inline std::vector<int> IntList(const std::string& text) {
   std::vector<int> out;
   for (const std::string& n : List(text)) out.push_back(std::atoi(n.c_str()));
   return out;
+}
+
+// Walks argv: an option named in flags is a bare switch (its bool is set);
+// every other one takes the next argument as its value, given to
+// take(key, value), which says whether it knows the key. Returns "" or what
+// is wrong.
+inline std::string Options(int argc, char** argv, const std::vector<std::pair<const char*, bool*>>& flags,
+                           const std::function<bool(const std::string&, const std::string&)>& take) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    auto flag = std::find_if(flags.begin(), flags.end(), [&](const auto& f) { return k == f.first; });
+    if (flag != flags.end()) {
+      *flag->second = true;
+    } else if (i + 1 >= argc) {
+      return "give a value after " + k;
+    } else if (!take(k, argv[++i])) {
+      return "unknown option " + k;
+    }
+  }
+  return "";
 }
 
 // The command-line options the transfer drivers (xatm-bench,

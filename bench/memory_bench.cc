@@ -51,20 +51,16 @@ int main(int argc, char** argv) {
   long total = 1000000;
   int threads = 8;
   bool every_branch_prepared = false;
-  for (int i = 1; i < argc; i += 2) {
-    if (std::string(argv[i]) == "--every-branch-prepared") {
-      every_branch_prepared = true;
-      --i;
-      continue;
-    }
-    if (i + 1 >= argc) Die(std::string("give a value after ") + argv[i]);
-    const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--pg") pg = v;
-    else if (k == "--dir") dir = v;
-    else if (k == "--transactions") total = std::atol(v.c_str());
-    else if (k == "--threads") threads = std::atoi(v.c_str());
-    else Die("unknown option " + k);
-  }
+  const std::string bad = xtm::bench::Options(
+      argc, argv, {{"--every-branch-prepared", &every_branch_prepared}}, [&](const std::string& k, const std::string& v) {
+        if (k == "--pg") pg = v;
+        else if (k == "--dir") dir = v;
+        else if (k == "--transactions") total = std::atol(v.c_str());
+        else if (k == "--threads") threads = std::atoi(v.c_str());
+        else return false;
+        return true;
+      });
+  if (!bad.empty()) Die(bad);
   if (pg.empty()) Die("give --pg CONNINFO");
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir + "/log");

@@ -63,19 +63,15 @@ int main(int argc, char** argv) {
   std::string pg, dir = "recovery-bench";
   long count = 10000;
   bool last_resource = false;
-  for (int i = 1; i < argc; i += 2) {
-    if (std::string(argv[i]) == "--last-resource") {
-      last_resource = true;
-      --i;
-      continue;
-    }
-    if (i + 1 >= argc) Die(std::string("give a value after ") + argv[i]);
-    std::string k = argv[i], v = argv[i + 1];
-    if (k == "--pg") pg = v;
-    else if (k == "--dir") dir = v;
-    else if (k == "--count") count = std::atol(v.c_str());
-    else Die("unknown option " + k);
-  }
+  const std::string bad = xtm::bench::Options(
+      argc, argv, {{"--last-resource", &last_resource}}, [&](const std::string& k, const std::string& v) {
+        if (k == "--pg") pg = v;
+        else if (k == "--dir") dir = v;
+        else if (k == "--count") count = std::atol(v.c_str());
+        else return false;
+        return true;
+      });
+  if (!bad.empty()) Die(bad);
   if (pg.empty()) Die("give --pg CONNINFO");
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir + "/log");

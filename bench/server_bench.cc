@@ -65,8 +65,10 @@ struct Result {
   xatm_config* cfg = nullptr;
   xatm_config_new(&cfg);
   xatm_config_set(cfg, "log_level", "warn");
-  // Every decision a log record, in both modes (see the server's
-  // configuration below).
+  // Every decision a log record, in both modes: with the default, a
+  // transaction whose SQLite branch wrote keeps its decision in the SQLite
+  // file, and the server's log would not be what is measured. (The client
+  // chooses how it commits; the server's configuration has no say.)
   xatm_config_set(cfg, "last_resource_commit", "false");
   if (mode == "xatmd") {
     xatm_config_set(cfg, "server", ("unix:" + a.dir + "/xatmd.sock").c_str());
@@ -170,13 +172,10 @@ int main(int argc, char** argv) {
     if (std::string e = xtm::bench::MakePgAccounts(ci, 1, kAccounts); !e.empty()) Die(e);
   }
   if (std::string e = xtm::bench::MakeSqliteAccounts(a.dir + "/bench.db", 1, kAccounts); !e.empty()) Die(e);
-  // The server, with the same RMs. Every decision is a log record
-  // (last_resource_commit = false, in the clients too): with the default, a
-  // transaction whose SQLite branch wrote keeps its decision in the SQLite
-  // file, and the server's log would not be what is measured.
+  // The server, with the same RMs.
   const std::string conf = a.dir + "/xatmd.conf";
   std::ofstream(conf) << "[tm]\nlog_dir = " << a.dir << "/server-log\nserver = unix:" << a.dir
-                      << "/xatmd.sock\nlog_level = warn\nlast_resource_commit = false\n\n[server]\nmetrics = off\n\n[rm.bank]\ntype = postgresql\n"
+                      << "/xatmd.sock\nlog_level = warn\n\n[server]\nmetrics = off\n\n[rm.bank]\ntype = postgresql\n"
                       << "conninfo = " << a.pg << "\n\n[rm.bank2]\ntype = postgresql\nconninfo = " << a.pg2
                       << "\n\n[rm.ledger]\ntype = sqlite\npath = " << a.dir << "/bench.db\nbusy_timeout_ms = 60000\n";
   pid_t server = ::fork();

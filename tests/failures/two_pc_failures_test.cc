@@ -438,10 +438,7 @@ class TwoPcFailureLongOutage : public TwoPcFailure {
       text.assign(std::istreambuf_iterator<char>(f), {});
     }
     text.replace(text.find("commit_retry_s = 5"), 18, "commit_retry_s = 1");
-    if (last_resource) {
-      text.replace(text.find(kEveryBranchPrepared), std::string(kEveryBranchPrepared).size(),
-                   "last_resource_commit = true\n");
-    }
+    if (last_resource) text = ReplaceEveryBranchPrepared(text, "last_resource_commit = true\n");
     std::ofstream(config_, std::ios::trunc) << text;
   }
   // Prepared transactions, asked past the proxy (which is refusing).

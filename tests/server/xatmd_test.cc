@@ -364,9 +364,7 @@ TEST_F(XatmdTest, KilledLastResourceClientIsResolvedFromTheDecisionRow) {
     Exec(c, "CREATE TABLE lrc_t (id bigint PRIMARY KEY)");
     PQfinish(c);
   }
-  std::string text = ReadFileOrDie(config_);
-  text.replace(text.find(kEveryBranchPrepared), std::string(kEveryBranchPrepared).size(),
-               "last_resource_commit = true\n");
+  std::string text = ReplaceEveryBranchPrepared(ReadFileOrDie(config_), "last_resource_commit = true\n");
   text += "\n[rm.bank2]\ntype = postgresql\nconninfo = " + db2.conninfo() + "\n";
   const std::string config = dir_ / "xatm-lrc.conf";
   WriteFileOrDie(config, text);

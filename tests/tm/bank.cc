@@ -60,6 +60,13 @@ std::string Bank::WriteConfigFile(int timeout_s, const std::string& tm_extra) co
   return path;
 }
 
+std::string ReplaceEveryBranchPrepared(std::string text, const std::string& instead) {
+  const size_t at = text.find(kEveryBranchPrepared);
+  EXPECT_NE(std::string::npos, at) << "no \"" << kEveryBranchPrepared << "\" in\n" << text;
+  if (at != std::string::npos) text.replace(at, std::string(kEveryBranchPrepared).size(), instead);
+  return text;
+}
+
 long Bank::PgSum() {
   PGconn* c = ConnectOrDie(pg_);
   long v = std::stol(Exec(c, "SELECT coalesce(sum(balance), 0) FROM accounts"));

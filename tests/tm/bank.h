@@ -21,6 +21,9 @@ constexpr int kOpening = 1000;  // per account, on each side
 // record in the log): by default a SQLite branch commits last, holding the
 // decision, and the log gets no commit record.
 inline constexpr char kEveryBranchPrepared[] = "last_resource_commit = false\n";
+// A configuration's text with its kEveryBranchPrepared line replaced by
+// instead ("": the default settings).
+std::string ReplaceEveryBranchPrepared(std::string text, const std::string& instead);
 
 class Bank {
  public:

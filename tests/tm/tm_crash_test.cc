@@ -87,10 +87,8 @@ class TmCrash : public ::testing::Test {
   // The bank's configuration with the default settings (the SQLite branch
   // commits last, holding the decision).
   std::string DefaultConfig() {
-    std::string text = ReadFileOrDie(config_);
-    text.erase(text.find(kEveryBranchPrepared), std::string(kEveryBranchPrepared).size());
     const std::string path = config_ + ".default";
-    WriteFileOrDie(path, text);
+    WriteFileOrDie(path, ReplaceEveryBranchPrepared(ReadFileOrDie(config_), ""));
     return path;
   }
   ScratchDb db_;
@@ -160,10 +158,8 @@ TEST_F(TmCrash, BackgroundPhaseTwoChildKilledAtRandomMomentsLosesNothing) {
 }
 
 TEST_F(TmCrash, LastResourceWithBackgroundPhaseTwoChildKilledAtRandomMomentsLosesNothing) {
-  std::string text = ReadFileOrDie(BackgroundConfig(config_));
-  text.replace(text.find(kEveryBranchPrepared), std::string(kEveryBranchPrepared).size(), "last_resource_commit = true\n");
   const std::string config = config_ + ".lrc-background";
-  WriteFileOrDie(config, text);
+  WriteFileOrDie(config, ReplaceEveryBranchPrepared(ReadFileOrDie(BackgroundConfig(config_)), "last_resource_commit = true\n"));
   EXPECT_GT(KillAtRandomMoments(*bank_, config, 6, 11).size(), 30u);
 }
 

@@ -330,6 +330,8 @@ bool PgLastResourceStatements(PGconn* a, PGconn* b, long id, int amount = 10) {
          ok(b, "INSERT INTO transfers VALUES (" + i + ")");
 }
 
+constexpr char kPgLast[] = "last_resource_commit = true\n";
+
 // PostgreSQL as the last resource: two databases, no SQLite branch. The
 // first is prepared; the second commits in one phase with its decision row.
 class PgLastResource : public ::testing::Test {
@@ -345,7 +347,7 @@ class PgLastResource : public ::testing::Test {
     std::filesystem::create_directories(dir_.path() + "/log");
     config_ = dir_.path() + "/xatm.conf";
     std::ofstream(config_) << "[tm]\nlog_dir = " << dir_.path() << "/log\nnode_name = test\n"
-                           << "commit_retry_s = 5\nlog_level = warn\nlast_resource_commit = true\n\n"
+                           << "commit_retry_s = 5\nlog_level = warn\n" << kPgLast << "\n"
                            << "[rm.a]\ntype = postgresql\nconninfo = " << a_.conninfo() << "\n\n"
                            << "[rm.b]\ntype = postgresql\nconninfo = " << b_.conninfo() << "\n";
   }
@@ -357,6 +359,12 @@ class PgLastResource : public ::testing::Test {
     std::string text((std::istreambuf_iterator<char>(in)), {});
     text.replace(text.find("[tm]\n") + 5, 0, "background_phase_two = true\n");
     std::ofstream(config_, std::ios::trunc) << text;
+  }
+  // The configuration with setting instead of kPgLast, written to path.
+  void WriteWith(const std::string& setting, const std::string& path) {
+    std::string text = ReadFileOrDie(config_);
+    text.replace(text.find(kPgLast), std::string(kPgLast).size(), setting);
+    WriteFileOrDie(path, text);
   }
   std::string One(ScratchDb& d, const std::string& sql) {
     PGconn* c = ConnectOrDie(d.conninfo());
@@ -495,11 +503,8 @@ TEST_F(PgLastResource, ReadOnlyDatabaseIsNeverTheLastResource) {
 TEST_F(PgLastResource, WithTheDefaultBothArePreparedAndTheDecisionIsLogged) {
   for (const std::string& setting : {std::string(), std::string("last_resource_commit = sqlite\n")}) {
     SCOPED_TRACE(setting);
-    std::ifstream in(config_);
-    std::string text((std::istreambuf_iterator<char>(in)), {});
-    text.replace(text.find("last_resource_commit = true\n"), 28, setting);
     const std::string path = config_ + ".sqlite-last";
-    std::ofstream(path, std::ios::trunc) << text;
+    WriteWith(setting, path);
     const int commits = Commits();
     ASSERT_EQ(XATM_OK, xatm_open(path.c_str(), &tm_)) << xatm_errmsg(tm_);
     ASSERT_EQ(XATM_OK, Transfer(setting.empty() ? 1 : 2)) << error_;
@@ -515,10 +520,7 @@ TEST_F(PgLastResource, WithTheDefaultBothArePreparedAndTheDecisionIsLogged) {
 }
 
 TEST_F(PgLastResource, AnUnknownSettingIsRefusedWithTheValuesThatAreKnown) {
-  std::ifstream in(config_);
-  std::string text((std::istreambuf_iterator<char>(in)), {});
-  text.replace(text.find("last_resource_commit = true\n"), 28, "last_resource_commit = postgresql\n");
-  std::ofstream(config_, std::ios::trunc) << text;
+  WriteWith("last_resource_commit = postgresql\n", config_);
   EXPECT_EQ(XATM_ECONFIG, xatm_open(config_.c_str(), &tm_));
   const std::string m = xatm_errmsg(tm_);
   for (const char* want : {"last_resource_commit", "\"postgresql\"", "sqlite", "true", "false"}) {

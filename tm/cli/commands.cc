@@ -514,6 +514,7 @@ void DescribeRecord(const log::LoggedRecord& r, Json* j, std::string* text) {
       if (log::Decode(r.payload, &x).ok()) gtrid = x.gtrid;
       break;
     }
+    case log::RecordType::kBatch: break;  // framing; ScanLog leaves them out
   }
   if (j) {
     j->BeginObject().Field("segment", r.segment).Field("offset", static_cast<int64_t>(r.offset));

@@ -77,6 +77,14 @@ Status CheckDir(const std::string& dir) {
   return Status::OK();
 }
 
+// The BATCH record that opens a write: where the segment was durable up to
+// when the write was made (see log_format.md).
+std::string BatchRecord(uint64_t synced_upto) {
+  std::string payload;
+  PutFixed64(&payload, synced_upto);
+  return Frame(RecordType::kBatch, payload);
+}
+
 std::string RandomNodeId() {
   std::string id(8, '\0');
   size_t got = 0;
@@ -113,7 +121,8 @@ bool ParseKey(RecordType type, std::string_view payload, std::string* gtrid, std
              d.GetBytes(bqual, kMax);
     case RecordType::kForget:
       return d.GetBytes(gtrid, kMax) && d.GetBytes(rm, kMax) && d.GetBytes(bqual, kMax);
-    case RecordType::kNode: return true;
+    case RecordType::kNode:
+    case RecordType::kBatch: return true;
   }
   return false;
 }
@@ -125,6 +134,8 @@ Status Validate(RecordType type, std::string_view payload) {
     case RecordType::kEnd: { EndRecord r; return Decode(payload, &r); }
     case RecordType::kHeuristic: { HeuristicRecord r; return Decode(payload, &r); }
     case RecordType::kForget: { ForgetRecord r; return Decode(payload, &r); }
+    case RecordType::kBatch:
+      return payload.size() == 8 ? Status::OK() : Status::Corruption("malformed BATCH record payload");
   }
   return Status::Corruption("unknown record type");
 }
@@ -154,6 +165,7 @@ Status LiveState::Apply(RecordType type, std::string_view payload, bool validate
         it = match ? heuristics_.erase(it) : std::next(it);
       }
       break;
+    case RecordType::kBatch: break;  // framing only
   }
   return Status::OK();
 }
@@ -286,6 +298,7 @@ Status DecisionLog::OpenNewest() {
   fd_path_ = path;
   // The truncation of a torn tail must be durable before anything is
   // appended after it.
+  synced_end_ = size_;
   return opts_.sync ? file::DataSync(fd_, path) : Status::OK();
 }
 
@@ -404,7 +417,8 @@ void DecisionLog::LeadLocked(std::unique_lock<std::mutex>& lock) {
       bytes_len += p.frame.size();
     }
     std::string bytes;
-    bytes.reserve(bytes_len);
+    bytes.reserve(kRecordHeaderSize + 8 + bytes_len);
+    bytes += BatchRecord(synced_end_);
     for (const Pending& p : batch) bytes += p.frame;
 
     lock.unlock();
@@ -462,6 +476,7 @@ Status DecisionLog::WriteBatch(const std::string& bytes, bool sync) {
   if (s.ok() && sync && opts_.sync) s = file::DataSync(fd_, path);
   if (s.ok()) {
     size_ += bytes.size();
+    if (sync) synced_end_ = size_;  // everything before is durable now
     return s;
   }
   // Take back whatever part of the batch reached the file, so that nothing
@@ -505,6 +520,7 @@ Status DecisionLog::Roll(const std::string& bytes) {
   old.swap(segments_);
   segments_.push_back(number);
   size_ = used;
+  synced_end_ = used;  // written whole and synced before it was renamed into place
   base_size_ = base;
   uint64_t deleted = 0;
   for (uint64_t n : old) {
@@ -573,7 +589,7 @@ Status ScanLog(const std::string& dir, LogScan* out) {
         return Status::Corruption(path + ": offset " + std::to_string(r.offset) + ": " +
                                   s.message());
       }
-      out->records.push_back({name, r.offset, r.type, std::string(r.payload)});
+      if (r.type != RecordType::kBatch) out->records.push_back({name, r.offset, r.type, std::string(r.payload)});
     }
   }
   return Status::OK();

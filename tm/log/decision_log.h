@@ -168,11 +168,13 @@ class DecisionLog {
   std::vector<uint64_t> segments_;  // numbers, oldest first; the last is being written
   std::string fd_path_;             // the path of that last one (fd_), for messages
   uint64_t size_ = 0;               // bytes of records in the newest segment (zeros follow)
+  uint64_t synced_end_ = 0;         // of the newest segment, what a completed sync made durable
   uint64_t base_size_ = 0;          // header and snapshot of the newest segment
 };
 
 // For `xatm log dump` and `xatm log verify`: every record of every segment in
-// dir, in order, without opening the log for writing.
+// dir, in order (but the BATCH records that only frame writes), without
+// opening the log for writing.
 struct LoggedRecord {
   std::string segment;  // file name
   uint64_t offset = 0;

@@ -12,7 +12,7 @@ namespace xtm::log {
 //   magic[8] "xatmlog\n" | version u32 | flags u32 | segment number u64 |
 //   masked crc32c of the previous 24 bytes u32
 inline constexpr char kMagic[8] = {'x', 'a', 't', 'm', 'l', 'o', 'g', '\n'};
-inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kFormatVersion = 2;  // 2: BATCH records (version 1 had none)
 inline constexpr size_t kSegmentHeaderSize = 28;
 
 // Every record is framed as
@@ -29,9 +29,10 @@ enum class RecordType : uint8_t {
   kEnd = 3,        // every branch of a committed transaction is finished
   kHeuristic = 4,  // a heuristic outcome of one branch, with who decided it and why
   kForget = 5,     // an administrator has dealt with a heuristic outcome
+  kBatch = 6,      // opens every write of the log: tells a torn last write from damage
 };
 
-inline bool IsKnownType(uint8_t t) { return t >= 1 && t <= 5; }
+inline bool IsKnownType(uint8_t t) { return t >= 1 && t <= 6; }
 const char* RecordTypeName(RecordType t);
 
 }  // namespace xtm::log

@@ -23,6 +23,7 @@ const char* RecordTypeName(RecordType t) {
     case RecordType::kEnd: return "END";
     case RecordType::kHeuristic: return "HEURISTIC";
     case RecordType::kForget: return "FORGET";
+    case RecordType::kBatch: return "BATCH";
   }
   return "UNKNOWN";
 }

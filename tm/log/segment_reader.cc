@@ -65,14 +65,27 @@ Status ScanSegment(const std::string& path, std::string_view b, SegmentScan* out
     // Segments are preallocated with zeros: zeros to the end of the file are
     // the clean end of the log.
     if (b.find_first_not_of('\0', off) == std::string_view::npos) break;
-    // A bad record. If any good record starts after it, the damage is in the
-    // middle of the log: corruption. Otherwise it is a torn tail.
+    // A bad record. Every write of the log opens with a BATCH record that
+    // says up to where the segment was durable (a sync had completed) when
+    // the write was made. A power loss can leave any part of the writes
+    // made since the last completed sync on disk, and not others: good
+    // records after the bad one are still a torn tail unless a later write
+    // says the bad record had been synced, and then the log is damaged in
+    // the middle. A segment without BATCH records before the bad one (begun
+    // in format version 1) cannot tell: any good record after it is damage.
+    bool marked = out->version >= 2;
+    for (const SegmentRecord& r : out->records) marked = marked || r.type == RecordType::kBatch;
     for (uint64_t p = off + 1; p + kRecordHeaderSize <= b.size(); ++p) {
-      if (CheckFrame(b, p, &len, &type) == FrameCheck::kGood) {
+      if (CheckFrame(b, p, &len, &type) != FrameCheck::kGood) continue;
+      const bool synced_over = static_cast<RecordType>(type) == RecordType::kBatch && len == 8 &&
+                               DecodeFixed64(b.data() + p + kRecordHeaderSize) > off;
+      if (!marked || synced_over) {
         return Status::Corruption(path + ": bad record at offset " + std::to_string(off) +
                                   " followed by a valid record at offset " + std::to_string(p) +
+                                  (marked ? " written after the bad one was synced" : "") +
                                   "; the log is damaged in the middle and was left untouched");
       }
+      p += kRecordHeaderSize + len - 1;  // a record of an unsynced write: look past it
     }
     out->torn = true;
     break;

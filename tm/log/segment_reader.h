@@ -26,9 +26,10 @@ struct SegmentScan {
 };
 
 // Parses a segment. Zeros after the last record are its clean end (segments
-// are preallocated). A bad record after which nothing valid follows is a torn
-// tail (out->torn, OK); a bad record followed by a good one is Corruption
-// naming path and offset. A newer format version is NotSupported.
+// are preallocated). A bad record after which nothing valid follows, or only
+// records of the same last write (no BATCH record opens a later one), is a
+// torn tail (out->torn, OK); a bad record followed by a later write is
+// Corruption naming path and offset. A newer format version is NotSupported.
 Status ScanSegment(const std::string& path, std::string_view bytes, SegmentScan* out);
 
 // The header of a new segment.

@@ -22,7 +22,9 @@
  * Ownership: objects returned through an `**out` argument belong to the
  * caller and are released with their `_free`/`_close`; pointers returned
  * directly are borrowed from their parent and live as long as it does.
- * Every `_free` and `_close` accepts NULL.
+ * Every `_free` and `_close` accepts NULL. An xatm_tx lives inside its xatm:
+ * free every transaction before closing the handle (xatm_close refuses
+ * otherwise).
  *
  * Errors: functions that can fail return an int: XATM_OK (0) or one of the
  * negative XATM_E* codes below. The text of the last failure is kept on the
@@ -108,8 +110,10 @@ XATM_EXTERN int xatm_open(const char *config_path, xatm **out);
 
 /* Finishes phase two of every transaction this handle decided to commit,
  * closes the resource managers and releases the decision log.
- * Returns XATM_OK, or XATM_EPENDING if some branch could not be finished
- * (recovery will). Accepts NULL. */
+ * Every xatm_tx of the handle must be freed first (xatm_tx_free): while one
+ * is not, xatm_close refuses with XATM_EINVAL and the handle stays open.
+ * Returns XATM_OK, XATM_EINVAL, or XATM_EPENDING if some branch could not be
+ * finished (recovery will). Accepts NULL. */
 XATM_EXTERN int xatm_close(xatm *tm);
 
 /* The message of the last failure on this handle ("" if none). Borrowed:
@@ -222,10 +226,14 @@ XATM_EXTERN int xatm_tx_xid(const xatm_tx *tx, XID *out);
  * Recovery and administration
  * -------------------------------------------------------------------- */
 
-/* What the decision log says about an in-doubt transaction. */
+/* What the decision log (or a last resource's decision row) says about an
+ * in-doubt transaction. */
 #define XATM_DECISION_NONE 0      /* no decision: presumed abort */
-#define XATM_DECISION_COMMIT 1    /* a COMMIT record: every branch must commit */
+#define XATM_DECISION_COMMIT 1    /* a COMMIT record or a decision row: every branch must commit */
 #define XATM_DECISION_HEURISTIC 2 /* a heuristic outcome was recorded */
+#define XATM_DECISION_UNKNOWN 3   /* cannot be known now: a resource manager that may hold its
+                                     decision row is unreachable, or busy with a transaction that
+                                     may be committing it; neither commit nor roll back by hand */
 
 /* One in-doubt branch. Strings are NUL-terminated. */
 typedef struct xatm_indoubt {
@@ -253,8 +261,9 @@ XATM_EXTERN void xatm_indoubt_free(xatm_indoubt *list);
 /* Resolves one global transaction by hand (a heuristic decision): commit
  * (commit != 0) or roll back every branch of the gtrid in xid. Recorded in
  * the log first, with who and why. Refused with XATM_EINVAL if it contradicts
- * a logged decision. Returns XATM_OK, XATM_ENOTFOUND, XATM_EINVAL, XATM_ERM,
- * XATM_ELOG. */
+ * a decision (a COMMIT record, a last resource's decision row, an earlier
+ * heuristic decision) or if a rollback's decision cannot be known now.
+ * Returns XATM_OK, XATM_ENOTFOUND, XATM_EINVAL, XATM_ERM, XATM_ELOG. */
 XATM_EXTERN int xatm_resolve(xatm *tm, const XID *xid, int commit, const char *who, const char *why);
 
 /* Clears a recorded heuristic outcome (and tells the RMs to forget the

@@ -34,4 +34,9 @@ bool TrustFreshXids(int rmid);
 // can only roll back.
 std::string ExecInBranch(int rmid, const std::string& sql);
 
+// The backend serving this thread's connection for rmid: its pid and
+// pg_stat_activity.backend_start (as text), which identify it however the
+// application sets application_name. False if rmid is not open here.
+bool BackendOf(int rmid, int* pid, std::string* start);
+
 }  // namespace xtm::pgsql

@@ -872,6 +872,14 @@ bool TrustFreshXids(int rmid) {
   return true;
 }
 
+bool BackendOf(int rmid, int* pid, std::string* start) {
+  RmConn* rc = Find(rmid);
+  if (rc == nullptr || rc->backend_pid.empty()) return false;
+  *pid = std::atoi(rc->backend_pid.c_str());
+  *start = rc->backend_start;
+  return true;
+}
+
 }  // namespace xtm::pgsql
 
 extern "C" {

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,5 +46,21 @@ bool BranchHasWrites(int rmid);
 // "" or why not.
 std::string WriteDecisionRow(int rmid, std::string_view gtrid, int64_t decided_at,
                              const std::vector<std::string>& finished);
+
+// The random id the RM keeps in the database at path (xatm_meta), which
+// tells two files apart; "" if it cannot be read (no such file, or the RM
+// never opened it).
+std::string DatabaseIdOf(const std::string& path);
+
+// The gtrids of the decision rows in the SQLite database at path (only
+// `only`, if given), read on a connection of its own. locked: under the
+// database's write lock (BEGIN IMMEDIATE, waiting at most busy_timeout_ms):
+// a last resource's branch holds that lock from xa_start until its COMMIT, so
+// a read under it cannot miss a decision about to commit, as a plain read
+// (the last committed snapshot) can. 0 when read (a database without the
+// table has no rows); -1 when it cannot be known now (*why: the lock is busy,
+// the file is missing, an I/O error...): never "no decision".
+int ReadDecisionRows(const std::string& path, int busy_timeout_ms, bool locked, const std::string* only,
+                     std::set<std::string>* out, std::string* why);
 
 }  // namespace xtm::sqlite

@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstring>
 #include <ctime>
@@ -114,6 +115,11 @@ struct RmConn {
   // Every xid this handle starts is new (TrustFreshXids): xa_start does not
   // look for a prepared record with it.
   bool fresh_xids = false;
+  // The handle is known to run with synchronous = FULL (or EXTRA): what the
+  // TM commits on it (a decision row, a prepared branch whose sidecar record
+  // is deleted afterwards) is durable when COMMIT returns. Cleared when the
+  // application sets the pragma; checked again before the next branch.
+  bool sync_full = false;
   std::atomic<bool> aborted{false};  // rolled back from another thread (AbortBranchOf)
   int schema_version = -1;
   uint64_t schema_fp = 0;
@@ -204,10 +210,35 @@ int Deny(RmConn* rc, std::string why) {
   return SQLITE_DENY;
 }
 
+// Pragmas that would make commits on the handle non-durable, refused at any
+// time: a checkpoint run without syncs can let the next writer overwrite
+// committed frames (the TM's decision rows among them) that the database file
+// does not hold yet.
+int AuthorizeDurability(RmConn* rc, const char* pragma, const char* value) {
+  std::string v = value;
+  for (char& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (sqlite3_stricmp(pragma, "synchronous") == 0) {
+    if (v == "off" || v == "0") {
+      return Deny(rc, "PRAGMA synchronous = OFF on the SQLite RM's handle: a checkpoint would then copy committed "
+                      "transactions, the TM's decisions among them, without a sync, and a power loss could lose "
+                      "them; NORMAL or FULL are allowed (the RM raises it to FULL for its branches), or use another "
+                      "connection for work that needs no durability");
+    }
+    rc->sync_full = false;
+  } else if (sqlite3_stricmp(pragma, "journal_mode") == 0 && (v == "off" || v == "memory")) {
+    return Deny(rc, "PRAGMA journal_mode = " + v + " on the SQLite RM's handle: a crash could then corrupt the "
+                    "database and lose committed transactions; use WAL (recommended) or a rollback journal");
+  }
+  return SQLITE_OK;
+}
+
 int Authorize(void* ctx, int action, const char* a1, const char* a2, const char* dbname,
               const char* /*trigger*/) {
   auto* rc = static_cast<RmConn*>(ctx);
   if (rc->internal) return SQLITE_OK;
+  if (action == SQLITE_PRAGMA && a1 != nullptr && a2 != nullptr) {
+    if (int r = AuthorizeDurability(rc, a1, a2); r != SQLITE_OK) return r;
+  }
   const bool in_branch = InTransactionOfBranch(rc->state);
   const bool prepared = rc->state == BranchState::kPrepared;
   if (!in_branch && !prepared) return SQLITE_OK;
@@ -876,8 +907,16 @@ int SqOpen(char* info, int rmid, long flags) {
   if (!ParseInfo(info, &rc->opts, &why)) return Fail(rmid, XAER_INVAL, why);
   if (rc->opts.readonly) return OpenReadOnly(std::move(rc), rmid);
   const std::string& path = rc->opts.path;
-  if (sqlite3_open_v2(path.c_str(), &rc->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                      nullptr) != SQLITE_OK) {
+  // Never created here: a mistyped or wrongly relative path would otherwise
+  // get an empty database, in which "no decision row" would look like a
+  // decision to roll back the branches the real file decided to commit.
+  if (::access(path.c_str(), F_OK) != 0) {
+    return Fail(rmid, XAER_RMERR,
+                "SQLite database " + path + " does not exist; the SQLite RM never creates one (an empty file "
+                "would hide the decisions of the real one): check the path, or create the database first "
+                "(sqlite3 " + path + " 'PRAGMA journal_mode=WAL')");
+  }
+  if (sqlite3_open_v2(path.c_str(), &rc->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
     return Fail(rmid, XAER_RMERR, "cannot open SQLite database " + path + ": " + Err(rc->db));
   }
   sqlite3_extended_result_codes(rc->db, 1);
@@ -932,8 +971,12 @@ int SqOpen(char* info, int rmid, long flags) {
                             "; CREATE TABLE IF NOT EXISTS barrier (id INTEGER PRIMARY KEY, at INTEGER)") != SQLITE_OK) {
     return Fail(rmid, XAER_RMERR, "cannot set up the sidecar " + side + ": " + Err(rc->side));
   }
+  // synchronous = OFF: its deletes need no sync. It never checkpoints (nor at
+  // close), which would copy frames into the sidecar without a sync and let
+  // the WAL be overwritten over records whose only copy is there.
   if (sqlite3_open_v2(side.c_str(), &rc->side_lazy, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK ||
-      ExecSql(rc->side_lazy, "PRAGMA synchronous = OFF") != SQLITE_OK) {
+      sqlite3_db_config(rc->side_lazy, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr) != SQLITE_OK ||
+      ExecSql(rc->side_lazy, "PRAGMA synchronous = OFF; PRAGMA wal_autocheckpoint = 0") != SQLITE_OK) {
     return Fail(rmid, XAER_RMERR, "cannot open the sidecar " + side + ": " + Err(rc->side_lazy));
   }
   sqlite3_busy_timeout(rc->side_lazy, rc->opts.busy_timeout_ms);
@@ -995,6 +1038,17 @@ int SqStart(XID* xid, int rmid, long flags) {
   }
   {
     Internal in(rc);
+    // What the TM commits on the handle must be durable when COMMIT returns,
+    // whatever the application set (NORMAL syncs nothing at a WAL commit).
+    // Outside a transaction: SQLite refuses the pragma inside one.
+    if (!rc->sync_full) {
+      StmtCache::Use level = rc->main_stmts.Get(rc->db, "PRAGMA main.synchronous");
+      const bool full = level.ok() && level->Step() == SQLITE_ROW && level->Int(0) >= 2;
+      if (!full && Run(rc->main_stmts, rc->db, "PRAGMA main.synchronous = FULL") != SQLITE_OK) {
+        return Fail(rmid, XAER_RMERR, "cannot set synchronous = FULL on " + rc->opts.path + ": " + Err(rc->db));
+      }
+      rc->sync_full = true;
+    }
     int brc = Run(rc->main_stmts, rc->db, "BEGIN IMMEDIATE");
     if (brc != SQLITE_OK) {
       return Fail(rmid, XAER_RMERR, "cannot begin the branch on " + rc->opts.path + ": " + Err(rc->db) +
@@ -1413,6 +1467,65 @@ std::string WriteDecisionRow(int rmid, std::string_view gtrid, int64_t decided_a
     if (!del.ok() || del->Bind(1, g).Step() != SQLITE_DONE) return Err(rc->db);
   }
   return "";
+}
+
+std::string DatabaseIdOf(const std::string& path) {
+  if (::access(path.c_str(), F_OK) != 0) return "";
+  sqlite3* db = nullptr;
+  std::string id;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 1000);
+    Stmt st(db, "SELECT value FROM main.xatm_meta WHERE key = 'db_id'");
+    if (st.ok() && st.Step() == SQLITE_ROW) id = st.Blob(0);
+  }
+  sqlite3_close_v2(db);
+  return id;
+}
+
+int ReadDecisionRows(const std::string& path, int busy_timeout_ms, bool locked, const std::string* only,
+                     std::set<std::string>* out, std::string* why) {
+  sqlite3* db = nullptr;
+  struct Close {
+    sqlite3** db;
+    ~Close() { sqlite3_close_v2(*db); }
+  } close{&db};
+  // Its own connection: the thread's handle may be inside a branch. Never
+  // created: a missing file is an error, not "no decision".
+  if (::access(path.c_str(), F_OK) != 0) {
+    *why = "SQLite database " + path + " does not exist";
+    return -1;
+  }
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+    *why = "cannot open " + path + ": " + Err(db);
+    return -1;
+  }
+  sqlite3_busy_timeout(db, busy_timeout_ms);
+  if (ExecSql(db, locked ? "BEGIN IMMEDIATE" : "BEGIN") != SQLITE_OK) {
+    *why = (locked ? "cannot take the write lock of " : "cannot read ") + path + ": " + Err(db) +
+           (locked ? " (a transaction holding it may be about to commit a decision)" : "");
+    return -1;
+  }
+  int result = -1;
+  {
+    Stmt have(db, "SELECT count(*) FROM main.sqlite_master WHERE type = 'table' AND name = 'xatm_decision'");
+    if (!have.ok() || have.Step() != SQLITE_ROW) {
+      *why = "cannot read the schema of " + path + ": " + Err(db);
+    } else if (have.Int(0) == 0) {
+      result = 0;  // no decision table: no decision here
+    } else {
+      Stmt st(db, std::string("SELECT gtrid FROM main.xatm_decision") + (only ? " WHERE gtrid = ?1" : ""));
+      if (st.ok() && only) st.Bind(1, *only);
+      int step = SQLITE_ERROR;
+      while (st.ok() && (step = st.Step()) == SQLITE_ROW) out->insert(st.Blob(0));
+      if (step == SQLITE_DONE) {
+        result = 0;
+      } else {
+        *why = "cannot read the decision rows of " + path + ": " + Err(db);
+      }
+    }
+  }
+  ExecSql(db, "ROLLBACK");
+  return result;
 }
 
 bool TrustFreshXids(int rmid) {

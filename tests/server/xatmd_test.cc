@@ -572,6 +572,7 @@ TEST_F(XatmdTest, RandomAndTruncatedFramesNeverCrashTheServer) {
     PutFixed32(&p, 1);
     PutFixed32(&p, 0);
     PutFixed64(&p, 0);
+    PutFixed32(&p, 0);  // no RMs
     return server::EncodeFrame(static_cast<uint8_t>(server::Kind::kHello), 1, p);
   };
   long vm_after_first_half = 0;

@@ -1,5 +1,6 @@
 // The C API of include/xatm/xatm.h over the C++ TransactionManager. Status
 // and Outcome become XATM_* codes here, and only here; no exception leaves.
+#include <atomic>
 #include <cstring>
 #include <new>
 #include <string>
@@ -14,6 +15,7 @@
 struct xatm {
   std::unique_ptr<xtm::tm::TransactionManager> tm;
   std::string open_error;  // why xatm_open failed
+  std::atomic<long> transactions{0};  // xatm_tx not freed yet: xatm_close refuses while any is
 };
 
 struct xatm_tx {
@@ -165,6 +167,13 @@ int xatm_open_config(const xatm_config* cfg, xatm** out) {
 
 int xatm_close(xatm* tm) {
   if (tm == nullptr) return XATM_OK;
+  if (const long n = tm->transactions.load(); n > 0) {
+    // Each xatm_tx points into the handle: freeing it now would leave them
+    // dangling. The handle stays open and usable.
+    return SetError(tm, XATM_EINVAL, "xatm_close: " + std::to_string(n) +
+                                         " transaction(s) of this handle are not freed yet: finish them and "
+                                         "xatm_tx_free each first (the handle is still open)");
+  }
   int rc = XATM_OK;
   try {
     if (tm->tm) {
@@ -293,6 +302,7 @@ int xatm_start(xatm* tm, xatm_tx** out) {
       delete t;
       return SetError(tm, CodeOf(s), s.message());
     }
+    ++tm->transactions;
     *out = t;
     return XATM_OK;
   });
@@ -357,6 +367,7 @@ void xatm_tx_free(xatm_tx* tx) {
     tx->tx.reset();  // rolls back an unfinished transaction
   } catch (...) {
   }
+  --tx->owner->transactions;
   delete tx;
 }
 
@@ -419,6 +430,7 @@ int xatm_indoubt_list(xatm* tm, xatm_indoubt** out, size_t* count) {
       std::snprintf(arr[i].rm, sizeof arr[i].rm, "%s", list[i].rm.c_str());
       arr[i].decision = list[i].decision == xtm::tm::InDoubt::Decision::kCommit      ? XATM_DECISION_COMMIT
                         : list[i].decision == xtm::tm::InDoubt::Decision::kHeuristic ? XATM_DECISION_HEURISTIC
+                        : list[i].decision == xtm::tm::InDoubt::Decision::kUnknown   ? XATM_DECISION_UNKNOWN
                                                                                       : XATM_DECISION_NONE;
       arr[i].ours = list[i].ours ? 1 : 0;
       arr[i].age_s = list[i].age_s;

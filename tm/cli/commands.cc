@@ -70,6 +70,7 @@ struct Txn {
   bool live = false;
   bool decided = false;  // a COMMIT record without END
   bool heuristic = false;
+  bool unknown = false;  // a decision row may exist where it cannot be read now
   int64_t decided_age_s = -1;
   std::string decision_row;  // the RM whose last-resource row decided it
   std::string DecisionText() const {
@@ -80,10 +81,14 @@ struct Txn {
     if (heuristic) return "none: a heuristic outcome is recorded (xatm forget when dealt with)";
     if (decided) return branches.empty() ? "write END" : "commit (decided)";
     if (live) return "none: in flight in the running TM";
+    if (unknown) {
+      return "none for now: its decision cannot be known (a resource manager that may hold its decision row is "
+             "unreachable, or a transaction that may be committing it holds its lock)";
+    }
     return "roll back (no decision: presumed abort)";
   }
   std::string Decision() const {
-    return heuristic ? "heuristic" : decided ? "commit" : "none";
+    return heuristic ? "heuristic" : decided ? "commit" : unknown ? "unknown" : "none";
   }
   int64_t OldestAge() const {
     int64_t a = -1;
@@ -244,6 +249,7 @@ int Collect(Ctx& c, std::map<std::string, Txn>* txns, std::vector<std::string>* 
     t.gtrid = g;
     t.ours = d.ours;
     t.decided = t.decided || d.decision == tm::InDoubt::Decision::kCommit;
+    t.unknown = t.unknown || d.decision == tm::InDoubt::Decision::kUnknown;
     if (!d.decision_row.empty()) t.decision_row = d.decision_row;
     Branch b;
     b.rm = d.rm;

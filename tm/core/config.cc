@@ -1,8 +1,10 @@
 #include "core/config.h"
 
+#include <pwd.h>
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -34,6 +36,17 @@ bool ValidName(const std::string& n) {
     if (!(isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) return false;
   }
   return true;
+}
+
+// A path from the file at config_path: a relative one is relative to the
+// file's directory, never to the current directory of whoever reads it (an
+// admin tool run elsewhere must find the same databases and log).
+std::string FromConfigDir(const std::string& config_path, const std::string& value) {
+  if (value.empty() || value[0] == '/') return value;
+  std::error_code ec;
+  const std::filesystem::path dir = std::filesystem::absolute(config_path, ec).parent_path();
+  if (ec) return value;
+  return (dir / value).lexically_normal().string();
 }
 
 std::string Trim(const std::string& s) {
@@ -125,10 +138,26 @@ Status SetServerKey(TmConfig* cfg, const std::string& key, const std::string& va
   } else if (key == "metrics") {
     if (value != "off" && value.rfind(':') == std::string::npos) return Bad(where, "must be HOST:PORT or off");
     v.metrics = value;
+  } else if (key == "admin_uids") {
+    v.admin_uids.clear();
+    std::string item;
+    std::istringstream in(value);
+    while (std::getline(in, item, ',')) {
+      item = Trim(item);
+      if (item.empty()) continue;
+      int uid = -1;
+      if (ParseInt(item, 0, 2147483647, &uid)) {
+        v.admin_uids.push_back(static_cast<unsigned>(uid));
+      } else if (const struct passwd* pw = ::getpwnam(item.c_str())) {
+        v.admin_uids.push_back(pw->pw_uid);
+      } else {
+        return Bad(where, "\"" + item + "\" is neither a uid nor a user name of this host");
+      }
+    }
   } else {
     return Bad(cfg->source + ": [server]", "unknown key \"" + key +
                                                "\" (known: tcp, token_file, socket_mode, client_timeout_s, "
-                                               "recovery_interval_s, metrics)");
+                                               "recovery_interval_s, metrics, admin_uids)");
   }
   return Status::OK();
 }
@@ -277,9 +306,13 @@ Status LoadConfig(const std::string& path, TmConfig* out) {
                                (rm.type == RmSpec::Type::kPostgres ? "type, conninfo" : "type, path, busy_timeout_ms") + ")");
       }
     }
+    rm.path = FromConfigDir(path, rm.path);
     Status st = AddRm(out, std::move(rm));
     if (!st.ok()) return st;
   }
+  out->log_dir = FromConfigDir(path, out->log_dir);
+  out->log_file = FromConfigDir(path, out->log_file);
+  out->srv.token_file = FromConfigDir(path, out->srv.token_file);
   return ValidateConfig(*out);
 }
 

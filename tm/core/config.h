@@ -1,6 +1,9 @@
 // The TM's configuration: an INI file (Boost.Program_options config-file
 // syntax) or the same built in code.
 //
+// In a file, a relative path (log_dir, log_file, token_file, an RM's path) is
+// relative to the directory of the file, not to the current directory.
+//
 //   [tm]
 //   log_dir = /var/lib/xatm          (required) the decision log's directory
 //   node_name = billing-1            (default: the host name) shown in logs and tools
@@ -31,6 +34,9 @@
 //   client_timeout_s = 5             a client silent (or disconnected) this long is declared dead
 //   recovery_interval_s = 5          how often the server resolves in-doubt branches by itself
 //   metrics = 127.0.0.1:9464         Prometheus text on GET /metrics (off: none)
+//   admin_uids = 1000, ops           who may run admin commands through the server over its
+//                                    unix socket (uids or user names; root and the server's own
+//                                    user always may; over TCP the token is the right)
 //
 //   [rm.bank]
 //   type = postgresql
@@ -83,6 +89,7 @@ struct TmConfig {
     int client_timeout_s = 5;
     int recovery_interval_s = 5;
     std::string metrics = "127.0.0.1:9464";
+    std::vector<unsigned> admin_uids;  // besides root and the server's own user
   } srv;
   std::vector<RmSpec> rms;
 };

@@ -83,11 +83,17 @@ std::atomic<int> g_logger_serial{0};
 // their connections themselves (their per-thread state is thread_local too);
 // third-party switches get an xa_close.
 struct ThreadRms {
-  std::map<int, xa_switch_t*> open;
+  struct Open {
+    xa_switch_t* sw = nullptr;
+    uint64_t epoch = 0;  // the TM's session epoch it was opened in
+    int backend_pid = 0;  // PostgreSQL: the backend registered for branches (0: none yet)
+    std::string backend_start;
+  };
+  std::map<int, Open> open;
   ~ThreadRms() {
-    for (auto& [rmid, sw] : open) {
-      if (sw != &xatm_pgsql_switch && sw != &xatm_sqlite_switch) {
-        sw->xa_close_entry(const_cast<char*>(""), rmid, TMNOFLAGS);
+    for (auto& [rmid, o] : open) {
+      if (o.sw != &xatm_pgsql_switch && o.sw != &xatm_sqlite_switch) {
+        o.sw->xa_close_entry(const_cast<char*>(""), rmid, TMNOFLAGS);
       }
     }
   }
@@ -195,12 +201,16 @@ Status TransactionManager::Open(const TmConfig& cfg_in, std::unique_ptr<Transact
   if (!tm->logger_) return Status::InvalidArgument(err);
   if (!cfg.server.empty()) {
     if (options.read_only) return Status::InvalidArgument("[tm] server is set: the admin tool works through xatmd (--server)");
-    s = tm->ConnectServer();
+    std::shared_ptr<server::ServerClient> remote;
+    s = tm->ConnectServer(&remote);
     if (!s.ok()) return s;
+    tm->node_id_ = remote->session().node_id;
+    tm->incarnation_ = remote->session().incarnation;
+    tm->remote_ = std::move(remote);
     s = tm->OpenRms();
     if (!s.ok()) return s;
     tm->logger_->info("opened: session of xatmd at {} (node {}, incarnation {}), {} resource manager(s)", cfg.server,
-                      ToHex(tm->node_id_), tm->incarnation_, tm->rms_.size());
+                      ToHex(tm->node_id_), tm->incarnation_.load(), tm->rms_.size());
     tm->reaper_ = std::thread([t = tm.get()] { t->ReaperLoop(); });
     if (cfg.background_phase_two) {
       for (int i = 0; i < kPhaseTwoThreads; ++i) tm->phase_two_.emplace_back([t = tm.get()] { t->PhaseTwoLoop(); });
@@ -221,7 +231,7 @@ Status TransactionManager::Open(const TmConfig& cfg_in, std::unique_ptr<Transact
   s = tm->OpenRms();
   if (!s.ok()) return s;
   tm->logger_->info("opened: node {} ({}), incarnation {}, log {}, {} resource manager(s)", ToHex(tm->node_id_),
-                    cfg.node_name, tm->incarnation_, cfg.log_dir, tm->rms_.size());
+                    cfg.node_name, tm->incarnation_.load(), cfg.log_dir, tm->rms_.size());
   if (options.read_only) {
     *out = std::move(tm);
     return Status::OK();
@@ -242,7 +252,7 @@ Status TransactionManager::Open(const TmConfig& cfg_in, std::unique_ptr<Transact
 TransactionManager::TransactionManager(const TmConfig& cfg, const OpenOptions& options)
     : cfg_(cfg), options_(options) {}
 
-Status TransactionManager::ConnectServer() {
+Status TransactionManager::ConnectServer(std::shared_ptr<server::ServerClient>* out) {
   server::ClientOptions co;
   Status s = server::ParseAddress(cfg_.server, &co.address);
   if (!s.ok()) return Status::InvalidArgument(cfg_.source + ": [tm] server: " + s.message());
@@ -255,15 +265,87 @@ Status TransactionManager::ConnectServer() {
   }
   co.client_name = cfg_.node_name;
   co.reconnect_ms = cfg_.srv.client_timeout_s * 1000;
-  s = server::ServerClient::Connect(co, &remote_);
+  // The server must be able to read every decision this client may leave in
+  // its RMs: it refuses a client whose RMs it does not have.
+  for (const RmSpec& spec : cfg_.rms) {
+    server::ClientRm r;
+    r.name = spec.name;
+    r.type = static_cast<uint8_t>(spec.type);
+    if (spec.type == RmSpec::Type::kSqlite) r.identity = sqlite::DatabaseIdOf(spec.path);
+    co.rms.push_back(std::move(r));
+  }
+  std::unique_ptr<server::ServerClient> c;
+  s = server::ServerClient::Connect(co, &c);
   if (!s.ok()) return s.IsInvalidArgument() ? Status::InvalidArgument(s.message()) : Status::IOError(s.message());
-  node_id_ = remote_->session().node_id;
-  incarnation_ = remote_->session().incarnation;
+  *out = std::move(c);
   return Status::OK();
 }
 
+std::shared_ptr<server::ServerClient> TransactionManager::Remote() const {
+  std::lock_guard<std::mutex> l(session_mu_);
+  return remote_;
+}
+
+Status TransactionManager::RenewSession(const std::shared_ptr<server::ServerClient>& old) {
+  std::lock_guard<std::mutex> renewing(renew_mu_);
+  if (Remote() != old) return Status::OK();  // another thread renewed it
+  const std::string why = old->Check().message();
+  std::shared_ptr<server::ServerClient> fresh;
+  Status s = ConnectServer(&fresh);
+  if (!s.ok()) return Status::Fenced(why + "; a new session could not be opened: " + s.message());
+  if (fresh->session().node_id != node_id_) {
+    fresh->Close();
+    return Status::Fenced(why + "; xatmd at " + cfg_.server + " now keeps another decision log (node " +
+                          ToHex(fresh->session().node_id) + ", not " + ToHex(node_id_) + "): reopen the TM");
+  }
+  {
+    std::lock_guard<std::mutex> l(session_mu_);
+    remote_ = fresh;
+    incarnation_ = fresh->session().incarnation;
+    counters_base_[0] = begun_;
+    counters_base_[1] = committed_;
+    counters_base_[2] = rolled_back_;
+    ++session_epoch_;
+  }
+  logger_->warn("{}; continuing in a new session of xatmd (incarnation {})", why, fresh->session().incarnation);
+  return Status::OK();
+}
+
+Status TransactionManager::ConfirmSoleResolver(const std::string& gtrid, server::ServerClient* session) {
+  // Embedded: the log's lock is this process's while it lives, and recovery
+  // touches only dead incarnations. An operator who resolves the transaction
+  // through another configuration makes a heuristic decision of his own.
+  if (!uses_server()) return Status::OK();
+  std::string p;
+  PutBytes(&p, gtrid);
+  return session->Call(server::Kind::kAlive, p, nullptr);
+}
+
+Status TransactionManager::RegisterBackend(Rm* rm, server::ServerClient* session) {
+  auto it = tls_rms.open.find(rm->rmid);
+  int pid = 0;
+  std::string start;
+  if (it == tls_rms.open.end() || !pgsql::BackendOf(rm->rmid, &pid, &start)) return Status::OK();
+  if (it->second.backend_pid == pid && it->second.backend_start == start) return Status::OK();
+  if (uses_server()) {
+    std::string p;
+    PutBytes(&p, rm->spec.name);
+    PutFixed32(&p, static_cast<uint32_t>(pid));
+    PutBytes(&p, start);
+    Status s = session->Call(server::Kind::kBackend, p, nullptr);
+    if (!s.ok()) return s.IsFenced() ? s : Status::IOError("cannot register the session's backend with xatmd: " + s.message());
+  }
+  it->second.backend_pid = pid;
+  it->second.backend_start = start;
+  return Status::OK();
+}
+
+std::string TransactionManager::XaInfo(const Rm* rm) const {
+  if (rm->spec.type != RmSpec::Type::kPostgres) return rm->xa_info;
+  return TagConninfo(rm->plain_info, SessionTag(node_id_, incarnation_));
+}
+
 Status TransactionManager::OpenRms() {
-  const std::string tag = SessionTag(node_id_, incarnation_);
   for (const RmSpec& spec : cfg_.rms) {
     auto rm = std::make_unique<Rm>();
     rm->spec = spec;
@@ -272,7 +354,6 @@ Status TransactionManager::OpenRms() {
       case RmSpec::Type::kPostgres:
         rm->sw = &xatm_pgsql_switch;
         rm->plain_info = spec.conninfo;
-        rm->xa_info = TagConninfo(spec.conninfo, tag);
         break;
       case RmSpec::Type::kSqlite:
         rm->sw = &xatm_sqlite_switch;
@@ -308,9 +389,9 @@ TransactionManager::~TransactionManager() {
   }
   reaper_cv_.notify_all();
   if (reaper_.joinable()) reaper_.join();
-  if (remote_) {
-    remote_->SetCounters(begun_, committed_, rolled_back_);
-    remote_->Close();
+  if (auto r = Remote()) {
+    SendCounters(r.get());
+    r->Close();
   }
   for (auto& rm : rms_) {
     auto it = tls_rms.open.find(rm->rmid);
@@ -319,6 +400,11 @@ TransactionManager::~TransactionManager() {
       tls_rms.open.erase(it);
     }
   }
+}
+
+void TransactionManager::SendCounters(server::ServerClient* r) {
+  std::lock_guard<std::mutex> l(session_mu_);
+  r->SetCounters(begun_ - counters_base_[0], committed_ - counters_base_[1], rolled_back_ - counters_base_[2]);
 }
 
 Outcome TransactionManager::Close(std::string* message) {
@@ -356,9 +442,9 @@ Outcome TransactionManager::Close(std::string* message) {
     }
   }
   DeleteFinishedDecisions();
-  if (remote_) {
-    remote_->SetCounters(begun_, committed_, rolled_back_);
-    remote_->Close();
+  if (auto r = Remote()) {
+    SendCounters(r.get());
+    r->Close();
   }
   logger_->info("closed");
   return o;
@@ -459,13 +545,22 @@ std::string TransactionManager::RmError(const Rm* rm) const {
 }
 
 int TransactionManager::EnsureOpen(Rm* rm, std::string* message) {
-  if (tls_rms.open.count(rm->rmid)) return XA_OK;
-  int rc = rm->sw->xa_open_entry(const_cast<char*>(rm->xa_info.c_str()), rm->rmid, TMNOFLAGS);
+  const uint64_t epoch = session_epoch_;
+  if (auto it = tls_rms.open.find(rm->rmid); it != tls_rms.open.end()) {
+    if (it->second.epoch == epoch) return XA_OK;
+    // Opened in an earlier session, which the server has ended: its backends
+    // are the old session's (and are being terminated). A new connection,
+    // unless a branch of the old session is still open on it.
+    if (rm->sw->xa_close_entry(const_cast<char*>(""), rm->rmid, TMNOFLAGS) != XA_OK) return XA_OK;
+    tls_rms.open.erase(it);
+  }
+  const std::string info = XaInfo(rm);
+  int rc = rm->sw->xa_open_entry(const_cast<char*>(info.c_str()), rm->rmid, TMNOFLAGS);
   if (rc != XA_OK) {
     *message = Describe(rc, RmError(rm));
     return rc;
   }
-  tls_rms.open[rm->rmid] = rm->sw;
+  tls_rms.open[rm->rmid] = ThreadRms::Open{rm->sw, epoch};
   // This TM's xids are new by construction (node id, incarnation, sequence):
   // its connections skip the RMs' duplicate-xid checks at xa_start.
   if (rm->spec.type == RmSpec::Type::kPostgres) pgsql::TrustFreshXids(rm->rmid);
@@ -485,19 +580,31 @@ int TransactionManager::Reopen(Rm* rm, std::string* message) {
 
 Status TransactionManager::Begin(std::unique_ptr<Transaction>* out) {
   if (options_.read_only) return Status::InvalidArgument("opened read-only: no transactions");
-  if (remote_) {
-    Status s = remote_->Check();
-    if (!s.ok()) return s.IsFenced() ? s : Status::IOError(s.message());
+  std::shared_ptr<server::ServerClient> session = Remote();
+  if (session) {
+    // A session the server ended (heartbeats find out within a beat): the
+    // next transactions run in a new one.
+    Status s = session->Check();
+    if (!s.ok()) {
+      s = RenewSession(session);
+      if (!s.ok()) return s.IsFenced() ? s : Status::IOError(s.message());
+    }
+  }
+  uint32_t incarnation;
+  {
+    std::lock_guard<std::mutex> l(session_mu_);
+    session = remote_;
+    incarnation = incarnation_;
   }
   ++begun_;
   const uint64_t seq = ++sequence_;
-  out->reset(new Transaction(this, MakeGtrid(node_id_, incarnation_, seq)));
+  out->reset(new Transaction(this, MakeGtrid(node_id_, incarnation, seq), std::move(session)));
   Register(out->get());
   return Status::OK();
 }
 
-Transaction::Transaction(TransactionManager* tm, std::string gtrid)
-    : tm_(tm), gtrid_(std::move(gtrid)),
+Transaction::Transaction(TransactionManager* tm, std::string gtrid, std::shared_ptr<server::ServerClient> session)
+    : tm_(tm), gtrid_(std::move(gtrid)), session_(std::move(session)),
       deadline_(Clock::now() + std::chrono::seconds(tm->cfg_.timeout_s)) {}
 
 Transaction::~Transaction() {
@@ -568,6 +675,15 @@ Status Transaction::Join(const std::string& name, RmSpec::Type want, void** nati
   }
   if (rc != XA_OK) {
     return Status::IOError("cannot start the branch on \"" + name + "\": " + Describe(rc, tm_->RmError(rm)));
+  }
+  if (rm->spec.type == RmSpec::Type::kPostgres) {
+    // Before the application runs anything in it: whoever may have to end
+    // this backend (a takeover) knows it by pid and start time.
+    if (Status s = tm_->RegisterBackend(rm, session_.get()); !s.ok()) {
+      rm->sw->xa_end_entry(&b.xid, rm->rmid, TMFAIL);
+      rm->sw->xa_rollback_entry(&b.xid, rm->rmid, TMNOFLAGS);
+      return s;
+    }
   }
   if (rm->spec.type == RmSpec::Type::kPostgres) b.native = xatm_pgsql_conn(rm->rmid);
   if (rm->spec.type == RmSpec::Type::kSqlite) b.native = xatm_sqlite_db(rm->rmid);
@@ -719,7 +835,7 @@ Outcome Transaction::PhaseTwo(std::string* message) {
     rec.gtrid = gtrid_;
     rec.time_ms = log::NowMs();
     for (Branch* b : writers) rec.branches.push_back({b->rm->spec.name, std::string(rm::Bqual(b->xid))});
-    Status s = tm_->Record(rec);
+    Status s = tm_->Record(rec, session_.get());
     if (s.IsFenced()) {
       *message = s.message();
       return Outcome::kFenced;
@@ -769,7 +885,7 @@ Outcome Transaction::PhaseTwo(std::string* message) {
     // others in the background.
     std::vector<Branch*> now, later;
     for (Branch* b : writers) (b->rm->spec.type == RmSpec::Type::kSqlite ? now : later).push_back(b);
-    worst = FinishWriters(now, &left, message);
+    worst = FinishWriters(now, &left, message, /*decided=*/true);
     TransactionManager::Handoff h;
     h.gtrid = gtrid_;
     for (Branch* b : later) h.branches.push_back({b->rm, b->xid, true, gtrid_});
@@ -780,10 +896,10 @@ Outcome Transaction::PhaseTwo(std::string* message) {
       tm_->logger().info("{} committed ({} branch(es) finishing in the background)", hex, later.size());
       return Outcome::kOk;
     }
-    const Outcome rest = FinishWriters(later, &left, message);
+    const Outcome rest = FinishWriters(later, &left, message, /*decided=*/true);
     if (worst == Outcome::kOk) worst = rest;
   } else {
-    worst = FinishWriters(writers, &left, message);
+    worst = FinishWriters(writers, &left, message, logged);
   }
   if (!left.empty()) {
     if (!logged) {
@@ -818,13 +934,30 @@ Outcome Transaction::PhaseTwo(std::string* message) {
 }
 
 Outcome Transaction::FinishWriters(const std::vector<Branch*>& writers, std::vector<Branch*>* left,
-                                   std::string* message) {
+                                   std::string* message, bool decided) {
   const auto deadline = Clock::now() + std::chrono::seconds(tm_->cfg_.commit_retry_s);
   Outcome worst = Outcome::kOk;
   for (Branch* b : writers) {
     std::string m;
     XATM_CRASH_POINT("tm.commit.before_branch");
-    int rc = tm_->FinishBranch(b->rm, b->xid, /*commit=*/true, deadline, &m);
+    bool vanished = false;
+    int rc = tm_->FinishBranch(b->rm, b->xid, /*commit=*/true, deadline, &m, &vanished);
+    if (rc == XA_OK && vanished && !decided) {
+      // The reply to our COMMIT was lost and then the branch was gone. With no
+      // decision recorded, another resolver (a takeover of a session it
+      // thought dead) would have rolled it back: committed only if nobody
+      // else could have finished it.
+      if (Status s = tm_->ConfirmSoleResolver(gtrid_, session_.get()); !s.ok()) {
+        const std::string what = "branch on \"" + b->rm->spec.name +
+                                 "\": its COMMIT's reply was lost and the branch was then finished by someone "
+                                 "else; whether it committed is unknown (" + s.message() + ")";
+        tm_->LogHeuristic(gtrid_, b->rm, b->xid, XA_HEURHAZ, "xatm", what);
+        *message += (message->empty() ? "" : "; ") + what;
+        b->st = Branch::St::kDone;
+        worst = Outcome::kUnknown;
+        continue;
+      }
+    }
     if (rc == XA_OK || rc == XA_HEURCOM) {
       if (rc == XA_HEURCOM) b->rm->sw->xa_forget_entry(&b->xid, b->rm->rmid, TMNOFLAGS);
       b->st = Branch::St::kDone;
@@ -854,8 +987,13 @@ namespace {
 // In the same round trip the RM reads the branch's transaction id, which its
 // one-phase commit would otherwise ask for in one of its own.
 std::string WritePgDecisionRow(int rmid, const std::string& gtrid, const std::vector<std::string>& finished) {
-  std::string sql = "INSERT INTO xatm.decision (gtrid, decided_at) VALUES (" + PgBytea(gtrid) + ", " +
-                    std::to_string(log::NowMs() / 1000) + ")";
+  // Its COMMIT is the commit point: it waits for the WAL flush (and the
+  // synchronous standbys) whatever the role or database set; stronger
+  // settings (remote_write, remote_apply) are kept.
+  std::string sql =
+      "SELECT set_config('synchronous_commit', 'on', true) WHERE current_setting('synchronous_commit') IN "
+      "('off', 'local'); INSERT INTO xatm.decision (gtrid, decided_at) VALUES (" + PgBytea(gtrid) + ", " +
+      std::to_string(log::NowMs() / 1000) + ")";
   if (!finished.empty()) sql += "; DELETE FROM xatm.decision WHERE gtrid IN (" + PgByteaList(finished) + ")";
   return pgsql::ExecInBranch(rmid, sql);
 }
@@ -914,7 +1052,10 @@ Outcome Transaction::CommitWithLastResource(Branch* last, std::string* message) 
                             Describe(rc, tm_->RmError(last->rm));
     // A SQLite COMMIT ran in this process: its row is there or not. A
     // PostgreSQL one the RM could not settle may still be running.
-    if (IsRollbackCode(rc) || (!pg_last && tm_->LastResourceDecided(gtrid_) == 0)) return roll_back(why);
+    if (IsRollbackCode(rc) ||
+        (!pg_last && tm_->LastResourceDecided(gtrid_, nullptr, nullptr, /*fenced=*/false) == 0)) {
+      return roll_back(why);
+    }
     // Whether it committed cannot be told now: the decision row settles it at recovery.
     state_ = State::kCommitted;
     *message = why + "; its outcome is unknown until recovery";
@@ -946,7 +1087,7 @@ Outcome Transaction::CommitWithLastResource(Branch* last, std::string* message) 
     }
   }
   std::vector<Branch*> left;
-  const Outcome worst = FinishWriters(writers, &left, message);
+  const Outcome worst = FinishWriters(writers, &left, message, /*decided=*/true);
   if (!left.empty()) {
     {
       std::lock_guard<std::mutex> l(tm_->mu_);
@@ -1126,31 +1267,28 @@ const std::set<std::string>* TransactionManager::CachedDecisionRows(Rm* rm, Deci
   return it->second ? &*it->second : nullptr;
 }
 
+namespace {
+
+// How long a resolver waits for a lock held by a transaction that may be
+// committing a decision row before it leaves the transaction in doubt.
+constexpr int kFenceWaitMs = 2000;
+
+}  // namespace
+
 int TransactionManager::ReadDecisionRows(Rm* rm, std::set<std::string>* out, const std::string* only) {
-  if (rm->spec.type != RmSpec::Type::kPostgres && rm->spec.type != RmSpec::Type::kSqlite) return 0;
-  std::string m;
-  if (EnsureOpen(rm, &m) != XA_OK) return -1;
   if (rm->spec.type == RmSpec::Type::kSqlite) {
-    sqlite3* db = xatm_sqlite_db(rm->rmid);
-    sqlite3_stmt* st = nullptr;
-    const std::string sql = std::string("SELECT gtrid FROM main.xatm_decision") + (only ? " WHERE gtrid = ?1" : "");
-    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
-      sqlite3_finalize(st);
-      return 0;  // no decision table: no decision here
-    }
-    if (only) sqlite3_bind_blob(st, 1, only->data(), static_cast<int>(only->size()), SQLITE_TRANSIENT);
-    int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-      out->emplace(static_cast<const char*>(sqlite3_column_blob(st, 0)), sqlite3_column_bytes(st, 0));
-    }
-    sqlite3_finalize(st);
-    return step == SQLITE_DONE ? 0 : -1;
+    std::string why;
+    const int r = sqlite::ReadDecisionRows(rm->spec.path, rm->spec.busy_timeout_ms >= 0 ? rm->spec.busy_timeout_ms : 5000,
+                                           /*locked=*/false, only, out, &why);
+    if (r < 0) logger_->info("decision rows of {}: {}", rm->spec.name, why);
+    return r;
   }
+  if (rm->spec.type != RmSpec::Type::kPostgres) return 0;
   PGconn* own;
   PGconn* c = FreeConnection(rm, &own);
   std::string sql = "SELECT encode(gtrid, 'hex') FROM xatm.decision";
   if (only) sql += " WHERE gtrid = " + PgBytea(*only);
-  PGresult* r = PQexec(c, sql.c_str());
+  PGresult* r = PQstatus(c) == CONNECTION_OK ? PQexec(c, sql.c_str()) : nullptr;
   int result = -1;
   if (PQresultStatus(r) == PGRES_TUPLES_OK) {
     for (int i = 0; i < PQntuples(r); ++i) {
@@ -1159,7 +1297,7 @@ int TransactionManager::ReadDecisionRows(Rm* rm, std::set<std::string>* out, con
     }
     result = 0;
   } else {
-    const char* code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    const char* code = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
     // No decision table (or schema): no decision here.
     if (code && (std::strcmp(code, "42P01") == 0 || std::strcmp(code, "3F000") == 0)) result = 0;
   }
@@ -1168,9 +1306,74 @@ int TransactionManager::ReadDecisionRows(Rm* rm, std::set<std::string>* out, con
   return result;
 }
 
-int TransactionManager::LastResourceDecided(const std::string& gtrid, Rm** where, DecisionRows* rows) {
+int TransactionManager::FencedDecisionRow(Rm* rm, const std::string& gtrid, DecisionRows* rows, std::string* why) {
+  if (rm->spec.type == RmSpec::Type::kSqlite) {
+    // One read under the write lock per pass: every gtrid asked about was seen
+    // prepared before it, so their last resources' transactions had begun.
+    std::optional<std::set<std::string>> fresh;
+    std::optional<std::set<std::string>>* read = &fresh;
+    auto it = rows ? rows->locked.find(rm) : std::map<const Rm*, std::optional<std::set<std::string>>>::iterator();
+    if (rows && it != rows->locked.end()) {
+      read = &it->second;
+    } else {
+      std::set<std::string> all;
+      const int busy = std::min(kFenceWaitMs, rm->spec.busy_timeout_ms >= 0 ? rm->spec.busy_timeout_ms : 5000);
+      if (sqlite::ReadDecisionRows(rm->spec.path, busy, /*locked=*/true, nullptr, &all, why) == 0) {
+        fresh = std::move(all);
+      }
+      if (rows) read = &(rows->locked[rm] = std::move(fresh));
+    }
+    if (!read->has_value()) {
+      if (why->empty()) *why = "the decision rows could not be read under the write lock of " + rm->spec.path;
+      return -1;
+    }
+    return (*read)->count(gtrid) ? 1 : 0;
+  }
+  if (rm->spec.type != RmSpec::Type::kPostgres) return 0;
+  // Inserting the same key waits for a transaction that inserted it and has
+  // not ended, then conflicts (it committed) or not (it never will): a
+  // commit in flight cannot slip past. Rolled back: nothing is written.
+  PGconn* own;
+  PGconn* c = FreeConnection(rm, &own);
+  int result = -1;
+  if (PQstatus(c) != CONNECTION_OK) {
+    *why = rm->spec.name + ": " + PgMessage(c, nullptr);
+  } else {
+    const std::string sql = "BEGIN; SET LOCAL lock_timeout = '" + std::to_string(kFenceWaitMs) +
+                            "ms'; INSERT INTO xatm.decision (gtrid, decided_at) VALUES (" + PgBytea(gtrid) +
+                            ", 0) ON CONFLICT (gtrid) DO NOTHING RETURNING 1";
+    if (PQsendQuery(c, sql.c_str())) {
+      std::string error;
+      const char* state = nullptr;
+      while (PGresult* r = PQgetResult(c)) {
+        const ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_TUPLES_OK && error.empty()) result = PQntuples(r) == 0 ? 1 : 0;
+        if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && error.empty()) {
+          error = PgMessage(c, r);
+          const char* code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+          state = code && (std::strcmp(code, "42P01") == 0 || std::strcmp(code, "3F000") == 0) ? "none" : "error";
+        }
+        PQclear(r);
+      }
+      if (!error.empty()) {
+        // No decision table (or schema): no row was ever committed here.
+        result = std::strcmp(state, "none") == 0 ? 0 : -1;
+        if (result < 0) *why = rm->spec.name + ": " + error;
+      }
+    } else {
+      *why = rm->spec.name + ": " + PgMessage(c, nullptr);
+    }
+    if (PQtransactionStatus(c) != PQTRANS_IDLE) PQclear(PQexec(c, "ROLLBACK"));
+  }
+  if (own) PQfinish(own);
+  return result;
+}
+
+int TransactionManager::LastResourceDecided(const std::string& gtrid, Rm** where, DecisionRows* rows, bool fenced,
+                                            const std::set<const Rm*>* prepared_in) {
   int result = 0;
   for (auto& rm : rms_) {
+    if (rm->spec.type != RmSpec::Type::kPostgres && rm->spec.type != RmSpec::Type::kSqlite) continue;
     int d;
     if (rows != nullptr) {
       const std::set<std::string>* all = CachedDecisionRows(rm.get(), rows);
@@ -1178,6 +1381,12 @@ int TransactionManager::LastResourceDecided(const std::string& gtrid, Rm** where
     } else {
       std::set<std::string> one;
       d = ReadDecisionRows(rm.get(), &one, &gtrid) < 0 ? -1 : static_cast<int>(one.size());
+    }
+    if (d != 1 && fenced && !(prepared_in && prepared_in->count(rm.get()))) {
+      // Not seen committed: ask again in a way no commit in flight can slip past.
+      std::string why;
+      d = FencedDecisionRow(rm.get(), gtrid, rows, &why);
+      if (d < 0) logger_->info("{}: decision of {} unknown for now: {}", rm->spec.name, ToHex(gtrid), why);
     }
     if (d == 1) {
       if (where) *where = rm.get();
@@ -1328,7 +1537,7 @@ void TransactionManager::ReaperLoop() {
   while (!stopping_) {
     reaper_cv_.wait_for(l, std::chrono::milliseconds(200));
     if (stopping_) break;
-    if (remote_) remote_->SetCounters(begun_, committed_, rolled_back_);
+    if (auto r = Remote()) SendCounters(r.get());
     if (!leftovers_.empty() && Clock::now() >= next_retry) {
       l.unlock();
       RetryLeftovers();
@@ -1366,7 +1575,7 @@ void TransactionManager::ReaperLoop() {
 // Phase two and recovery
 
 int TransactionManager::FinishBranch(Rm* rm, const XID& xid_in, bool commit, Clock::time_point deadline,
-                                     std::string* message) {
+                                     std::string* message, bool* vanished) {
   XID xid = xid_in;
   bool attempted = false;
   auto backoff = std::chrono::milliseconds(10);
@@ -1379,7 +1588,12 @@ int TransactionManager::FinishBranch(Rm* rm, const XID& xid_in, bool commit, Clo
       m = Describe(rc, RmError(rm));
     }
     if (rc == XA_OK) return XA_OK;
-    if (rc == XAER_NOTA && attempted) return XA_OK;  // an earlier attempt did it
+    if (rc == XAER_NOTA && attempted) {
+      // An earlier attempt did it, or someone else: only callers that know
+      // nobody else may finish it can tell (see ConfirmSoleResolver).
+      if (vanished) *vanished = true;
+      return XA_OK;
+    }
     *message = m;
     if (!tls_rms.open.count(rm->rmid)) rc = XAER_RMFAIL;  // could not even open: the RM is down
     if (rc == XAER_NOTA || rc == XA_HEURCOM || rc == XA_HEURRB || rc == XA_HEURMIX || rc == XA_HEURHAZ) return rc;
@@ -1423,21 +1637,32 @@ LiveSet TransactionManager::Live() const {
   return l;
 }
 
-void TransactionManager::FenceDeadSessions(Rm* rm, const LiveSet& live, RecoveryReport* report) {
+bool TransactionManager::FenceDeadSessions(Rm* rm, const LiveSet& live, RecoveryReport* report, std::string* why) {
   PGconn* c = PQconnectdb(rm->plain_info.c_str());
   if (PQstatus(c) != CONNECTION_OK) {
+    *why = PgMessage(c, nullptr);
     PQfinish(c);
-    return;  // the scan will report the RM unreachable
+    return false;
   }
-  // The sessions of incarnations of this node that are not live (tagged
-  // xatm/<node>/<incarnation> by OpenRms).
-  const std::string prefix = "xatm/" + ToHex(node_id_) + "/";
+  // The backends that dead incarnations registered (pid and start time: the
+  // application cannot change them), and, for those whose registrations are
+  // gone (a restarted server's earlier sessions), the sessions tagged with a
+  // dead incarnation (xatm/<node>/<incarnation>, by OpenRms).
+  const std::string prefix = "xatm/" + ToHex(node_id()) + "/";
   std::string live_list;
   for (uint32_t i : live.live) live_list += (live_list.empty() ? "" : ",") + std::to_string(i);
   const std::string inc = "split_part(application_name, '/', 3)";
   std::string where = "application_name LIKE '" + prefix + "%' AND " + inc + " ~ '^[0-9]{1,10}$' AND " + inc +
-                      "::bigint <= " + std::to_string(live.max) + " AND pid <> pg_backend_pid()";
+                      "::bigint <= " + std::to_string(live.max);
   if (!live_list.empty()) where += " AND " + inc + "::bigint NOT IN (" + live_list + ")";
+  for (const BackendId& b : live.dead_backends) {
+    if (b.rm != rm->spec.name || b.pid <= 0) continue;
+    char* start = PQescapeLiteral(c, b.start.data(), b.start.size());
+    if (start == nullptr) continue;
+    where += " OR (pid = " + std::to_string(b.pid) + " AND backend_start = " + start + "::timestamptz)";
+    PQfreemem(start);
+  }
+  where = "(" + where + ") AND pid <> pg_backend_pid()";
   PGresult* r = PQexec(c, ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE " + where).c_str());
   int killed = PQresultStatus(r) == PGRES_TUPLES_OK ? std::atoi(PQgetvalue(r, 0, 0)) : 0;
   PQclear(r);
@@ -1447,14 +1672,16 @@ void TransactionManager::FenceDeadSessions(Rm* rm, const LiveSet& live, Recovery
     logger_->info("recovery: ending {} session(s) of earlier incarnations on {}", killed, rm->spec.name);
   }
   // Wait until they are gone: one may still be finishing a PREPARE.
-  for (int i = 0; i < 1000; ++i) {
+  bool gone = false;
+  for (int i = 0; i < 1000 && !gone; ++i) {
+    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     r = PQexec(c, ("SELECT count(*) FROM pg_stat_activity WHERE " + where).c_str());
-    bool none = PQresultStatus(r) != PGRES_TUPLES_OK || std::atoi(PQgetvalue(r, 0, 0)) == 0;
+    gone = PQresultStatus(r) == PGRES_TUPLES_OK && std::atoi(PQgetvalue(r, 0, 0)) == 0;
     PQclear(r);
-    if (none) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   PQfinish(c);
+  if (!gone) *why = "a backend of a dead session is still running after it was terminated";
+  return gone;
 }
 
 namespace {
@@ -1492,7 +1719,7 @@ bool ScanRm(TransactionManager* tm, Rm* rm, std::vector<XID>* out, std::string* 
 Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
   *report = RecoveryReport();
   if (options_.read_only && !dry_run) return Status::InvalidArgument("opened read-only: recovery can only be planned");
-  if (remote_) return RemoteRecover(dry_run, report);
+  if (uses_server()) return RemoteRecover(dry_run, report);
   // Who is live is looked at before the log: a session that dies after the
   // look is left alone this time, and a dead one can add no decision.
   const LiveSet live = Live();
@@ -1509,11 +1736,19 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
   };
   std::map<std::string, std::vector<Found>> ours;
   std::set<const Rm*> reachable;
+  // The committed decision rows, read before the scan: a row that exists now
+  // was committed after every other branch of its transaction was prepared,
+  // so a scan that then finds none of them proves they are all finished
+  // (CollectDecisionRows). Read after the scan, a row could belong to a
+  // transaction whose branches were prepared after the scan looked.
+  DecisionRows rows;
+  for (auto& rm : rms_) CachedDecisionRows(rm.get(), &rows);
   for (auto& rm : rms_) {
-    if (rm->spec.type == RmSpec::Type::kPostgres && !dry_run) FenceDeadSessions(rm.get(), live, report);
     std::vector<XID> xids;
     std::string m;
-    if (!ScanRm(this, rm.get(), &xids, &m)) {
+    // Never a scan while a dead session's backend may still be preparing.
+    if ((rm->spec.type == RmSpec::Type::kPostgres && !dry_run && !FenceDeadSessions(rm.get(), live, report, &m)) ||
+        !ScanRm(this, rm.get(), &xids, &m)) {
       report->unreachable.push_back(rm->spec.name + ": " + m);
       logger_->warn("recovery: {} unreachable: {}", rm->spec.name, m);
       continue;
@@ -1526,7 +1761,6 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
     }
   }
   const auto deadline = Clock::now() + std::chrono::seconds(cfg_.commit_retry_s);
-  DecisionRows rows;  // read once per pass, after the fencing above
   for (auto& [gtrid, found] : ours) {
     if (skip.count(gtrid)) continue;
     bool decided = st.open_commits.count(gtrid) > 0;
@@ -1539,10 +1773,14 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
     Rm* decision_rm = nullptr;
     if (!decided) {
       // A last-resource commit leaves its decision in SQLite, not in the log.
-      const int lrc = LastResourceDecided(gtrid, &decision_rm, &rows);
+      std::set<const Rm*> prepared_in;
+      for (const Found& f : found) prepared_in.insert(f.rm);
+      const int lrc = LastResourceDecided(gtrid, &decision_rm, &rows, /*fenced=*/true, &prepared_in);
       if (lrc < 0) {
         report->left += static_cast<int>(found.size());
-        report->actions.push_back("leave " + ToHex(gtrid) + ": an RM that may hold its decision row is unreachable");
+        report->actions.push_back("leave " + ToHex(gtrid) +
+                                  ": its decision cannot be known now (an RM that may hold its decision row is "
+                                  "unreachable, or a transaction that may be committing it holds its lock)");
         continue;
       }
       decided = by_last_resource = lrc == 1;
@@ -1618,7 +1856,8 @@ Status TransactionManager::ListInDoubt(std::vector<InDoubt>* out, std::vector<st
   log::LogState st;
   if (Status s = DecisionState(&st); !s.ok()) return s;
   const uint64_t now_ms = log::NowMs();
-  std::set<std::string> seen_decided;
+  // Every RM is scanned before any decision row is read (fenced reads
+  // REQUIRE that the branches they decide were seen prepared before).
   for (auto& rm : rms_) {
     std::vector<XID> xids;
     std::string m;
@@ -1630,25 +1869,34 @@ Status TransactionManager::ListInDoubt(std::vector<InDoubt>* out, std::vector<st
       InDoubt d;
       d.xid = x;
       d.rm = rm->spec.name;
-      GtridParts p;
-      const std::string gtrid(rm::Gtrid(x));
-      d.ours = x.formatID == kFormatId && ParseGtrid(gtrid, &p) && p.node_id == node_id_;
-      d.live = d.ours && live.Live(p.incarnation);
-      auto c = st.open_commits.find(gtrid);
-      if (c != st.open_commits.end()) {
-        d.decision = InDoubt::Decision::kCommit;
-        d.age_s = static_cast<int64_t>((now_ms - c->second.time_ms) / 1000);
-        seen_decided.insert(gtrid);
-      }
-      for (const auto& [key, h] : st.heuristics) {
-        if (std::get<0>(key) == gtrid) d.decision = InDoubt::Decision::kHeuristic;
-      }
-      Rm* row_rm = nullptr;
-      if (d.ours && d.decision == InDoubt::Decision::kNone && LastResourceDecided(gtrid, &row_rm, &rows) == 1) {
-        d.decision = InDoubt::Decision::kCommit;
-        if (row_rm) d.decision_row = row_rm->spec.name;
-      }
       out->push_back(d);
+    }
+  }
+  std::map<std::string, std::set<const Rm*>> prepared_in;  // by gtrid
+  for (const InDoubt& d : *out) prepared_in[std::string(rm::Gtrid(d.xid))].insert(FindRm(d.rm));
+  for (InDoubt& d : *out) {
+    GtridParts p;
+    const std::string gtrid(rm::Gtrid(d.xid));
+    d.ours = d.xid.formatID == kFormatId && ParseGtrid(gtrid, &p) && p.node_id == node_id_;
+    d.live = d.ours && live.Live(p.incarnation);
+    auto c = st.open_commits.find(gtrid);
+    if (c != st.open_commits.end()) {
+      d.decision = InDoubt::Decision::kCommit;
+      d.age_s = static_cast<int64_t>((now_ms - c->second.time_ms) / 1000);
+    }
+    for (const auto& [key, h] : st.heuristics) {
+      if (std::get<0>(key) == gtrid) d.decision = InDoubt::Decision::kHeuristic;
+    }
+    if (!d.ours || d.decision != InDoubt::Decision::kNone) continue;
+    // A live transaction's last resource may be committing right now: only a
+    // committed row is shown; it is "in flight" otherwise.
+    Rm* row_rm = nullptr;
+    const int lrc = LastResourceDecided(gtrid, &row_rm, &rows, /*fenced=*/!d.live, &prepared_in[gtrid]);
+    if (lrc == 1) {
+      d.decision = InDoubt::Decision::kCommit;
+      if (row_rm) d.decision_row = row_rm->spec.name;
+    } else if (lrc < 0 && !d.live) {
+      d.decision = InDoubt::Decision::kUnknown;
     }
   }
   return Status::OK();
@@ -1698,6 +1946,28 @@ Status TransactionManager::Resolve(const std::string& gtrid, bool commit, const 
   if (branches.empty()) {
     *outcome = Outcome::kNotFound;
     return Status::NotFound("no prepared branch of " + ToHex(gtrid) + " in any resource manager");
+  }
+  // A last resource's decision row is a decision as binding as a COMMIT
+  // record (read after the scan, fenced: a row about to commit is not missed).
+  if (!commit && !decided && !force) {
+    Rm* where = nullptr;
+    std::set<const Rm*> prepared_in;
+    for (const auto& [rm, x] : branches) prepared_in.insert(rm);
+    const int lrc = LastResourceDecided(gtrid, &where, nullptr, /*fenced=*/true, &prepared_in);
+    if (lrc == 1) {
+      *outcome = Outcome::kInvalid;
+      return Status::InvalidArgument(ToHex(gtrid) + " is committed: its decision row is in " + where->spec.name +
+                                     " (a last-resource commit), so rolling it back would break atomicity "
+                                     "(--force to do it anyway)");
+    }
+    if (lrc < 0) {
+      *outcome = Outcome::kInvalid;
+      return Status::InvalidArgument(
+          "the decision of " + ToHex(gtrid) +
+          " cannot be known now: a resource manager that may hold its decision row is unreachable, or a "
+          "transaction that may be committing it holds the row's lock (its process may be paused). Retry "
+          "later, or --force to roll back anyway");
+    }
   }
   // The audit record first.
   log::HeuristicRecord h;
@@ -1751,24 +2021,24 @@ Status TransactionManager::Forget(const std::string& gtrid) {
 // ---------------------------------------------------------------------------
 // Decisions: the local log, or xatmd's
 
-Status TransactionManager::Record(const log::CommitRecord& r) {
-  if (remote_) return remote_->Call(server::Kind::kCommit, log::Encode(r), nullptr);
+Status TransactionManager::Record(const log::CommitRecord& r, server::ServerClient* session) {
+  if (uses_server()) return session->Call(server::Kind::kCommit, log::Encode(r), nullptr);
   return log_->Append(r);
 }
 
 Status TransactionManager::Record(const log::HeuristicRecord& r) {
-  if (remote_) return remote_->Call(server::Kind::kHeuristic, log::Encode(r), nullptr);
+  if (auto remote = Remote()) return remote->Call(server::Kind::kHeuristic, log::Encode(r), nullptr);
   return log_->Append(r);
 }
 
 Status TransactionManager::Record(const log::ForgetRecord& r) {
-  if (remote_) return remote_->Call(server::Kind::kForget, log::Encode(r), nullptr);
+  if (auto remote = Remote()) return remote->Call(server::Kind::kForget, log::Encode(r), nullptr);
   return log_->Append(r);
 }
 
 void TransactionManager::RecordEnd(const std::string& gtrid) {
-  if (remote_) {
-    remote_->Send(server::Kind::kEnd, log::Encode(log::EndRecord{gtrid}));
+  if (auto remote = Remote()) {
+    remote->Send(server::Kind::kEnd, log::Encode(log::EndRecord{gtrid}));
     return;
   }
   Status s = log_->Append(log::EndRecord{gtrid});
@@ -1776,12 +2046,13 @@ void TransactionManager::RecordEnd(const std::string& gtrid) {
 }
 
 Status TransactionManager::DecisionState(log::LogState* out) {
-  if (!remote_) {
+  std::shared_ptr<server::ServerClient> remote = Remote();
+  if (!remote) {
     *out = log_->State();
     return Status::OK();
   }
   std::string body;
-  Status s = remote_->Call(server::Kind::kState, "", &body);
+  Status s = remote->Call(server::Kind::kState, "", &body);
   if (!s.ok()) return s;
   Decoder d(body);
   uint32_t n = 0;
@@ -1803,7 +2074,7 @@ Status TransactionManager::DecisionState(log::LogState* out) {
 Status TransactionManager::RemoteRecover(bool dry_run, RecoveryReport* report) {
   std::string p, body;
   PutFixed32(&p, dry_run ? 1 : 0);
-  Status s = remote_->Call(server::Kind::kRecover, p, &body);
+  Status s = Remote()->Call(server::Kind::kRecover, p, &body);
   if (!s.ok()) return s;
   Decoder d(body);
   uint32_t v[5] = {0, 0, 0, 0, 0};

@@ -140,7 +140,12 @@ struct Rm {
 struct InDoubt {
   XID xid{};
   std::string rm;
-  enum class Decision { kNone, kCommit, kHeuristic } decision = Decision::kNone;
+  enum class Decision {
+    kNone,       // no decision anywhere: presumed abort
+    kCommit,     // a COMMIT record, or a last resource's decision row
+    kHeuristic,  // a heuristic outcome is recorded
+    kUnknown,    // cannot be known now: an RM that may hold its decision row is unreachable or busy
+  } decision = Decision::kNone;
   bool ours = false;
   bool live = false;  // of the current incarnation: a transaction in flight
   int64_t age_s = -1;
@@ -156,12 +161,23 @@ struct RecoveryReport {
   std::vector<std::string> unreachable;  // RMs whose scan failed
 };
 
+// A PostgreSQL backend that a TM session used for branches. Its pid and start
+// time identify it; application_name does not (the application may change it).
+struct BackendId {
+  std::string rm;  // the RM's configured name
+  int pid = 0;
+  std::string start;  // pg_stat_activity.backend_start, as text
+};
+
 // The incarnations of this node whose transactions are in flight: recovery
 // leaves their branches (and their PostgreSQL sessions) alone. The embedded TM
 // has one, its own; xatmd has one per connected client session.
 struct LiveSet {
   uint32_t max = 0;         // incarnations above this were allocated after the look: live
   std::set<uint32_t> live;  // at most max
+  // Backends registered by incarnations that are not live: recovery ends
+  // them, and waits until they are gone, before it looks at prepared branches.
+  std::vector<BackendId> dead_backends;
   bool Live(uint32_t incarnation) const { return incarnation > max || live.count(incarnation) > 0; }
 };
 
@@ -216,11 +232,12 @@ class TransactionManager {
   void SetLiveSet(std::function<LiveSet()> f) { live_hook_ = std::move(f); }
   // The live decisions: of the local log, or of xatmd's.
   Status DecisionState(log::LogState* out);
-  bool uses_server() const { return remote_ != nullptr; }
+  bool uses_server() const { return !cfg_.server.empty(); }
   Counters counters() const { return {begun_.load(), committed_.load(), rolled_back_.load()}; }
 
   const TmConfig& config() const { return cfg_; }
   const std::string& node_id() const { return node_id_; }
+  // This TM's incarnation (with [tm] server: its current session's).
   uint32_t incarnation() const { return incarnation_; }
   log::DecisionLog* decision_log() { return log_.get(); }
   spdlog::logger& logger() { return *logger_; }
@@ -239,19 +256,46 @@ class TransactionManager {
   TransactionManager(const TmConfig& cfg, const OpenOptions& options);
 
   Status OpenRms();
-  Status ConnectServer();
+  // A new session of xatmd (HELLO naming this TM's RMs).
+  Status ConnectServer(std::shared_ptr<server::ServerClient>* out);
+  // The current session (null for the embedded TM).
+  std::shared_ptr<server::ServerClient> Remote() const;
+  // After xatmd declared the session old dead (or forgot it): a new session,
+  // so that the application goes on without reopening the TM. Transactions
+  // of the old session cannot commit any more; this thread's RM connections
+  // are replaced before their next branch (session_epoch_).
+  Status RenewSession(const std::shared_ptr<server::ServerClient>& old);
+  // Whether nobody but this process can have finished a branch of gtrid (its
+  // COMMIT reply was lost, and then the branch was gone): the embedded TM
+  // holds the log's lock, so no other TM resolves its transactions; a session
+  // of xatmd asks the server that it is still live (it was not taken over)
+  // and that nobody decided gtrid by hand.
+  Status ConfirmSoleResolver(const std::string& gtrid, server::ServerClient* session);
+  // Registers the PostgreSQL backend of this thread's connection to rm, if
+  // it is not registered yet, with whoever may have to end it: xatmd.
+  Status RegisterBackend(Rm* rm, server::ServerClient* session);
+  // What xa_open gets for rm now (a PostgreSQL conninfo carries the session tag).
+  std::string XaInfo(const Rm* rm) const;
+  // This TM's counters for the server's metrics (since the session began).
+  void SendCounters(server::ServerClient* r);
   LiveSet Live() const;
-  void FenceDeadSessions(Rm* rm, const LiveSet& live, RecoveryReport* report);
-  // The decision records, to the local log or to xatmd.
-  Status Record(const log::CommitRecord& r);
+  // Ends the PostgreSQL sessions of dead incarnations on rm and waits until
+  // they are gone. False (with *why) if that cannot be made sure of: rm must
+  // not be scanned then.
+  bool FenceDeadSessions(Rm* rm, const LiveSet& live, RecoveryReport* report, std::string* why);
+  // The decision records, to the local log or to xatmd (a COMMIT through the
+  // session its transaction began in).
+  Status Record(const log::CommitRecord& r, server::ServerClient* session);
   Status Record(const log::HeuristicRecord& r);
   Status Record(const log::ForgetRecord& r);
   void RecordEnd(const std::string& gtrid);
   Status RemoteRecover(bool dry_run, RecoveryReport* report);
   // Commits one branch of a decided transaction, retrying until deadline.
-  // XA_OK when done (committed, or gone after an attempt), else the last code.
+  // XA_OK when done (committed, or gone after an attempt: then *vanished is
+  // set, for callers that must know whether someone else may have finished
+  // it), else the last code.
   int FinishBranch(Rm* rm, const XID& xid, bool commit, std::chrono::steady_clock::time_point deadline,
-                   std::string* message);
+                   std::string* message, bool* vanished = nullptr);
   void LogHeuristic(const std::string& gtrid, const Rm* rm, const XID& xid, int xa_code, const std::string& who,
                     const std::string& why);
 
@@ -286,17 +330,38 @@ class TransactionManager {
   void RetryLeftovers();
   // Last-resource decisions: whether a decision row for gtrid is in any RM
   // (1, and *where says which), in none (0), or cannot be known now (-1: an
-  // RM is down). A PostgreSQL RM must have no session of a dead incarnation
-  // left (FenceDeadSessions): one could still be committing a row.
-  // rows, if given, keeps each RM's rows for a whole recovery pass.
+  // RM is down, or a transaction that may be committing a row holds it).
+  //
+  // A row found by a plain read is a committed decision. "No row" is only
+  // believed when read in a way that a commit in flight cannot slip past
+  // (fenced): on SQLite under the database's write lock, which the last
+  // resource's branch holds from xa_start to its COMMIT; on PostgreSQL by
+  // inserting the same key and rolling back, which waits for a transaction
+  // that inserted it and has not ended (the last resource writes its row
+  // before any other branch is prepared). REQUIRES for fenced: every branch
+  // of gtrid the caller acts on was seen prepared before this call, so the
+  // last resource's transaction had begun (and written its row) before.
+  // fenced = false: only for the process's own last resource, after its own
+  // COMMIT returned (its row is there or not).
+  // rows, if given, keeps each RM's plain rows (read once per recovery pass,
+  // before the scan) and SQLite's locked reads for the whole pass.
   struct DecisionRows {
-    std::map<const Rm*, std::optional<std::set<std::string>>> by_rm;  // nullopt: could not be read
+    std::map<const Rm*, std::optional<std::set<std::string>>> by_rm;   // nullopt: could not be read
+    std::map<const Rm*, std::optional<std::set<std::string>>> locked;  // SQLite, under its write lock
   };
-  int LastResourceDecided(const std::string& gtrid, Rm** where = nullptr, DecisionRows* rows = nullptr);
-  // rm's rows, read once into rows; nullptr if they cannot be read.
+  // An RM in prepared_in holds a prepared branch of gtrid, so it is not the
+  // transaction's last resource (that branch is never prepared): no fenced
+  // read there, whose lock the prepared branch itself may be holding.
+  int LastResourceDecided(const std::string& gtrid, Rm** where = nullptr, DecisionRows* rows = nullptr,
+                          bool fenced = true, const std::set<const Rm*>* prepared_in = nullptr);
+  // rm's rows by a plain read, once into rows; nullptr if they cannot be read.
   const std::set<std::string>* CachedDecisionRows(Rm* rm, DecisionRows* rows);
-  // The gtrids of rm's decision rows (only `only`, if given): 0, or -1 if
-  // they cannot be read (no table is no rows; other RM kinds have none).
+  // Whether rm holds a decision row for gtrid, read fenced (see above):
+  // 1, 0, or -1 (with *why).
+  int FencedDecisionRow(Rm* rm, const std::string& gtrid, DecisionRows* rows, std::string* why);
+  // The gtrids of rm's decision rows by a plain read (only `only`, if
+  // given): 0, or -1 if they cannot be read (no table is no rows; other RM
+  // kinds have none). Never "none" on an error.
   int ReadDecisionRows(Rm* rm, std::set<std::string>* out, const std::string* only = nullptr);
   // Deletes rows outside any branch.
   bool DeleteDecisionRows(const Rm* rm, const std::vector<std::string>& gtrids);
@@ -318,11 +383,15 @@ class TransactionManager {
   const OpenOptions options_;
   std::shared_ptr<spdlog::logger> logger_;
   std::unique_ptr<log::DecisionLog> log_;            // the embedded TM's (and xatmd's)
-  std::unique_ptr<server::ServerClient> remote_;    // with [tm] server
+  mutable std::mutex session_mu_;
+  std::shared_ptr<server::ServerClient> remote_;    // REQUIRES session_mu_: with [tm] server
+  std::mutex renew_mu_;                            // one renewal at a time
+  std::atomic<uint64_t> session_epoch_{0};         // bumped by each renewal
+  uint64_t counters_base_[3] = {0, 0, 0};          // REQUIRES session_mu_: at the last renewal
   std::function<LiveSet()> live_hook_;
   std::atomic<uint64_t> begun_{0}, committed_{0}, rolled_back_{0};
-  std::string node_id_;
-  uint32_t incarnation_ = 0;
+  std::string node_id_;                   // fixed once opened
+  std::atomic<uint32_t> incarnation_{0};  // changes only with RenewSession
   std::atomic<uint64_t> sequence_{0};
   std::vector<std::unique_ptr<Rm>> rms_;
 
@@ -361,7 +430,7 @@ class Transaction {
 
  private:
   friend class TransactionManager;
-  Transaction(TransactionManager* tm, std::string gtrid);
+  Transaction(TransactionManager* tm, std::string gtrid, std::shared_ptr<server::ServerClient> session);
 
   enum class State {
     kActive,      // branches may join; nothing prepared
@@ -382,7 +451,12 @@ class Transaction {
   Outcome CommitWithLastResource(Branch* last, std::string* message);
   // xa_commit of each prepared branch in writers, retried until
   // commit_retry_s; those not finished go to *left. kOk or a heuristic outcome.
-  Outcome FinishWriters(const std::vector<Branch*>& writers, std::vector<Branch*>* left, std::string* message);
+  // decided: the commit is recorded (a COMMIT record or a decision row), so
+  // whoever else finished a branch committed it. Otherwise a branch gone
+  // after a lost reply is only taken for committed if ConfirmSoleResolver
+  // says nobody else could have finished it (kUnknown if not).
+  Outcome FinishWriters(const std::vector<Branch*>& writers, std::vector<Branch*>* left, std::string* message,
+                        bool decided);
   Outcome PhaseTwo(std::string* message);
   // Rolls every unfinished branch back; message gets what failed.
   void RollbackAll(std::string* message);
@@ -392,6 +466,8 @@ class Transaction {
 
   TransactionManager* tm_;
   const std::string gtrid_;
+  // With [tm] server: the session it began in, which alone may decide it.
+  const std::shared_ptr<server::ServerClient> session_;
   std::mutex mu_;  // the owner's calls and the reaper
   State state_ = State::kActive;
   bool timed_out_ = false;

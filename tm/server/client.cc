@@ -65,6 +65,12 @@ Status ServerClient::Hello(int fd, bool resume, ReplyCode* code, std::string* me
   PutFixed32(&p, static_cast<uint32_t>(::getpid()));
   PutFixed32(&p, resume ? session_.incarnation : 0);
   PutFixed64(&p, resume ? session_.key : 0);
+  PutFixed32(&p, static_cast<uint32_t>(opts_.rms.size()));
+  for (const ClientRm& rm : opts_.rms) {
+    PutBytes(&p, rm.name);
+    p.push_back(static_cast<char>(rm.type));
+    PutBytes(&p, rm.identity);
+  }
   Status s = WriteAll(fd, EncodeFrame(static_cast<uint8_t>(Kind::kHello), 0, p));
   Frame f;
   if (s.ok()) s = ReadFrame(fd, kMaxFrame, &f);
@@ -90,7 +96,9 @@ Status ServerClient::Call(Kind kind, std::string payload, std::string* body) {
   Pending p;
   p.kind = static_cast<uint8_t>(kind);
   std::unique_lock<std::mutex> l(mu_);
-  if (state_ == State::kFenced) return Status::Fenced(end_reason_);
+  // Not sent: the server never saw it, and no other session may make this
+  // session's decisions. A COMMIT refused so can never happen.
+  if (state_ == State::kFenced || state_ == State::kLost) return Status::Fenced(end_reason_);
   if (state_ != State::kOpen) return Status::UnknownOutcome(end_reason_);
   const uint64_t id = ++next_id_;
   p.frame = EncodeFrame(p.kind, id, payload);
@@ -154,8 +162,8 @@ void ServerClient::DispatchLocked(const Frame& f) {
 Status ServerClient::Check() {
   std::lock_guard<std::mutex> l(mu_);
   if (state_ == State::kOpen) return Status::OK();
-  if (state_ == State::kFenced) return Status::Fenced(end_reason_);
-  return Status::UnknownOutcome(end_reason_);
+  if (state_ == State::kClosed) return Status::UnknownOutcome(end_reason_);
+  return Status::Fenced(end_reason_);
 }
 
 void ServerClient::Send(Kind kind, std::string payload) {
@@ -255,20 +263,19 @@ bool ServerClient::Resume() {
 }
 
 void ServerClient::HeartbeatLoop() {
-  std::unique_lock<std::mutex> l(mu_);
   const auto every = std::chrono::milliseconds(std::max<uint32_t>(session_.heartbeat_ms, 50));
-  while (state_ == State::kOpen) {
-    const auto next = std::chrono::steady_clock::now() + every;
-    if (cv_.wait_until(l, next, [&] { return state_ != State::kOpen; })) break;
-    if (fd_ < 0) continue;
+  for (;;) {
     std::string p;
-    for (uint64_t c : counters_) PutFixed64(&p, c);
-    std::string out = std::move(held_);
-    held_.clear();
-    out += EncodeFrame(static_cast<uint8_t>(Kind::kPing), ++next_id_, p);
-    if (!WriteAll(fd_, out).ok()) {
-      ::shutdown(fd_, SHUT_RDWR);
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      if (cv_.wait_for(l, every, [&] { return state_ != State::kOpen; })) return;
+      for (uint64_t c : counters_) PutFixed64(&p, c);
     }
+    // Answered by the server: waiting for the answer, this thread reads the
+    // connection when no caller does, so a closed connection is noticed (and
+    // the session resumed, or found dead) between the application's requests.
+    Status s = Call(Kind::kPing, std::move(p), nullptr);
+    (void)s;  // a failure ended the session (state_), which ends the loop
   }
 }
 

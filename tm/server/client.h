@@ -10,8 +10,14 @@
 // breaks, the reading caller reconnects and resumes the session, sending the
 // unanswered requests again with their ids (the server answers each id once). If the session cannot be
 // resumed, every call fails: with Fenced when the server declared the session
-// dead (its transactions were resolved without it), with UnknownOutcome for a
-// decision in flight whose fate the caller cannot know now.
+// dead (its transactions were resolved without it) or the session was gone
+// before the request was sent, with UnknownOutcome for a decision in flight
+// whose fate the caller cannot know now.
+//
+// Heartbeats are requests too: the server answers each, so a heartbeat that
+// finds the connection closed resumes the session (or learns that it was
+// declared dead) without waiting for the application's next request; Check()
+// then tells the TM before its next commit point.
 //
 // Thread-safety: all methods may be called from any thread.
 #pragma once
@@ -24,6 +30,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "server/protocol.h"
 #include "util/status.h"
@@ -36,6 +43,7 @@ struct ClientOptions {
   std::string client_name;  // for the server's log
   bool admin = false;       // the admin tool: no session
   int reconnect_ms = 5000;  // how long to try to resume after a broken connection
+  std::vector<ClientRm> rms;  // the RMs the session's transactions use (HELLO)
 };
 
 struct SessionInfo {
@@ -70,8 +78,8 @@ class ServerClient {
   // A request without a reply (END, PING). ENDs are held back and sent with
   // the next request or heartbeat.
   void Send(Kind kind, std::string payload);
-  // OK while the session lasts; then why it ended (Fenced, or UnknownOutcome
-  // for a lost session).
+  // OK while the session lasts; then why it ended (Fenced: declared dead, or
+  // lost: the server no longer knows it).
   Status Check();
   // Counters sent with each heartbeat, for the server's metrics.
   void SetCounters(uint64_t begun, uint64_t committed, uint64_t rolled_back);

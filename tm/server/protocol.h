@@ -20,6 +20,7 @@
 //
 //   HELLO      version:u32 flags:u32 token:bytes client:bytes pid:u32
 //              resume_incarnation:u32 resume_key:u64
+//              n:u32 (rm:bytes type:u8 identity:bytes)*n     the client's RMs
 //   reply      status node_id:bytes node_name:bytes incarnation:u32
 //              session_key:u64 heartbeat_ms:u32
 //   COMMIT     CommitRecord payload           reply: status  (durable on kOk)
@@ -30,21 +31,32 @@
 //   RECOVER    dry_run:u32                    reply: status committed:u32 rolled_back:u32
 //                                                    ended:u32 left:u32 n:u32 line:bytes*n
 //   ADMIN      n:u32 arg:bytes*n              reply: status exit:u32 out:bytes err:bytes
-//   PING       begun:u64 committed:u64 rolled_back:u64   no reply
+//   PING       begun:u64 committed:u64 rolled_back:u64   reply: status (kFenced once the
+//                                             session is dead: the client learns it at once)
 //   BYE        begun:u64 committed:u64 rolled_back:u64   no reply; the session ends cleanly
+//   ALIVE      gtrid:bytes                    reply: status: kOk while the session is live and
+//                                             nobody decided gtrid by hand; kFenced when dead
+//   BACKEND    rm:bytes pid:u32 start:bytes   reply: status; a PostgreSQL backend the session
+//                                             uses for branches, ended by the takeover
 //
 //   status     := code:u8 message:bytes       (ReplyCode)
+//
+// A HELLO that opens a session names the client's RMs: the server refuses a
+// client whose RMs it does not have (it could not read a decision row there,
+// and would presume abort), or whose SQLite database is another file than
+// its own (identity: the database's id; empty when not known yet).
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "util/status.h"
 
 namespace xtm::server {
 
-inline constexpr uint32_t kProtocolVersion = 1;
+inline constexpr uint32_t kProtocolVersion = 2;
 inline constexpr uint32_t kMaxFrame = 16u << 20;      // what a client accepts
 inline constexpr uint32_t kMaxRequestFrame = 1u << 20;  // what the server accepts
 
@@ -59,11 +71,21 @@ enum class Kind : uint8_t {
   kAdmin = 8,
   kPing = 9,
   kBye = 10,
+  kAlive = 11,
+  kBackend = 12,
 };
+inline constexpr uint8_t kLastKind = static_cast<uint8_t>(Kind::kBackend);
 inline constexpr uint8_t kReplyBit = 0x80;
 
 // HELLO flags.
 inline constexpr uint32_t kHelloAdmin = 1;  // an admin tool: no session, no XIDs
+
+// An RM a client uses, as its HELLO names it.
+struct ClientRm {
+  std::string name;
+  uint8_t type = 0;      // tm::RmSpec::Type
+  std::string identity;  // SQLite: the database's id (xatm_meta db_id); else empty
+};
 
 enum class ReplyCode : uint8_t {
   kOk = 0,
@@ -121,6 +143,8 @@ struct Address {
 Status ParseAddress(const std::string& text, Address* out);
 // A connected socket (close-on-exec).
 Status Connect(const Address& a, int* fd);
+// Whether a TCP host is a loopback address (127.0.0.0/8, ::1, localhost).
+bool IsLoopback(const std::string& host);
 // A listening socket. For a unix socket, a stale socket file left by a dead
 // server is replaced; a live one is refused. mode: the socket file's mode.
 Status Listen(const Address& a, unsigned mode, int* fd);

@@ -28,6 +28,7 @@
 #include "core/transaction_manager.h"
 #include "log/decision_log.h"
 #include "server/protocol.h"
+#include "sqlite/sqlite_rm.h"
 #include "util/coding.h"
 #include "util/crash_point.h"
 
@@ -46,6 +47,14 @@ struct Conn {
   int fd = -1;  // read by its own thread; closed (set to -1) under write_mu
   bool tcp = false;
   std::string peer;
+  bool has_uid = false;  // a unix socket's peer, from SO_PEERCRED
+  uid_t uid = 0;
+  pid_t pid = 0;
+  // Who is behind the connection, for the audit trail: what the kernel says,
+  // not what the peer claims.
+  std::string Identity() const {
+    return has_uid ? "uid " + std::to_string(uid) + ", pid " + std::to_string(pid) : peer + " peer with the token";
+  }
   std::mutex write_mu;
   Status Write(const std::string& frame) {
     std::lock_guard<std::mutex> l(write_mu);
@@ -83,7 +92,12 @@ struct Session {
   std::map<uint64_t, std::string> replies;        // REQUIRES mu: id -> reply frame
   std::set<uint64_t> in_progress;                 // REQUIRES mu
   tm::Counters counters;                          // REQUIRES mu: reported by its heartbeats
+  std::vector<tm::BackendId> backends;            // REQUIRES mu: registered (BACKEND), ended at takeover
 };
+
+// At most this many backends per session are kept (threads times RMs, and
+// their reconnects): older ones first make room.
+constexpr size_t kMaxBackends = 4096;
 
 struct Metrics {
   std::mutex mu;
@@ -128,10 +142,17 @@ class ServerImpl final : public Server {
   void Reply(const std::shared_ptr<Conn>& conn, const std::shared_ptr<Session>& session, uint8_t kind, uint64_t id,
              const std::string& payload);
   std::string DoCommit(Session* session, const std::string& payload, const std::vector<log::EndRecord>& ends);
-  std::string DoRecord(Kind kind, Session* session, const std::string& payload);
+  std::string DoRecord(Kind kind, const Conn& conn, const std::string& payload);
+  std::string DoAlive(Session* session, const std::string& payload);
+  std::string DoBackend(Session* session, const std::string& payload);
+  // Why a client using these RMs cannot be served ("" if it can).
+  std::string CheckClientRms(const std::vector<ClientRm>& rms);
+  // Whether the peer may run admin commands: the token over TCP; root, the
+  // server's own user or [server] admin_uids over the unix socket.
+  bool AdminAllowed(const Conn& conn) const;
   std::string DoState();
   std::string DoRecover(const std::string& payload);
-  std::string DoAdmin(const std::string& payload);
+  std::string DoAdmin(const Conn& conn, const std::string& payload);
 
   void Submit(std::function<void()> job);
   void WorkerLoop();
@@ -294,6 +315,15 @@ void ServerImpl::AcceptLoop() {
       conn->fd = fd;
       conn->tcp = listeners_[i].second;
       conn->peer = conn->tcp ? "tcp" : "unix";
+      if (!conn->tcp) {
+        ucred cred{};
+        socklen_t len = sizeof cred;
+        if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+          conn->has_uid = true;
+          conn->uid = cred.uid;
+          conn->pid = cred.pid;
+        }
+      }
       // HELLO must come soon; after it, silence is judged by client_timeout_s.
       timeval tv{10, 0};
       ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -351,7 +381,7 @@ void ServerImpl::Serve(std::shared_ptr<Conn> conn) {
       break;
     }
     const uint8_t k = f.kind;
-    const bool known = k >= static_cast<uint8_t>(Kind::kCommit) && k <= static_cast<uint8_t>(Kind::kPing);
+    const bool known = k >= static_cast<uint8_t>(Kind::kCommit) && k <= kLastKind && k != static_cast<uint8_t>(Kind::kBye);
     if (!known) {
       log_->warn("connection of {} dropped: unknown request kind {}", session ? session->client : "admin", k);
       break;
@@ -389,21 +419,38 @@ bool ServerImpl::Hello(const std::shared_ptr<Conn>& conn, const Frame& f, std::s
   uint64_t key = 0;
   std::string token, client;
   if (!d.GetFixed32(&version) || !d.GetFixed32(&flags) || !d.GetBytes(&token, 4096) || !d.GetBytes(&client, 256) ||
-      !d.GetFixed32(&pid) || !d.GetFixed32(&resume) || !d.GetFixed64(&key) || !d.done()) {
+      !d.GetFixed32(&pid) || !d.GetFixed32(&resume) || !d.GetFixed64(&key)) {
     return refuse(ReplyCode::kDenied, "malformed HELLO");
   }
   if (version != kProtocolVersion) {
     return refuse(ReplyCode::kDenied, "protocol version " + std::to_string(version) + " is not supported (this xatmd speaks " +
                                           std::to_string(kProtocolVersion) + ")");
   }
+  std::vector<ClientRm> rms;
+  uint32_t n_rms = 0;
+  if (!d.GetFixed32(&n_rms) || n_rms > 1024) return refuse(ReplyCode::kDenied, "malformed HELLO");
+  for (uint32_t i = 0; i < n_rms; ++i) {
+    ClientRm r;
+    if (!d.GetBytes(&r.name, 256) || !d.GetFixed8(&r.type) || !d.GetBytes(&r.identity, 256)) {
+      return refuse(ReplyCode::kDenied, "malformed HELLO");
+    }
+    rms.push_back(std::move(r));
+  }
+  if (!d.done()) return refuse(ReplyCode::kDenied, "malformed HELLO");
   if (conn->tcp && !SameSecret(token, token_)) return refuse(ReplyCode::kDenied, "wrong token");
   *admin = (flags & kHelloAdmin) != 0;
+  if (*admin && !AdminAllowed(*conn)) {
+    return refuse(ReplyCode::kDenied, "uid " + std::to_string(conn->uid) +
+                                          " may not run admin commands through xatmd: add it to [server] admin_uids "
+                                          "of the server's configuration");
+  }
   std::shared_ptr<Session> s;
   ReplyCode code = ReplyCode::kOk;
   std::string message;
   if (*admin) {
     // An admin tool: no session.
   } else if (resume == 0) {
+    if (std::string why = CheckClientRms(rms); !why.empty()) return refuse(ReplyCode::kDenied, why);
     s = std::make_shared<Session>();
     s->client = client;
     s->pid = pid;
@@ -502,11 +549,22 @@ void ServerImpl::Handle(const std::shared_ptr<Conn>& conn, const std::shared_ptr
         std::lock_guard<std::mutex> l(session->mu);
         session->counters = c;
       }
+      // Answered (never cached: a PING sent again is answered again), so that
+      // the client's heartbeat notices a closed connection by itself.
+      (void)conn->Write(EncodeFrame(f.kind | kReplyBit, f.id, EncodeStatus(ReplyCode::kOk, "")));
       return;
     }
     case Kind::kEnd: {
       log::EndRecord r;
+      tm::GtridParts p;
       if (!session || !log::Decode(f.payload, &r).ok()) return;
+      // Only its own transactions: an END of another session's COMMIT would
+      // make recovery forget branches still to commit.
+      if (!tm::ParseGtrid(r.gtrid, &p) || p.node_id != tm_->node_id() || p.incarnation != session->incarnation) {
+        log_->warn("ignored an END from session {} ({} pid {}) for {}, a transaction that is not its own",
+                   session->incarnation, session->client, session->pid, tm::ToHex(r.gtrid));
+        return;
+      }
       ends->push_back(std::move(r));
       // A decision usually follows in the same read: the ENDs go with it.
       if (!more) FlushEnds(ends);
@@ -540,9 +598,15 @@ void ServerImpl::Handle(const std::shared_ptr<Conn>& conn, const std::shared_ptr
                         : EncodeStatus(ReplyCode::kError, "an admin connection makes no decisions");
         break;
       case Kind::kHeuristic:
-      case Kind::kForget: reply = DoRecord(kind, session.get(), f.payload); break;
+      case Kind::kForget: reply = DoRecord(kind, *conn, f.payload); break;
       case Kind::kRecover: reply = DoRecover(f.payload); break;
-      case Kind::kAdmin: reply = DoAdmin(f.payload); break;
+      case Kind::kAdmin: reply = DoAdmin(*conn, f.payload); break;
+      case Kind::kAlive:
+        reply = session ? DoAlive(session.get(), f.payload) : EncodeStatus(ReplyCode::kError, "no session");
+        break;
+      case Kind::kBackend:
+        reply = session ? DoBackend(session.get(), f.payload) : EncodeStatus(ReplyCode::kError, "no session");
+        break;
       default: reply = EncodeStatus(ReplyCode::kError, "unexpected request"); break;
     }
     Reply(conn, session, f.kind, f.id, reply);
@@ -562,7 +626,7 @@ void ServerImpl::Handle(const std::shared_ptr<Conn>& conn, const std::shared_ptr
 void ServerImpl::HandleDead(const std::shared_ptr<Conn>& conn, const std::shared_ptr<Session>& session,
                             const Frame& f) {
   const Kind kind = static_cast<Kind>(f.kind);
-  if (kind == Kind::kPing || kind == Kind::kEnd || kind == Kind::kBye) return;
+  if (kind == Kind::kEnd || kind == Kind::kBye) return;
   std::string frame;
   {
     std::lock_guard<std::mutex> l(session->mu);
@@ -627,20 +691,105 @@ std::string ServerImpl::DoCommit(Session* session, const std::string& payload,
   return EncodeStatus(s.IsUnknownOutcome() ? ReplyCode::kUnknown : ReplyCode::kError, "decision log: " + s.message());
 }
 
-std::string ServerImpl::DoRecord(Kind kind, Session* session, const std::string& payload) {
+std::string ServerImpl::DoRecord(Kind kind, const Conn& conn, const std::string& payload) {
   Status s;
   if (kind == Kind::kHeuristic) {
     log::HeuristicRecord r;
     if (!log::Decode(payload, &r).ok()) return EncodeStatus(ReplyCode::kError, "malformed HEURISTIC");
+    // The audit trail names who is behind the connection, as the kernel
+    // tells it; the name the client gives is kept as what it said.
+    r.who += " (" + conn.Identity() + ")";
     s = tm_->decision_log()->Append(r);
   } else {
     log::ForgetRecord r;
     if (!log::Decode(payload, &r).ok()) return EncodeStatus(ReplyCode::kError, "malformed FORGET");
+    if (!AdminAllowed(conn)) {
+      return EncodeStatus(ReplyCode::kError, "forgetting a heuristic outcome is an admin command, and " +
+                                                 conn.Identity() + " may not run it: add the uid to [server] admin_uids");
+    }
     s = tm_->decision_log()->Append(r);
   }
-  (void)session;
   if (s.ok()) return EncodeStatus(ReplyCode::kOk, "");
   return EncodeStatus(s.IsUnknownOutcome() ? ReplyCode::kUnknown : ReplyCode::kError, "decision log: " + s.message());
+}
+
+std::string ServerImpl::DoAlive(Session* session, const std::string& payload) {
+  Decoder d(payload);
+  std::string gtrid;
+  if (!d.GetBytes(&gtrid, 1024)) return EncodeStatus(ReplyCode::kError, "malformed ALIVE");
+  // Shared: a takeover (exclusive) is not under way, nor can it start
+  // before the answer is made.
+  std::shared_lock<std::shared_mutex> fence(session->fence);
+  {
+    std::lock_guard<std::mutex> l(session->mu);
+    if (session->state == Session::State::kDead) {
+      return EncodeStatus(ReplyCode::kFenced, "session " + std::to_string(session->incarnation) +
+                                                  " was declared dead; the server resolved its transactions");
+    }
+  }
+  const log::LogState st = tm_->decision_log()->State();
+  for (const auto& [key, h] : st.heuristics) {
+    if (std::get<0>(key) == gtrid) {
+      return EncodeStatus(ReplyCode::kError, tm::ToHex(gtrid) + " was decided by hand by " + h.who + ": " + h.why);
+    }
+  }
+  return EncodeStatus(ReplyCode::kOk, "");
+}
+
+std::string ServerImpl::DoBackend(Session* session, const std::string& payload) {
+  Decoder d(payload);
+  tm::BackendId b;
+  uint32_t pid = 0;
+  if (!d.GetBytes(&b.rm, 256) || !d.GetFixed32(&pid) || !d.GetBytes(&b.start, 256) || !d.done()) {
+    return EncodeStatus(ReplyCode::kError, "malformed BACKEND");
+  }
+  b.pid = static_cast<int>(pid);
+  std::lock_guard<std::mutex> l(session->mu);
+  // Registered before the session's next branch runs on it: a dead session
+  // gets no new backend that a takeover would not know.
+  if (session->state == Session::State::kDead) {
+    return EncodeStatus(ReplyCode::kFenced, "session " + std::to_string(session->incarnation) +
+                                                " was declared dead; the server resolved its transactions");
+  }
+  if (session->backends.size() >= kMaxBackends) session->backends.erase(session->backends.begin());
+  session->backends.push_back(std::move(b));
+  return EncodeStatus(ReplyCode::kOk, "");
+}
+
+std::string ServerImpl::CheckClientRms(const std::vector<ClientRm>& rms) {
+  std::string missing, other;
+  for (const ClientRm& c : rms) {
+    const tm::Rm* mine = tm_->FindRm(c.name);
+    const auto type = static_cast<tm::RmSpec::Type>(c.type);
+    if (mine == nullptr || mine->spec.type != type) {
+      missing += (missing.empty() ? "" : ", ") + ("\"" + c.name + "\" (" + tm::RmTypeName(type) + ")");
+      continue;
+    }
+    if (type == tm::RmSpec::Type::kSqlite && !c.identity.empty()) {
+      const std::string id = sqlite::DatabaseIdOf(mine->spec.path);
+      if (!id.empty() && id != c.identity) other += (other.empty() ? "" : ", ") + ("\"" + c.name + "\" (" + mine->spec.path + ")");
+    }
+  }
+  if (!missing.empty()) {
+    return "this xatmd cannot resolve the client's transactions: it has no resource manager " + missing +
+           " (it would not see their decisions, and would presume them aborted). Add the same [rm.NAME] sections "
+           "to the server's configuration and restart it";
+  }
+  if (!other.empty()) {
+    return "the server's resource manager " + other +
+           " is another database than the client's of the same name: give both the same file";
+  }
+  return "";
+}
+
+bool ServerImpl::AdminAllowed(const Conn& conn) const {
+  if (conn.tcp) return true;  // the token was checked at HELLO
+  if (!conn.has_uid) return false;
+  if (conn.uid == 0 || conn.uid == ::geteuid()) return true;
+  for (unsigned u : cfg_.srv.admin_uids) {
+    if (u == conn.uid) return true;
+  }
+  return false;
 }
 
 std::string ServerImpl::DoState() {
@@ -679,7 +828,7 @@ std::string ServerImpl::DoRecover(const std::string& payload) {
   return p;
 }
 
-std::string ServerImpl::DoAdmin(const std::string& payload) {
+std::string ServerImpl::DoAdmin(const Conn& conn, const std::string& payload) {
   Decoder d(payload);
   uint32_t n = 0;
   std::vector<std::string> args;
@@ -689,6 +838,21 @@ std::string ServerImpl::DoAdmin(const std::string& payload) {
     if (!d.GetBytes(&a, 4096)) return EncodeStatus(ReplyCode::kError, "malformed ADMIN");
     args.push_back(a);
   }
+  if (!AdminAllowed(conn)) {
+    return EncodeStatus(ReplyCode::kError, conn.Identity() +
+                                               " may not run admin commands through xatmd: add the uid to [server] "
+                                               "admin_uids of the server's configuration");
+  }
+  // The operator the client names is what it says; the audit trail adds who
+  // the kernel says is behind the connection.
+  bool named = false;
+  for (size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] == "--operator") {
+      args[i + 1] += " (" + conn.Identity() + ")";
+      named = true;
+    }
+  }
+  if (!named) args.insert(args.end(), {"--operator", conn.Identity()});
   std::ostringstream out, err;
   const int code = cli::RunOnServer(args, tm_.get(), out, err);
   log_->info("admin: xatm {} -> exit {}", [&] {
@@ -734,6 +898,7 @@ tm::LiveSet ServerImpl::Live() {
   for (const auto& [inc, s] : sessions_) {
     std::lock_guard<std::mutex> sl(s->mu);
     if (s->state == Session::State::kConnected || s->state == Session::State::kDisconnected) l.live.insert(inc);
+    if (s->state == Session::State::kDead) l.dead_backends.insert(l.dead_backends.end(), s->backends.begin(), s->backends.end());
   }
   return l;
 }
@@ -949,9 +1114,21 @@ Status CheckServerConfig(const tm::TmConfig& cfg) {
     s = ReadTokenFile(cfg.srv.token_file, &token);
     if (!s.ok()) return Status::InvalidArgument(cfg.source + ": [server] token_file: " + s.message());
   }
+  // The protocol has no TLS: decisions and the token would cross the network
+  // in the clear. Loopback only; across hosts, a TLS tunnel (stunnel, ssh -L)
+  // to a loopback listener.
+  auto loopback_only = [&](const Address& t, const std::string& key) {
+    if (t.unix_socket || IsLoopback(t.host)) return Status::OK();
+    return Status::InvalidArgument(cfg.source + ": " + key + ": xatmd listens on TCP only on a loopback address "
+                                   "(127.0.0.1 or ::1), not " + t.host + ": it speaks no TLS, so the token and the "
+                                   "decisions would cross the network in the clear. Reach it from other hosts "
+                                   "through a TLS tunnel (stunnel, ssh -L) that ends on the loopback address");
+  };
+  if (s = loopback_only(a, "[tm] server"); !s.ok()) return s;
   if (!cfg.srv.tcp.empty()) {
     s = ParseAddress("tcp:" + cfg.srv.tcp, &a);
     if (!s.ok()) return Status::InvalidArgument(cfg.source + ": [server] tcp: " + s.message());
+    if (s = loopback_only(a, "[server] tcp"); !s.ok()) return s;
   }
   if (cfg.srv.metrics != "off") {
     s = ParseAddress("tcp:" + cfg.srv.metrics, &a);

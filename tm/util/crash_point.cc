@@ -51,17 +51,33 @@ bool Hit(Target& t, const char* env, const char* name) {
   return ++t.hits == t.nth;
 }
 
+Target& pause_target() {
+  static Target t;
+  return t;
+}
+
+void Say(const char* what, const char* name) {
+  (void)!::write(2, what, std::strlen(what));
+  (void)!::write(2, name, std::strlen(name));
+  (void)!::write(2, "\n", 1);
+}
+
 }  // namespace
 
 void CrashPoint(const char* name) {
   const char* env = std::getenv("XATM_CRASH_AT");
-  if (env == nullptr || !Hit(crash_target(), env, name)) return;
-  const char msg[] = "xatm: crash point reached: ";
-  (void)!::write(2, msg, sizeof msg - 1);
-  (void)!::write(2, name, std::strlen(name));
-  (void)!::write(2, "\n", 1);
-  ::kill(::getpid(), SIGKILL);
-  ::pause();
+  if (env != nullptr && Hit(crash_target(), env, name)) {
+    Say("xatm: crash point reached: ", name);
+    ::kill(::getpid(), SIGKILL);
+    ::pause();
+  }
+  // The whole process freezes here, as in a long GC or VM pause, until a
+  // SIGCONT: its sockets, locks and sessions stay as they are.
+  const char* pause_env = std::getenv("XATM_PAUSE_AT");
+  if (pause_env != nullptr && Hit(pause_target(), pause_env, name)) {
+    Say("xatm: pause point reached: ", name);
+    ::kill(::getpid(), SIGSTOP);
+  }
 }
 
 bool FaultPoint(const char* name) {

@@ -5,6 +5,10 @@
 // by default) it passes the point called name. The list of points is in
 // docs/testing.md.
 //
+// XATM_PAUSE_AT=name[:nth] freezes the whole process there instead (SIGSTOP,
+// as a long GC or VM pause would) until it gets a SIGCONT: every crash point
+// is also a pause point, for tests of resolvers racing a frozen process.
+//
 // A fault point is the same without the crash: XATM_FAULT_AT=name[:nth]
 // makes XATM_FAULT_POINT(name) true the nth time it is passed (and false
 // otherwise, and always without XATM_FAULT_INJECTION); the code then fails

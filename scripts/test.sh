@@ -3,8 +3,9 @@
 # private PostgreSQL, runs every test in both builds, stops the server.
 # Exits non-zero on any failure. Run it from anywhere, as root or not.
 #
-#   scripts/test.sh            everything
+#   scripts/test.sh            everything but the long soaks (label long)
 #   XATM_TEST_ARGS='-L unit' scripts/test.sh   extra ctest arguments
+#   ctest --test-dir build -L long             the long soaks (minutes each)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -39,7 +40,7 @@ status=0
 for b in build build-asan; do
   echo "== ctest ($b)"
   # shellcheck disable=SC2086
-  ctest --test-dir "$b" --output-on-failure -j "$(nproc)" ${XATM_TEST_ARGS:-} || status=1
+  ctest --test-dir "$b" --output-on-failure -j "$(nproc)" -LE long ${XATM_TEST_ARGS:-} || status=1
 done
 
 echo "== ctest (build-tsan: group commit, concurrent transfers, timeouts, the reaper, xatmd)"

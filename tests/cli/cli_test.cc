@@ -23,9 +23,11 @@ struct Result {
   std::string out;  // stdout and stderr
 };
 
-Result Xatm(const std::string& args) {
+// The tool run in directory dir (default: the test's own).
+Result Xatm(const std::string& args, const std::string& dir = "") {
   Result r;
-  FILE* p = ::popen((std::string(XATM_CLI) + " " + args + " 2>&1").c_str(), "r");
+  const std::string cd = dir.empty() ? "" : "cd " + dir + " && ";
+  FILE* p = ::popen((cd + XATM_CLI + " " + args + " 2>&1").c_str(), "r");
   char buf[4096];
   while (size_t n = std::fread(buf, 1, sizeof buf, p)) r.out.append(buf, n);
   int st = ::pclose(p);
@@ -192,6 +194,51 @@ TEST_F(CliTest, DefaultSettingsInDoubtBranchesAreListedWithTheirDecisionRow) {
   EXPECT_EQ(std::set<long>{12}, bank_->SqliteTransfers());
   EXPECT_EQ(2L * kAccounts * kOpening, bank_->PgSum() + bank_->SqliteSum());
   EXPECT_EQ(0, Xatm(C() + "list").code);
+}
+
+// A decision row is a decision as binding as a COMMIT record: rolling back a
+// transaction it decided is refused without --force, and the plan names it.
+TEST_F(CliTest, RollbackOfATransactionDecidedByADecisionRowIsRefusedWithoutForce) {
+  config_ = bank_->WriteConfigFile();
+  const std::string decided = InDoubt("tm.lrc.after_last", 13);
+  Result refused = Xatm(C() + "rollback " + decided + " --reason test");
+  EXPECT_EQ(6, refused.code) << refused.out;
+  EXPECT_NE(std::string::npos, refused.out.find("decision row is in ledger")) << refused.out;
+  EXPECT_NE(std::string::npos, refused.out.find("--force")) << refused.out;
+  EXPECT_EQ(1, bank_->PgPrepared());
+  EXPECT_EQ(0u, bank_->PgTransfers().count(13));
+  // Forced, it is done, and recorded as a heuristic decision.
+  Result forced = Xatm(C() + "rollback " + decided + " --reason 'told to' --force");
+  EXPECT_EQ(0, forced.code) << forced.out;
+  EXPECT_EQ(0, bank_->PgPrepared());
+  EXPECT_NE(std::string::npos, Xatm(C() + "log dump").out.find("rolled back by")) << Xatm(C() + "log dump").out;
+}
+
+// Relative paths in a configuration file are relative to the file: the tool
+// run from another directory finds the same SQLite file (and its decision
+// rows) and log, and creates nothing where it runs.
+TEST_F(CliTest, RelativePathsInTheConfigurationAreRelativeToTheFile) {
+  std::string text = ReadFileOrDie(bank_->WriteConfigFile());
+  auto relative = [&](const std::string& key, const std::string& abs, const std::string& rel) {
+    const size_t at = text.find(key + " = " + abs);
+    ASSERT_NE(std::string::npos, at) << text;
+    text.replace(at, key.size() + 3 + abs.size(), key + " = " + rel);
+  };
+  relative("path", bank_->sqlite_path(), "ledger.db");
+  relative("log_dir", bank_->log_dir(), "log");
+  config_ = dir_ / "relative.conf";
+  WriteFileOrDie(config_, text);
+  InDoubt("tm.lrc.after_last", 14);
+  InDoubt("tm.lrc.before_last", 15);
+  TempDir elsewhere;
+  Result r = Xatm(C() + "recover", elsewhere.path());
+  EXPECT_EQ(0, r.code) << r.out;
+  EXPECT_NE(std::string::npos, r.out.find("1 committed, 1 rolled back")) << r.out;
+  EXPECT_EQ(std::set<long>{14}, bank_->PgTransfers());
+  EXPECT_EQ(std::set<long>{14}, bank_->SqliteTransfers());
+  EXPECT_EQ(0, bank_->PgPrepared());
+  EXPECT_EQ(0u, DirBytes(elsewhere.path()));
+  EXPECT_FALSE(std::ifstream(elsewhere / "ledger.db").good());
 }
 
 TEST_F(CliTest, CommitAndRollbackByHandAreRecordedAndGuarded) {

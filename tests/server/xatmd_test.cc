@@ -21,95 +21,18 @@
 #include "core/gtrid.h"
 #include "server/protocol.h"
 #include "support/temp_dir.h"
+#include "support/xatmd_process.h"
 #include "tm/bank.h"
 #include "util/coding.h"
+#include "xatm/rm_sqlite.h"
 #include "xatm/xatm.h"
 
 namespace xtm::test {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// The number after the last occurrence of prefix in text, or 0.
-int NumberAfter(const std::string& text, const std::string& prefix) {
-  const size_t at = text.rfind(prefix);
-  return at == std::string::npos ? 0 : std::atoi(text.c_str() + at + prefix.size());
-}
-
-// One xatmd child process, its stderr in a file.
-class Xatmd {
- public:
-  Xatmd(std::string config, std::string log) : config_(std::move(config)), log_(std::move(log)) {}
-  ~Xatmd() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  // Starts it and waits until it serves. crash_at: XATM_CRASH_AT for it.
-  // fault_at: XATM_FAULT_AT for it.
-  void Start(const std::string& crash_at = "", const std::string& fault_at = "") {
-    const size_t before = Log().size();
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      if (!crash_at.empty()) ::setenv("XATM_CRASH_AT", crash_at.c_str(), 1);
-      if (!fault_at.empty()) ::setenv("XATM_FAULT_AT", fault_at.c_str(), 1);
-      FILE* f = std::fopen(log_.c_str(), "a");
-      ::dup2(fileno(f), 2);
-      ::execl(XATM_XATMD, "xatmd", "--config", config_.c_str(), static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    const auto deadline = Clock::now() + std::chrono::seconds(30);
-    while (Clock::now() < deadline) {
-      if (Log().find("serving:", before) != std::string::npos) return;
-      int st;
-      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
-        pid_ = -1;
-        FAIL() << "xatmd exited at start:\n" << Log();
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    FAIL() << "xatmd did not start:\n" << Log();
-  }
-  // Sends sig and waits for the process; its exit status.
-  int Stop(int sig) {
-    ::kill(pid_, sig);
-    int st = 0;
-    ::waitpid(pid_, &st, 0);
-    pid_ = -1;
-    return st;
-  }
-  // Waits for it to end by itself (a crash point); its exit status.
-  int Wait() {
-    int st = 0;
-    ::waitpid(pid_, &st, 0);
-    pid_ = -1;
-    return st;
-  }
-  pid_t pid() const { return pid_; }
-  // Its virtual memory size in KiB (from /proc).
-  long VmSizeKb() const {
-    std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.rfind("VmSize:", 0) == 0) return std::atol(line.c_str() + 7);
-    }
-    return -1;
-  }
-  bool Alive() {
-    int st;
-    return pid_ > 0 && ::waitpid(pid_, &st, WNOHANG) == 0;
-  }
-  std::string Log() const {
-    std::ifstream in(log_);
-    return std::string((std::istreambuf_iterator<char>(in)), {});
-  }
-  int MetricsPort() const { return NumberAfter(Log(), "metrics on http://127.0.0.1:"); }
-
- private:
-  std::string config_, log_;
-  pid_t pid_ = -1;
-};
+using Xatmd = XatmdProcess;
+using Result = ShellResult;
 
 std::string HttpGet(int port, const std::string& path) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -136,29 +59,7 @@ double Metric(const std::string& text, const std::string& name) {
   return at == std::string::npos ? -1 : std::strtod(text.c_str() + at + key.size(), nullptr);
 }
 
-struct Result {
-  int code = -1;
-  std::string out;
-};
-
-Result Shell(const std::string& cmd) {
-  Result r;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  char buf[4096];
-  while (size_t n = std::fread(buf, 1, sizeof buf, p)) r.out.append(buf, n);
-  int st = ::pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
-
-bool WaitFor(const std::function<bool()>& cond, int seconds) {
-  const auto deadline = Clock::now() + std::chrono::seconds(seconds);
-  while (Clock::now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return cond();
-}
+Result Shell(const std::string& cmd) { return RunShell(cmd); }
 
 // Exit codes of the client children.
 constexpr int kChildOk = 0;
@@ -271,12 +172,6 @@ class XatmdTest : public ::testing::Test {
     EXPECT_GE(committed, static_cast<size_t>(procs * each / 2));
     return committed;
   }
-  int WaitChild(pid_t pid) {
-    int st = 0;
-    ::waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  }
-
   ScratchDb db_;
   TempDir dir_;
   std::unique_ptr<Bank> bank_;
@@ -680,6 +575,8 @@ TEST_F(XatmdTest, HandDecisionsThroughTheServerAreRecordedAndForgotten) {
   // The hand decision is in the server's log, with who and why, until forgotten.
   Result dump = Shell(cli + "log dump");
   EXPECT_NE(std::string::npos, dump.out.find("ops-alice")) << dump.out;
+  // With who the kernel says ran it, not only the name the tool gave.
+  EXPECT_NE(std::string::npos, dump.out.find("ops-alice (uid " + std::to_string(::getuid()))) << dump.out;
   EXPECT_NE(std::string::npos, dump.out.find("ticket 42")) << dump.out;
   const Result forget = Shell(cli + "forget " + gtrid);
   EXPECT_EQ(0, forget.code) << forget.out;
@@ -724,6 +621,116 @@ TEST_F(XatmdTest, CApiRecoveryCallsOfAClientGoThroughTheServer) {
   const Result dump = Shell(std::string(XATM_CLI) + " --server unix:" + socket_ + " log dump");
   EXPECT_NE(std::string::npos, dump.out.find("ops-bob")) << dump.out;
   EXPECT_NE(std::string::npos, dump.out.find("FORGET")) << dump.out;
+}
+
+// The server must be able to read every decision a client may leave in its
+// RMs: a client whose RM it lacks, or whose SQLite file is another than the
+// server's of the same name, is refused at HELLO with the RM named.
+TEST_F(XatmdTest, AServerWithoutTheClientsRmOrWithAnotherFileRefusesTheClient) {
+  std::string text = ReadFileOrDie(config_);
+  const std::string lacking = dir_ / "lacking.conf";
+  WriteFileOrDie(lacking, text.substr(0, text.find("[rm.ledger]")) + text.substr(text.find("[server]")));
+  server_ = std::make_unique<Xatmd>(lacking, dir_ / "xatmd-lacking.log");
+  server_->Start();
+  xatm* tm = nullptr;
+  EXPECT_NE(XATM_OK, xatm_open(config_.c_str(), &tm));
+  std::string why = xatm_errmsg(tm);
+  EXPECT_NE(std::string::npos, why.find("no resource manager \"ledger\" (sqlite)")) << why;
+  xatm_close(tm);
+  EXPECT_EQ(0, server_->Stop(SIGTERM));
+
+  // The same name, another file (each with the id the SQLite RM gives it).
+  TempDir other;
+  Bank other_bank(db_.conninfo(), other.path());
+  for (const std::string& path : {bank_->sqlite_path(), other_bank.sqlite_path()}) {
+    const std::string info = "path=" + path;
+    ASSERT_EQ(XA_OK, xatm_sqlite_switch.xa_open_entry(const_cast<char*>(info.c_str()), 77, TMNOFLAGS));
+    ASSERT_EQ(XA_OK, xatm_sqlite_switch.xa_close_entry(const_cast<char*>(""), 77, TMNOFLAGS));
+  }
+  const std::string elsewhere = dir_ / "elsewhere.conf";
+  std::string moved = text;
+  moved.replace(moved.find("path = " + bank_->sqlite_path()), 7 + bank_->sqlite_path().size(),
+                "path = " + other_bank.sqlite_path());
+  WriteFileOrDie(elsewhere, moved);
+  server_ = std::make_unique<Xatmd>(elsewhere, dir_ / "xatmd-elsewhere.log");
+  server_->Start();
+  EXPECT_NE(XATM_OK, xatm_open(config_.c_str(), &tm));
+  why = xatm_errmsg(tm);
+  EXPECT_NE(std::string::npos, why.find("another database than the client's")) << why;
+  EXPECT_NE(std::string::npos, why.find(other_bank.sqlite_path())) << why;
+  xatm_close(tm);
+}
+
+// A session may end (END) only its own transactions: an END from another
+// would make recovery forget branches that must still commit.
+TEST_F(XatmdTest, AnEndForAnotherSessionsTransactionIsIgnored) {
+  config_ = WriteConfig("", "slow.conf", 300);
+  server_ = std::make_unique<Xatmd>(config_, dir_ / "xatmd.log");
+  server_->Start();
+  const std::string gtrid_hex = TransferDyingAt("tm.commit.after_decision", 4);
+  std::string gtrid;
+  ASSERT_TRUE(tm::FromHex(gtrid_hex, &gtrid));
+  // Another client, speaking the protocol itself.
+  server::Address a;
+  ASSERT_TRUE(server::ParseAddress("unix:" + socket_, &a).ok());
+  int fd = -1;
+  ASSERT_TRUE(server::Connect(a, &fd).ok());
+  std::string hello;
+  PutFixed32(&hello, server::kProtocolVersion);
+  PutFixed32(&hello, 0);
+  PutBytes(&hello, "");
+  PutBytes(&hello, "intruder");
+  PutFixed32(&hello, static_cast<uint32_t>(::getpid()));
+  PutFixed32(&hello, 0);
+  PutFixed64(&hello, 0);
+  PutFixed32(&hello, 0);
+  ASSERT_TRUE(server::WriteAll(fd, server::EncodeFrame(static_cast<uint8_t>(server::Kind::kHello), 1, hello)).ok());
+  server::Frame reply;
+  ASSERT_TRUE(server::ReadFrame(fd, server::kMaxFrame, &reply).ok());
+  std::string end;
+  PutBytes(&end, gtrid);
+  ASSERT_TRUE(server::WriteAll(fd, server::EncodeFrame(static_cast<uint8_t>(server::Kind::kEnd), 2, end)).ok());
+  EXPECT_TRUE(WaitFor([&] { return server_->Count("ignored an END") == 1; }, 10)) << server_->Log();
+  ::close(fd);
+  // Still decided, still to commit.
+  const Result show = Shell(std::string(XATM_CLI) + " --server unix:" + socket_ + " show " + gtrid_hex);
+  EXPECT_NE(std::string::npos, show.out.find("decision   commit")) << show.out;
+  const Result dump = Shell(std::string(XATM_CLI) + " --server unix:" + socket_ + " log dump");
+  EXPECT_EQ(std::string::npos, dump.out.find("END       " + gtrid_hex)) << dump.out;
+  EXPECT_EQ(1, bank_->PgPrepared());
+}
+
+// Admin commands through the server run with the server's log and RM
+// connections: only root, the server's own user and [server] admin_uids may.
+TEST_F(XatmdTest, AdminCommandsThroughTheServerNeedAnAllowedUid) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to run the tool as another user";
+  ::chmod(dir_.path().c_str(), 0750);  // the group (root) reaches the socket, as the tool will
+  server_->Start();
+  const std::string as_nobody =
+      "setpriv --reuid=65534 --regid=0 --clear-groups " + std::string(XATM_CLI) + " --server unix:" + socket_ + " ";
+  Result r = Shell(as_nobody + "list");
+  EXPECT_EQ(6, r.code) << r.out;
+  EXPECT_NE(std::string::npos, r.out.find("uid 65534 may not run admin commands")) << r.out;
+  EXPECT_NE(std::string::npos, r.out.find("admin_uids")) << r.out;
+  EXPECT_EQ(0, server_->Stop(SIGTERM));
+  config_ = WriteConfig("admin_uids = 65534\n", "admins.conf");
+  server_ = std::make_unique<Xatmd>(config_, dir_ / "xatmd-admins.log");
+  server_->Start();
+  r = Shell(as_nobody + "list");
+  EXPECT_EQ(0, r.code) << r.out;
+  EXPECT_NE(std::string::npos, r.out.find("nothing in doubt")) << r.out;
+}
+
+// The protocol has no TLS: TCP beyond loopback is refused before anything starts.
+TEST_F(XatmdTest, TcpBeyondLoopbackIsRefused) {
+  const std::string token = dir_ / "token";
+  WriteFileOrDie(token, "s3cret-s3cret-s3cret-0123456789\n");
+  ::chmod(token.c_str(), 0600);
+  const std::string cfg = WriteConfig("tcp = 0.0.0.0:0\ntoken_file = " + token + "\n", "wide.conf");
+  const Result check = Shell(std::string(XATM_XATMD) + " --config " + cfg + " --check-config");
+  EXPECT_EQ(2, check.code) << check.out;
+  EXPECT_NE(std::string::npos, check.out.find("only on a loopback address")) << check.out;
+  EXPECT_NE(std::string::npos, check.out.find("TLS")) << check.out;
 }
 
 }  // namespace

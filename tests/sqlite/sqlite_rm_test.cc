@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "sqlite/sqlite_test_util.h"
@@ -190,6 +191,44 @@ TEST_F(SqliteRmTest, XaInfoOptionsAreChecked) {
   EXPECT_EQ(XAER_RMERR, SqOpen(23, "path=/nonexistent-dir/x.db"));
   EXPECT_EQ(XA_OK, SqOpen(24, "path=" + path_ + " busy_timeout_ms=10"));
   SqClose(24);
+}
+
+// A missing database is an error naming the path, never a new empty file
+// (in which "no decision row" would look like a decision to roll back).
+TEST_F(SqliteRmTest, MissingDatabaseIsAnErrorNamingThePathAndIsNotCreated) {
+  const std::string missing = dir_ / "no-such.db";
+  EXPECT_EQ(XAER_RMERR, SqOpen(25, "path=" + missing));
+  const std::string why = xatm_sqlite_errmsg(25);
+  EXPECT_NE(std::string::npos, why.find(missing + " does not exist")) << why;
+  EXPECT_NE(std::string::npos, why.find("never creates")) << why;
+  EXPECT_FALSE(std::filesystem::exists(missing));
+  EXPECT_FALSE(std::filesystem::exists(sqlite::SidecarPath(missing)));
+  // The decision rows of a missing file are unknown, not "none".
+  std::set<std::string> rows;
+  std::string w;
+  EXPECT_EQ(-1, sqlite::ReadDecisionRows(missing, 100, /*locked=*/true, nullptr, &rows, &w));
+  EXPECT_NE(std::string::npos, w.find("does not exist")) << w;
+  EXPECT_FALSE(std::filesystem::exists(missing));
+}
+
+// What the TM commits on the handle must be durable when COMMIT returns:
+// settings that would let a commit or a checkpoint skip its sync are refused
+// (OFF), or raised for the RM's branches (NORMAL).
+TEST_F(SqliteRmTest, PragmasThatWouldMakeCommitsNonDurableAreRefusedOrRaised) {
+  sqlite3* db = xatm_sqlite_db(1);
+  EXPECT_EQ(SQLITE_AUTH, Run(1, "PRAGMA synchronous = OFF"));
+  EXPECT_NE(std::string::npos, std::string(xatm_sqlite_errmsg(1)).find("synchronous = OFF")) << xatm_sqlite_errmsg(1);
+  EXPECT_EQ(SQLITE_AUTH, Run(1, "PRAGMA main.synchronous = 0"));
+  EXPECT_EQ(SQLITE_AUTH, Run(1, "PRAGMA journal_mode = MEMORY"));
+  EXPECT_EQ(SQLITE_AUTH, Run(1, "PRAGMA journal_mode = off"));
+  EXPECT_EQ(SQLITE_OK, Run(1, "PRAGMA synchronous = NORMAL"));
+  EXPECT_EQ("1", Plain::OneOn(db, "PRAGMA synchronous"));
+  // A branch runs with FULL.
+  XID x = SqXid("g-sync");
+  ASSERT_EQ(XA_OK, SqStart(x, 1));
+  EXPECT_EQ("2", Plain::OneOn(db, "PRAGMA synchronous"));
+  ASSERT_EQ(XA_OK, SqEnd(x, 1));
+  ASSERT_EQ(XA_OK, SqRollback(x, 1));
 }
 
 TEST_F(SqliteRmTest, ReadOnlyOpenWritesNothingAndOnlyRecovers) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "log/decision_log.h"
+#include "support/sync_counting_vfs.h"
 #include "tm/bank.h"
 #include "xatm/xatm.h"
 
@@ -151,6 +152,34 @@ TEST_F(LastResource, CommitsBothWithoutALogRecordOrASidecarWrite) {
 // written for nothing): it votes read-only, and (last_resource_commit = true)
 // PostgreSQL's branch, the only writer, commits last with its row in
 // xatm.decision.
+// The last resource's COMMIT is the commit point: it syncs the SQLite WAL
+// whatever the application set on the handle between transactions (NORMAL
+// would sync nothing at a WAL commit; OFF is refused outright).
+TEST_F(LastResource, TheDecisionRowsCommitSyncsWhateverTheApplicationSetOnTheHandle) {
+  SyncCountingVfs vfs("ledger.db-wal");  // counts fsyncs of the SQLite file's WAL
+  Open();
+  xatm_tx* tx = nullptr;
+  ASSERT_EQ(XATM_OK, xatm_start(tm_, &tx));
+  sqlite3* db = xatm_sqlite(tx, "ledger");  // the thread's handle: it outlives the transaction
+  ASSERT_TRUE(TransferStatements(xatm_pgconn(tx, "bank"), db, 1, 1, 1, 10));
+  ASSERT_EQ(XATM_OK, xatm_commit(tx));
+  xatm_tx_free(tx);
+  // Between transactions the application lowers durability on the handle.
+  EXPECT_EQ(SQLITE_AUTH, sqlite3_exec(db, "PRAGMA synchronous = OFF", nullptr, nullptr, nullptr));
+  ASSERT_EQ(SQLITE_OK, sqlite3_exec(db, "PRAGMA synchronous = NORMAL", nullptr, nullptr, nullptr));
+  // So its own commits are not synced (the count sees it) ...
+  vfs.Reset();
+  ASSERT_EQ(SQLITE_OK, sqlite3_exec(db, "UPDATE accounts SET balance = balance WHERE id = 1", nullptr, nullptr, nullptr));
+  EXPECT_EQ(0, vfs.syncs());
+  // ... but the next transaction's decision row is durable when it commits.
+  vfs.Reset();
+  EXPECT_EQ(XATM_OK, Transfer(2));
+  EXPECT_GE(vfs.syncs(), 1);
+  EXPECT_EQ(0, Commits());
+  ASSERT_EQ(XATM_OK, xatm_close(tm_));
+  tm_ = nullptr;
+}
+
 TEST_F(LastResource, SqliteBranchThatOnlyReadIsNotTheLastResource) {
   AddToTm("last_resource_commit = true\n");
   Open();

@@ -767,7 +767,7 @@ int ThroughServer(Ctx& c, const std::vector<std::string>& words) {
   co.reconnect_ms = 0;
   std::unique_ptr<server::ServerClient> client;
   s = server::ServerClient::Connect(co, &client);
-  if (!s.ok()) return Fail(c, s.IsInvalidArgument() ? kExitBadInput : kExitFailed, s.message());
+  if (!s.ok()) return Fail(c, kExitFailed, s.message());  // unreachable, or refused (token, uid)
   std::string payload, body;
   const std::vector<std::string> args = ForServer(c.o, words);
   PutFixed32(&payload, static_cast<uint32_t>(args.size()));

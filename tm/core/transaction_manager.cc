@@ -2026,13 +2026,23 @@ Status TransactionManager::Record(const log::CommitRecord& r, server::ServerClie
   return log_->Append(r);
 }
 
+Status TransactionManager::CallServer(server::Kind kind, const std::string& payload, std::string* body) {
+  std::shared_ptr<server::ServerClient> remote = Remote();
+  Status s = remote->Call(kind, payload, body);
+  if (!s.IsFenced()) return s;
+  // Not a decision of a transaction (those belong to the session they began
+  // in): the next session may ask it.
+  if (Status r = RenewSession(remote); !r.ok()) return r;
+  return Remote()->Call(kind, payload, body);
+}
+
 Status TransactionManager::Record(const log::HeuristicRecord& r) {
-  if (auto remote = Remote()) return remote->Call(server::Kind::kHeuristic, log::Encode(r), nullptr);
+  if (uses_server()) return CallServer(server::Kind::kHeuristic, log::Encode(r), nullptr);
   return log_->Append(r);
 }
 
 Status TransactionManager::Record(const log::ForgetRecord& r) {
-  if (auto remote = Remote()) return remote->Call(server::Kind::kForget, log::Encode(r), nullptr);
+  if (uses_server()) return CallServer(server::Kind::kForget, log::Encode(r), nullptr);
   return log_->Append(r);
 }
 
@@ -2052,7 +2062,7 @@ Status TransactionManager::DecisionState(log::LogState* out) {
     return Status::OK();
   }
   std::string body;
-  Status s = remote->Call(server::Kind::kState, "", &body);
+  Status s = CallServer(server::Kind::kState, "", &body);
   if (!s.ok()) return s;
   Decoder d(body);
   uint32_t n = 0;
@@ -2074,7 +2084,7 @@ Status TransactionManager::DecisionState(log::LogState* out) {
 Status TransactionManager::RemoteRecover(bool dry_run, RecoveryReport* report) {
   std::string p, body;
   PutFixed32(&p, dry_run ? 1 : 0);
-  Status s = Remote()->Call(server::Kind::kRecover, p, &body);
+  Status s = CallServer(server::Kind::kRecover, p, &body);
   if (!s.ok()) return s;
   Decoder d(body);
   uint32_t v[5] = {0, 0, 0, 0, 0};

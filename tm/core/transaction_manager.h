@@ -98,6 +98,7 @@ class logger;
 }
 namespace xtm::server {
 class ServerClient;
+enum class Kind : uint8_t;
 }
 
 namespace xtm::tm {
@@ -276,6 +277,9 @@ class TransactionManager {
   Status RegisterBackend(Rm* rm, server::ServerClient* session);
   // What xa_open gets for rm now (a PostgreSQL conninfo carries the session tag).
   std::string XaInfo(const Rm* rm) const;
+  // A request to xatmd that is not a transaction's decision: through the
+  // current session, or a new one if the server ended it.
+  Status CallServer(server::Kind kind, const std::string& payload, std::string* body);
   // This TM's counters for the server's metrics (since the session began).
   void SendCounters(server::ServerClient* r);
   LiveSet Live() const;

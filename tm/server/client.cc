@@ -235,13 +235,13 @@ bool ServerClient::Resume() {
       state_ = State::kFenced;
       end_reason_ = "fenced: xatmd declared this session (incarnation " + std::to_string(session_.incarnation) +
                     ") dead and resolved its transactions: " + message +
-                    "; close this handle (xatm_close) and open a new one";
+                    "; its transactions cannot commit any more, and the next one opens a new session";
     } else if (code != ReplyCode::kOk) {
       ::close(fd);
       state_ = State::kLost;
       end_reason_ = "the session with xatmd at " + opts_.address.text + " ended: " + message +
-                    "; the outcome of a commit in flight is settled by the server's recovery; close this "
-                    "handle (xatm_close) and open a new one";
+                    "; the outcome of a commit in flight is settled by the server's recovery, and the next "
+                    "transaction opens a new session";
       FailPendingLocked(ReplyCode::kUnknown, end_reason_);
       return false;
     }
@@ -255,8 +255,8 @@ bool ServerClient::Resume() {
   if (state_ == State::kOpen) {
     state_ = State::kLost;
     end_reason_ = "lost the connection to xatmd at " + opts_.address.text + " (" + why +
-                  "); the outcome of a commit in flight is settled by the server's recovery; close this handle "
-                  "(xatm_close) and open a new one";
+                  "); the outcome of a commit in flight is settled by the server's recovery, and the next "
+                  "transaction opens a new session";
   }
   FailPendingLocked(state_ == State::kClosed ? ReplyCode::kError : ReplyCode::kUnknown, end_reason_);
   return false;

@@ -1,0 +1,135 @@
+#include "support/xatmd_process.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
+namespace xtm::test {
+
+using Clock = std::chrono::steady_clock;
+
+XatmdProcess::~XatmdProcess() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+}
+
+void XatmdProcess::Start(const std::string& crash_at, const std::string& fault_at) {
+  const size_t before = Log().size();
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    if (!crash_at.empty()) ::setenv("XATM_CRASH_AT", crash_at.c_str(), 1);
+    if (!fault_at.empty()) ::setenv("XATM_FAULT_AT", fault_at.c_str(), 1);
+    ::unsetenv("XATM_PAUSE_AT");
+    FILE* f = std::fopen(log_.c_str(), "a");
+    ::dup2(fileno(f), 2);
+    ::execl(XATM_XATMD, "xatmd", "--config", config_.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (Clock::now() < deadline) {
+    if (Log().find("serving:", before) != std::string::npos) return;
+    int st;
+    if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+      pid_ = -1;
+      FAIL() << "xatmd exited at start:\n" << Log();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  FAIL() << "xatmd did not start:\n" << Log();
+}
+
+int XatmdProcess::Stop(int sig) {
+  ::kill(pid_, sig);
+  int st = 0;
+  ::waitpid(pid_, &st, 0);
+  pid_ = -1;
+  return st;
+}
+
+int XatmdProcess::Wait() {
+  int st = 0;
+  ::waitpid(pid_, &st, 0);
+  pid_ = -1;
+  return st;
+}
+
+bool XatmdProcess::Alive() {
+  int st;
+  return pid_ > 0 && ::waitpid(pid_, &st, WNOHANG) == 0;
+}
+
+long XatmdProcess::VmSizeKb() const {
+  std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmSize:", 0) == 0) return std::atol(line.c_str() + 7);
+  }
+  return -1;
+}
+
+std::string XatmdProcess::Log() const {
+  std::ifstream in(log_);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+int XatmdProcess::Count(const std::string& what) const {
+  const std::string log = Log();
+  int n = 0;
+  for (size_t at = log.find(what); at != std::string::npos; at = log.find(what, at + 1)) ++n;
+  return n;
+}
+
+int XatmdProcess::MetricsPort() const { return NumberAfter(Log(), "metrics on http://127.0.0.1:"); }
+
+int NumberAfter(const std::string& text, const std::string& prefix) {
+  const size_t at = text.rfind(prefix);
+  return at == std::string::npos ? 0 : std::atoi(text.c_str() + at + prefix.size());
+}
+
+ShellResult RunShell(const std::string& cmd) {
+  ShellResult r;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) r.out.append(buf, n);
+  const int st = ::pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+bool WaitFor(const std::function<bool()>& cond, int seconds) {
+  const auto deadline = Clock::now() + std::chrono::seconds(seconds);
+  while (Clock::now() < deadline) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return cond();
+}
+
+int WaitChild(pid_t pid) {
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+bool WaitStopped(pid_t pid, int seconds) {
+  const auto deadline = Clock::now() + std::chrono::seconds(seconds);
+  while (Clock::now() < deadline) {
+    int st = 0;
+    const pid_t r = ::waitpid(pid, &st, WNOHANG | WUNTRACED);
+    if (r == pid && WIFSTOPPED(st)) return true;
+    if (r == pid) return false;  // it exited
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+}  // namespace xtm::test

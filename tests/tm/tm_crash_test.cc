@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "log/decision_log.h"
+#include "support/xatmd_process.h"
 #include "tm/bank.h"
 #include "xatm/xatm.h"
 
@@ -125,6 +126,50 @@ std::set<long> KillAtRandomMoments(Bank& bank, const std::string& config, int ro
     ExpectAtomic(bank, acked);
   }
   return acked;
+}
+
+// A process killed while PostgreSQL is still running its PREPARE (a slow
+// deferred trigger) leaves a backend that could finish it after recovery has
+// looked (PITFALLS 10b). The application renamed its session, so the TM's tag
+// does not find it: recovery finds it by the pid and start time registered
+// beside the log, ends it and waits before it scans. Nothing is prepared
+// afterwards, nothing committed.
+TEST_F(TmCrash, RecoveryEndsADeadProcesssBackendByIdentityEvenIfTheApplicationRenamedIt) {
+  PGconn* admin = ConnectOrDie(db_.conninfo());
+  Exec(admin, R"(CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS
+                 $$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$)");
+  Exec(admin, "CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON transfers DEFERRABLE INITIALLY DEFERRED "
+              "FOR EACH ROW EXECUTE FUNCTION slow()");
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    xatm* tm = nullptr;
+    if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(2);
+    xatm_tx* tx = nullptr;
+    xatm_start(tm, &tx);
+    PGconn* pg = xatm_pgconn(tx, "bank");
+    PQclear(PQexec(pg, "SET application_name = 'renamed by the application'"));
+    TransferStatements(pg, xatm_sqlite(tx, "ledger"), 77, 1, 2, 5);
+    xatm_commit(tx);  // killed during PostgreSQL's PREPARE
+    ::_exit(3);
+  }
+  // Kill it while its backend runs PREPARE TRANSACTION (in the trigger's sleep).
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return Exec(admin, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'renamed by the "
+                           "application' AND query LIKE 'PREPARE TRANSACTION%' AND state = 'active'") == "1";
+      },
+      20));
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  RecoverNow(config_);
+  // Had recovery scanned while the backend lived, its PREPARE would land now.
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  EXPECT_EQ(0, bank_->PgPrepared());
+  EXPECT_EQ("0", Exec(admin, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'renamed by the application'"));
+  EXPECT_EQ(0u, bank_->PgTransfers().count(77));
+  EXPECT_EQ(0u, bank_->SqliteTransfers().count(77));
+  EXPECT_EQ(0, bank_->SqlitePrepared());
+  PQfinish(admin);
 }
 
 TEST_F(TmCrash, ChildKilledAtRandomMomentsLosesNothingAndLeavesNothingPrepared) {

@@ -228,6 +228,7 @@ Status TransactionManager::Open(const TmConfig& cfg_in, std::unique_ptr<Transact
   for (const std::string& w : tm->log_->warnings()) tm->logger_->warn("decision log: {}", w);
   tm->node_id_ = tm->log_->node().node_id;
   tm->incarnation_ = tm->log_->node().incarnation;
+  tm->backends_ = std::make_unique<log::BackendRegistry>(cfg.log_dir);
   s = tm->OpenRms();
   if (!s.ok()) return s;
   tm->logger_->info("opened: node {} ({}), incarnation {}, log {}, {} resource manager(s)", ToHex(tm->node_id_),
@@ -334,10 +335,20 @@ Status TransactionManager::RegisterBackend(Rm* rm, server::ServerClient* session
     PutBytes(&p, start);
     Status s = session->Call(server::Kind::kBackend, p, nullptr);
     if (!s.ok()) return s.IsFenced() ? s : Status::IOError("cannot register the session's backend with xatmd: " + s.message());
+  } else if (Status s = RecordBackend(incarnation_, BackendId{rm->spec.name, pid, start}); !s.ok()) {
+    // Not a commit point: a backend recovery cannot find by its identity is
+    // found by its session tag, and the decisions stay fenced by their locks.
+    logger_->warn("cannot register the backend (pid {}) of {} in {}: {}; recovery after a crash finds it only "
+                  "by its session tag", pid, rm->spec.name, cfg_.log_dir, s.message());
   }
   it->second.backend_pid = pid;
   it->second.backend_start = start;
   return Status::OK();
+}
+
+Status TransactionManager::RecordBackend(uint32_t incarnation, const BackendId& b) {
+  if (!backends_) return Status::InvalidArgument("no decision log here to keep the backends beside");
+  return backends_->Add(log::BackendEntry{incarnation, b.rm, b.pid, b.start});
 }
 
 std::string TransactionManager::XaInfo(const Rm* rm) const {
@@ -1722,7 +1733,13 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
   if (uses_server()) return RemoteRecover(dry_run, report);
   // Who is live is looked at before the log: a session that dies after the
   // look is left alone this time, and a dead one can add no decision.
-  const LiveSet live = Live();
+  LiveSet live = Live();
+  std::vector<log::BackendEntry> registered;
+  if (backends_ && backends_->Load(&registered).ok()) {
+    for (const log::BackendEntry& e : registered) {
+      if (!live.Live(e.incarnation)) live.dead_backends.push_back(BackendId{e.rm, e.pid, e.start});
+    }
+  }
   const log::LogState st = log_->State();
   std::set<std::string> skip;
   {
@@ -1743,12 +1760,14 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
   // transaction whose branches were prepared after the scan looked.
   DecisionRows rows;
   for (auto& rm : rms_) CachedDecisionRows(rm.get(), &rows);
+  bool fenced_all = true;
   for (auto& rm : rms_) {
     std::vector<XID> xids;
     std::string m;
     // Never a scan while a dead session's backend may still be preparing.
-    if ((rm->spec.type == RmSpec::Type::kPostgres && !dry_run && !FenceDeadSessions(rm.get(), live, report, &m)) ||
-        !ScanRm(this, rm.get(), &xids, &m)) {
+    const bool fenced = rm->spec.type != RmSpec::Type::kPostgres || dry_run || FenceDeadSessions(rm.get(), live, report, &m);
+    fenced_all = fenced_all && fenced;
+    if (!fenced || !ScanRm(this, rm.get(), &xids, &m)) {
       report->unreachable.push_back(rm->spec.name + ": " + m);
       logger_->warn("recovery: {} unreachable: {}", rm->spec.name, m);
       continue;
@@ -1841,6 +1860,11 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
     ++report->ended;
     std::lock_guard<std::mutex> l(mu_);
     pending_.erase(gtrid);
+  }
+  // The backends of dead incarnations are gone from every RM: forgotten.
+  if (!dry_run && fenced_all && backends_ && !live.dead_backends.empty()) {
+    Status s = backends_->Retain([&](const log::BackendEntry& e) { return live.Live(e.incarnation); });
+    if (!s.ok()) logger_->warn("recovery: cannot prune {}: {}", cfg_.log_dir + "/BACKENDS", s.message());
   }
   if (!dry_run && (report->committed || report->rolled_back || report->left)) {
     logger_->info("recovery: {} committed, {} rolled back, {} ended, {} left", report->committed,

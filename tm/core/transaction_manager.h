@@ -56,18 +56,27 @@
 //
 // Recovery rules (at open, on demand, and in xatm_close for what this
 // instance decided):
-//  1. Read the log: COMMITs without END are decided.
-//  2. For each PostgreSQL RM, terminate the sessions of earlier incarnations
-//     of this node (application_name xatm/<node>/<incarnation>) and wait until
-//     they are gone: a dead process's backend may still finish a PREPARE.
+//  1. Read the log: COMMITs without END are decided. Read the committed
+//     decision rows (before the scan: only those may be collected in 7).
+//  2. For each PostgreSQL RM, terminate the sessions of dead incarnations
+//     (the backends they registered, by pid and start time; and those tagged
+//     application_name xatm/<node>/<incarnation>) and wait until they are
+//     gone: a dead process's backend may still finish a PREPARE. An RM where
+//     that cannot be made sure of is not scanned.
 //  3. xa_recover every RM. Branches of other TMs (another formatID or node)
 //     are never touched.
-//  4. A branch of a decided transaction is committed.
-//  5. A branch of this node with no decision, from an earlier incarnation, is
-//     rolled back (presumed abort). Branches of the current incarnation belong
-//     to live transactions and are left alone.
+//  4. A branch of a decided transaction is committed: a COMMIT record, or a
+//     decision row (LastResourceDecided: "no row" is read fenced).
+//  5. A branch of this node with no decision, from a dead incarnation, is
+//     rolled back (presumed abort). Branches of live incarnations belong to
+//     transactions in flight and are left alone; so are those whose decision
+//     cannot be known now.
 //  6. A decided transaction none of whose branches is left in any reachable
 //     RM gets its END record.
+//  7. Decision rows of dead incarnations whose branches are all gone are
+//     deleted.
+// Why no other resolver can contradict a commit point (a frozen process, a
+// takeover, an operator): docs/architecture.md, "Fencing".
 //
 // Thread-safety: a TransactionManager is shared by threads. A Transaction
 // belongs to one thread at a time, and its branches live on the connections of
@@ -89,6 +98,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "log/backend_registry.h"
 #include "log/decision_log.h"
 #include "util/status.h"
 #include "xatm/xa.h"
@@ -176,8 +186,9 @@ struct BackendId {
 struct LiveSet {
   uint32_t max = 0;         // incarnations above this were allocated after the look: live
   std::set<uint32_t> live;  // at most max
-  // Backends registered by incarnations that are not live: recovery ends
-  // them, and waits until they are gone, before it looks at prepared branches.
+  // Backends registered by incarnations that are not live (read by recovery
+  // from the registry beside the log): it ends them, and waits until they
+  // are gone, before it looks at prepared branches.
   std::vector<BackendId> dead_backends;
   bool Live(uint32_t incarnation) const { return incarnation > max || live.count(incarnation) > 0; }
 };
@@ -231,6 +242,9 @@ class TransactionManager {
 
   // xatmd: which incarnations are in flight (default: this TM's own).
   void SetLiveSet(std::function<LiveSet()> f) { live_hook_ = std::move(f); }
+  // xatmd: a client session (incarnation) registered a PostgreSQL backend it
+  // runs branches on. Durable on OK; recovery ends it once the session is dead.
+  Status RecordBackend(uint32_t incarnation, const BackendId& b);
   // The live decisions: of the local log, or of xatmd's.
   Status DecisionState(log::LogState* out);
   bool uses_server() const { return !cfg_.server.empty(); }
@@ -387,6 +401,7 @@ class TransactionManager {
   const OpenOptions options_;
   std::shared_ptr<spdlog::logger> logger_;
   std::unique_ptr<log::DecisionLog> log_;            // the embedded TM's (and xatmd's)
+  std::unique_ptr<log::BackendRegistry> backends_;   // beside log_: backends of its incarnations
   mutable std::mutex session_mu_;
   std::shared_ptr<server::ServerClient> remote_;    // REQUIRES session_mu_: with [tm] server
   std::mutex renew_mu_;                            // one renewal at a time

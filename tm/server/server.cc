@@ -92,12 +92,7 @@ struct Session {
   std::map<uint64_t, std::string> replies;        // REQUIRES mu: id -> reply frame
   std::set<uint64_t> in_progress;                 // REQUIRES mu
   tm::Counters counters;                          // REQUIRES mu: reported by its heartbeats
-  std::vector<tm::BackendId> backends;            // REQUIRES mu: registered (BACKEND), ended at takeover
 };
-
-// At most this many backends per session are kept (threads times RMs, and
-// their reconnects): older ones first make room.
-constexpr size_t kMaxBackends = 4096;
 
 struct Metrics {
   std::mutex mu;
@@ -744,15 +739,23 @@ std::string ServerImpl::DoBackend(Session* session, const std::string& payload) 
     return EncodeStatus(ReplyCode::kError, "malformed BACKEND");
   }
   b.pid = static_cast<int>(pid);
-  std::lock_guard<std::mutex> l(session->mu);
-  // Registered before the session's next branch runs on it: a dead session
-  // gets no new backend that a takeover would not know.
-  if (session->state == Session::State::kDead) {
-    return EncodeStatus(ReplyCode::kFenced, "session " + std::to_string(session->incarnation) +
-                                                " was declared dead; the server resolved its transactions");
+  // Registered before the session's next branch runs on it, and durably (a
+  // restarted server ends it too): a dead session gets no new backend that a
+  // takeover would not know. Shared: no takeover is under way meanwhile.
+  std::shared_lock<std::shared_mutex> fence(session->fence);
+  {
+    std::lock_guard<std::mutex> l(session->mu);
+    if (session->state == Session::State::kDead) {
+      return EncodeStatus(ReplyCode::kFenced, "session " + std::to_string(session->incarnation) +
+                                                  " was declared dead; the server resolved its transactions");
+    }
   }
-  if (session->backends.size() >= kMaxBackends) session->backends.erase(session->backends.begin());
-  session->backends.push_back(std::move(b));
+  if (Status s = tm_->RecordBackend(session->incarnation, b); !s.ok()) {
+    // Not a commit point (decisions stay fenced by their locks): a backend a
+    // restarted server does not know is found by its session tag.
+    log_->warn("cannot record backend {} of session {}: {}; a restarted server finds it only by its session tag",
+               b.pid, session->incarnation, s.message());
+  }
   return EncodeStatus(ReplyCode::kOk, "");
 }
 
@@ -898,7 +901,6 @@ tm::LiveSet ServerImpl::Live() {
   for (const auto& [inc, s] : sessions_) {
     std::lock_guard<std::mutex> sl(s->mu);
     if (s->state == Session::State::kConnected || s->state == Session::State::kDisconnected) l.live.insert(inc);
-    if (s->state == Session::State::kDead) l.dead_backends.insert(l.dead_backends.end(), s->backends.begin(), s->backends.end());
   }
   return l;
 }

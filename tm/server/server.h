@@ -16,10 +16,13 @@
 //  3. Dead        silent or disconnected longer than client_timeout_s: the
 //                 server takes the exclusive fence lock (no decision of the
 //                 session is being written), marks it dead, and runs recovery:
-//                 its PostgreSQL sessions are terminated, its decided
-//                 transactions committed, its undecided prepared branches
-//                 rolled back. A late request from it is refused (kFenced);
-//                 one it had made before is still answered from the cache.
+//                 its registered PostgreSQL backends are terminated, its
+//                 decided transactions committed, its undecided prepared
+//                 branches rolled back (unless a decision row may be
+//                 committing: docs/architecture.md, Fencing). A late request
+//                 from it is refused (kFenced); one it had made before is
+//                 still answered from the cache. The client opens a new
+//                 session for its next transaction.
 //  4. Ended       BYE: a clean end; recovery finishes what it left decided.
 //
 // Recovery also runs every recovery_interval_s, so an in-doubt branch never

@@ -459,9 +459,9 @@ class PauseSoak : public PauseTest {
     std::string summary;
     for (const auto& [rc, n] : by_rc) summary += " " + std::to_string(rc) + ":" + std::to_string(n);
     std::printf("%d pauses, %zu transfers (by xatm_commit code:%s), %d takeovers\n", pauses, o.size(),
-                summary.c_str(), server_->Count("declared dead: "));
+                summary.c_str(), server_->Count("taking over its transactions"));
     EXPECT_GE(by_rc[XATM_OK], 20) << summary;
-    EXPECT_GE(server_->Count("declared dead: "), pauses / 2) << "the pauses did not outlast client_timeout_s";
+    EXPECT_GE(server_->Count("taking over its transactions"), pauses / 2) << "the pauses did not outlast client_timeout_s";
   }
   int Seconds() const {
     const char* s = std::getenv("XATM_PAUSE_SOAK_S");

@@ -1156,6 +1156,18 @@ Outcome Transaction::CommitImpl(std::string* message) {
     *message = "rolled back: the transaction outlived its timeout of " + std::to_string(tm_->cfg_.timeout_s) + " s";
     return Outcome::kTimedOut;
   }
+  // A session the server has ended (its heartbeats found out) decides
+  // nothing more: nothing of this transaction is decided yet, so it rolls
+  // back before any commit point.
+  if (session_ && state_ == State::kActive) {
+    if (Status s = session_->Check(); !s.ok()) {
+      std::string rb;
+      RollbackAll(&rb);
+      *message = "rolled back: " + s.message();
+      tm_->logger().warn("{} {}", ToHex(gtrid_), *message);
+      return Outcome::kFenced;
+    }
+  }
   if (state_ == State::kActive && tm_->cfg_.last_resource_commit != TmConfig::LastResource::kNone &&
       branches_.size() >= 2) {
     // The SQLite branch if there is exactly one (its commit is in-process:

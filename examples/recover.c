@@ -73,6 +73,7 @@ int main(int argc, char **argv) {
     printf("  %-8s %s  %s%s\n", list[i].rm, g,
            list[i].decision == XATM_DECISION_COMMIT      ? "decided: commit"
            : list[i].decision == XATM_DECISION_HEURISTIC ? "heuristic outcome recorded"
+           : list[i].decision == XATM_DECISION_UNKNOWN   ? "decision unknown for now (left in doubt)"
                                                          : "no decision (presumed abort)",
            list[i].ours ? "" : "  (another TM's)");
   }

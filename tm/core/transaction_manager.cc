@@ -1885,7 +1885,8 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
   return Status::OK();
 }
 
-Status TransactionManager::ListInDoubt(std::vector<InDoubt>* out, std::vector<std::string>* unreachable) {
+Status TransactionManager::ListInDoubt(std::vector<InDoubt>* out, std::vector<std::string>* unreachable,
+                                       bool decide_rows) {
   DecisionRows rows;
   out->clear();
   const LiveSet live = Live();
@@ -1927,11 +1928,11 @@ Status TransactionManager::ListInDoubt(std::vector<InDoubt>* out, std::vector<st
     // A live transaction's last resource may be committing right now: only a
     // committed row is shown; it is "in flight" otherwise.
     Rm* row_rm = nullptr;
-    const int lrc = LastResourceDecided(gtrid, &row_rm, &rows, /*fenced=*/!d.live, &prepared_in[gtrid]);
+    const int lrc = LastResourceDecided(gtrid, &row_rm, &rows, /*fenced=*/decide_rows && !d.live, &prepared_in[gtrid]);
     if (lrc == 1) {
       d.decision = InDoubt::Decision::kCommit;
       if (row_rm) d.decision_row = row_rm->spec.name;
-    } else if (lrc < 0 && !d.live) {
+    } else if (lrc < 0 && !d.live && decide_rows) {
       d.decision = InDoubt::Decision::kUnknown;
     }
   }

@@ -228,7 +228,10 @@ class TransactionManager {
   // Runs recovery now. dry_run: report what would be done, change nothing.
   Status Recover(bool dry_run, RecoveryReport* report);
   // In-doubt branches across the log and every RM; changes nothing.
-  Status ListInDoubt(std::vector<InDoubt>* out, std::vector<std::string>* unreachable);
+  // decide_rows = false: a branch that no committed decision row decides is
+  // listed without a decision, without waiting for the locks a fenced read
+  // needs (for counting them, not for deciding them).
+  Status ListInDoubt(std::vector<InDoubt>* out, std::vector<std::string>* unreachable, bool decide_rows = true);
   // A heuristic decision by hand for every branch of gtrid.
   // Refused if it contradicts a decision in the log (a COMMIT record, or a
   // heuristic decision the other way), unless force.

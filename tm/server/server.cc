@@ -991,7 +991,7 @@ void ServerImpl::RecoveryPass() {
   if (!s.ok()) log_->warn("recovery: {}", s.message());
   std::vector<tm::InDoubt> list;
   std::vector<std::string> unreachable;
-  if (!tm_->ListInDoubt(&list, &unreachable).ok()) return;
+  if (!tm_->ListInDoubt(&list, &unreachable, /*decide_rows=*/false).ok()) return;  // counts only
   std::map<std::string, Metrics::Rm> rms;
   for (const auto& rm : tm_->rms()) rms[rm->spec.name];
   for (const tm::InDoubt& d : list) {

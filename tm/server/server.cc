@@ -152,6 +152,7 @@ class ServerImpl final : public Server {
   void Submit(std::function<void()> job);
   void WorkerLoop();
   void MonitorLoop();
+  void RecoveryLoop();
   void JoinFinishedConnections();
   void Takeover(const std::shared_ptr<Session>& s, const std::string& why);
   void RecoveryPass();
@@ -182,7 +183,8 @@ class ServerImpl final : public Server {
   std::vector<uint64_t> finished_conns_;                   // REQUIRES mu_: threads to join
   uint64_t next_conn_ = 0;                                 // REQUIRES mu_
   bool recover_now_ = false;                               // REQUIRES mu_
-  std::condition_variable monitor_cv_;
+  std::condition_variable monitor_cv_;                     // stopping
+  std::condition_variable recovery_cv_;                    // recover_now_, or stopping
   std::mt19937_64 rng_{std::random_device{}()};           // REQUIRES mu_
 
   std::mutex jobs_mu_;
@@ -253,6 +255,7 @@ Status ServerImpl::Init() {
   threads_.emplace_back([this] { AcceptLoop(); });
   for (int i = 0; i < 16; ++i) threads_.emplace_back([this] { WorkerLoop(); });
   threads_.emplace_back([this] { MonitorLoop(); });
+  threads_.emplace_back([this] { RecoveryLoop(); });
   if (metrics_fd_ >= 0) threads_.emplace_back([this] { MetricsLoop(); });
   log_->info("serving: node {} ({}), log {}, {} resource manager(s), client_timeout_s {}, recovery every {} s",
              tm::ToHex(tm_->node_id()), cfg_.node_name.empty() ? "-" : cfg_.node_name, cfg_.log_dir,
@@ -268,7 +271,8 @@ void ServerImpl::Stop() {
       std::lock_guard<std::mutex> l(mu_);
       for (const auto& c : conns_) c->Shutdown();
     }
-    monitor_cv_.notify_all();
+    monitor_cv_.notify_all();  // mu_ was taken after stopping_ was set: no waiter misses it
+    recovery_cv_.notify_all();
     jobs_cv_.notify_all();
     for (std::thread& t : threads_) t.join();
     std::map<uint64_t, std::thread> conn_threads;
@@ -920,7 +924,7 @@ void ServerImpl::Takeover(const std::shared_ptr<Session>& s, const std::string& 
              s->pid, why);
   std::lock_guard<std::mutex> l(mu_);
   recover_now_ = true;
-  monitor_cv_.notify_all();
+  recovery_cv_.notify_all();
 }
 
 // A connection's thread, once it has returned, is joined here: a server that
@@ -940,16 +944,16 @@ void ServerImpl::JoinFinishedConnections() {
   for (std::thread& t : done) t.join();
 }
 
+// Failure detection: every 100 ms, never held up by recovery (which may wait
+// for an RM, or for a lock a frozen client holds), so that a silent session
+// is declared dead within client_timeout_s and a tick.
 void ServerImpl::MonitorLoop() {
   const auto timeout = std::chrono::seconds(cfg_.srv.client_timeout_s);
-  const auto interval = std::chrono::seconds(cfg_.srv.recovery_interval_s);
-  auto next_recovery = Clock::now();
   while (!stopping_) {
     std::vector<std::pair<std::shared_ptr<Session>, std::string>> dying;
-    bool recover = false;
     {
       std::unique_lock<std::mutex> l(mu_);
-      monitor_cv_.wait_for(l, std::chrono::milliseconds(100), [&] { return stopping_ || recover_now_; });
+      monitor_cv_.wait_for(l, std::chrono::milliseconds(100), [&] { return stopping_.load(); });
       if (stopping_) break;
       const auto now = Clock::now();
       for (auto it = sessions_.begin(); it != sessions_.end();) {
@@ -972,16 +976,25 @@ void ServerImpl::MonitorLoop() {
         }
         ++it;
       }
-      recover = recover_now_ || now >= next_recovery;
-      recover_now_ = false;
     }
     JoinFinishedConnections();
-    for (auto& [s, why] : dying) Takeover(s, why);
-    if (!dying.empty()) recover = true;
-    if (recover) {
-      RecoveryPass();
-      next_recovery = Clock::now() + interval;
+    for (auto& [s, why] : dying) Takeover(s, why);  // each asks the recovery thread for a pass
+  }
+}
+
+// Recovery passes: at once after a takeover, and every recovery_interval_s.
+void ServerImpl::RecoveryLoop() {
+  const auto interval = std::chrono::seconds(cfg_.srv.recovery_interval_s);
+  auto next_recovery = Clock::now();
+  while (!stopping_) {
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      recovery_cv_.wait_until(l, next_recovery, [&] { return stopping_ || recover_now_; });
+      if (stopping_) break;
+      recover_now_ = false;
     }
+    RecoveryPass();
+    next_recovery = Clock::now() + interval;
   }
 }
 

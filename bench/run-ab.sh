@@ -7,12 +7,19 @@
 # after/before within a round.
 #
 #   bench/run-ab.sh REV ROUNDS [xatm-bench options: --seconds S --threads 1,4 --modes local,xatm,...]
+#   bench/run-ab.sh --server REV ROUNDS [xatm-server-bench options: --seconds S]
 #
-# Writes bench/results/ab-REV.csv (every round of both builds) and prints the table.
+# Writes bench/results/ab-REV.csv (ab-server-REV.csv; every round of both
+# builds) and prints the table.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-rev=${1:?usage: bench/run-ab.sh REV ROUNDS [xatm-bench options]}
-rounds=${2:?usage: bench/run-ab.sh REV ROUNDS [xatm-bench options]}
+server=false
+if [ "${1:-}" = --server ]; then
+  server=true
+  shift
+fi
+rev=${1:?usage: bench/run-ab.sh [--server] REV ROUNDS [bench options]}
+rounds=${2:?usage: bench/run-ab.sh [--server] REV ROUNDS [bench options]}
 shift 2
 . "$root/bench/private-pg.sh"
 bench_build
@@ -27,15 +34,23 @@ before=$src/build-bench
 private_pg ab bench1 bench2
 trap 'bash "$root/scripts/pg-cluster.sh" stop "$work/pg" >/dev/null 2>&1 || true; rm -rf "$work"; cleanup_src' EXIT
 out=$root/bench/results/ab-$rev.csv
+$server && out=$root/bench/results/ab-server-$rev.csv
 echo "side,round,mode,threads,tps,client_cpu_us" > "$out"
 for r in $(seq 1 "$rounds"); do
   for side in before after; do
     dir=$before
     [ "$side" = after ] && dir=$after
-    "$dir/bench/xatm-bench" --pg "$base dbname=bench1" --pg2 "$base dbname=bench2" --dir "$work/data-$side" \
-      --rounds 1 --csv "$work/$side.csv" "$@" >/dev/null 2>&1
-    # round,mode,threads,tps,p50_us,p99_us,failed,commits,log_syncs,client_cpu_us,server_cpu_us
-    tail -n +2 "$work/$side.csv" | awk -F, -v s="$side" -v r="$r" '{print s "," r "," $2 "," $3 "," $4 "," $10}' >> "$out"
+    if $server; then
+      "$dir/bench/xatm-server-bench" --pg "$base dbname=bench1" --pg2 "$base dbname=bench2" --dir "$work/data-$side" \
+        --xatmd "$dir/tm/xatmd" --rounds 1 --csv "$work/$side.csv" "$@" >/dev/null 2>&1
+      # round,workload,mode,procs,tps,p50_us,p99_us
+      tail -n +2 "$work/$side.csv" | awk -F, -v s="$side" -v r="$r" '{print s "," r "," $2 " " $3 "," $4 "," $5 ",0"}' >> "$out"
+    else
+      "$dir/bench/xatm-bench" --pg "$base dbname=bench1" --pg2 "$base dbname=bench2" --dir "$work/data-$side" \
+        --rounds 1 --csv "$work/$side.csv" "$@" >/dev/null 2>&1
+      # round,mode,threads,tps,p50_us,p99_us,failed,commits,log_syncs,client_cpu_us,server_cpu_us
+      tail -n +2 "$work/$side.csv" | awk -F, -v s="$side" -v r="$r" '{print s "," r "," $2 "," $3 "," $4 "," $10}' >> "$out"
+    fi
   done
   echo "round $r of $rounds done" >&2
 done

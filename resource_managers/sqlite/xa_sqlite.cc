@@ -218,7 +218,7 @@ int AuthorizeDurability(RmConn* rc, const char* pragma, const char* value) {
   std::string v = value;
   for (char& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (sqlite3_stricmp(pragma, "synchronous") == 0) {
-    if (v == "off" || v == "0") {
+    if (v == "off" || v == "0" || v == "no" || v == "false") {  // what SQLite reads as OFF
       return Deny(rc, "PRAGMA synchronous = OFF on the SQLite RM's handle: a checkpoint would then copy committed "
                       "transactions, the TM's decisions among them, without a sync, and a power loss could lose "
                       "them; NORMAL or FULL are allowed (the RM raises it to FULL for its branches), or use another "

@@ -219,6 +219,7 @@ TEST_F(SqliteRmTest, PragmasThatWouldMakeCommitsNonDurableAreRefusedOrRaised) {
   EXPECT_EQ(SQLITE_AUTH, Run(1, "PRAGMA synchronous = OFF"));
   EXPECT_NE(std::string::npos, std::string(xatm_sqlite_errmsg(1)).find("synchronous = OFF")) << xatm_sqlite_errmsg(1);
   EXPECT_EQ(SQLITE_AUTH, Run(1, "PRAGMA main.synchronous = 0"));
+  EXPECT_EQ(SQLITE_AUTH, Run(1, "PRAGMA synchronous = false"));
   EXPECT_EQ(SQLITE_AUTH, Run(1, "PRAGMA journal_mode = MEMORY"));
   EXPECT_EQ(SQLITE_AUTH, Run(1, "PRAGMA journal_mode = off"));
   EXPECT_EQ(SQLITE_OK, Run(1, "PRAGMA synchronous = NORMAL"));

@@ -53,6 +53,13 @@ std::string PgMessage(PGconn* c, const PGresult* r) {
   return m;
 }
 
+// Whether a statement on xatm.decision failed because there is no such
+// table (or schema): the only failure that means "no decision here".
+bool NoDecisionTable(const PGresult* r) {
+  const char* code = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  return code && (std::strcmp(code, "42P01") == 0 || std::strcmp(code, "3F000") == 0);
+}
+
 // PostgreSQL literals for binary gtrids (xatm.decision's bytea key).
 std::string PgBytea(const std::string& bytes) { return "decode('" + ToHex(bytes) + "', 'hex')"; }
 std::string PgByteaList(const std::vector<std::string>& all) {
@@ -1319,10 +1326,8 @@ int TransactionManager::ReadDecisionRows(Rm* rm, std::set<std::string>* out, con
       if (FromHex(PQgetvalue(r, i, 0), &g)) out->insert(std::move(g));
     }
     result = 0;
-  } else {
-    const char* code = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
-    // No decision table (or schema): no decision here.
-    if (code && (std::strcmp(code, "42P01") == 0 || std::strcmp(code, "3F000") == 0)) result = 0;
+  } else if (NoDecisionTable(r)) {
+    result = 0;  // no decision here
   }
   PQclear(r);
   if (own) PQfinish(own);
@@ -1366,22 +1371,19 @@ int TransactionManager::FencedDecisionRow(Rm* rm, const std::string& gtrid, Deci
                             "ms'; INSERT INTO xatm.decision (gtrid, decided_at) VALUES (" + PgBytea(gtrid) +
                             ", 0) ON CONFLICT (gtrid) DO NOTHING RETURNING 1";
     if (PQsendQuery(c, sql.c_str())) {
-      std::string error;
-      const char* state = nullptr;
+      bool failed = false;
       while (PGresult* r = PQgetResult(c)) {
         const ExecStatusType st = PQresultStatus(r);
-        if (st == PGRES_TUPLES_OK && error.empty()) result = PQntuples(r) == 0 ? 1 : 0;
-        if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && error.empty()) {
-          error = PgMessage(c, r);
-          const char* code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-          state = code && (std::strcmp(code, "42P01") == 0 || std::strcmp(code, "3F000") == 0) ? "none" : "error";
+        if (failed) {
+          // the statements after a failed one are not run
+        } else if (st == PGRES_TUPLES_OK) {
+          result = PQntuples(r) == 0 ? 1 : 0;  // no row inserted: the key is there, committed
+        } else if (st != PGRES_COMMAND_OK) {
+          failed = true;
+          result = NoDecisionTable(r) ? 0 : -1;  // without the table no row was ever committed here
+          if (result < 0) *why = rm->spec.name + ": " + PgMessage(c, r);
         }
         PQclear(r);
-      }
-      if (!error.empty()) {
-        // No decision table (or schema): no row was ever committed here.
-        result = std::strcmp(state, "none") == 0 ? 0 : -1;
-        if (result < 0) *why = rm->spec.name + ": " + error;
       }
     } else {
       *why = rm->spec.name + ": " + PgMessage(c, nullptr);

@@ -623,6 +623,53 @@ TEST_F(XatmdTest, CApiRecoveryCallsOfAClientGoThroughTheServer) {
   EXPECT_NE(std::string::npos, dump.out.find("FORGET")) << dump.out;
 }
 
+// A restarted server does not know the sessions of the one before: a client
+// learns it from its heartbeat and its next transaction runs in a new
+// session, without the application reopening its TM.
+TEST_F(XatmdTest, AClientGoesOnInANewSessionAfterTheServerRestarts) {
+  server_->Start();
+  int ready[2], go[2];
+  ASSERT_EQ(0, ::pipe(ready));
+  ASSERT_EQ(0, ::pipe(go));
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    xatm* tm = nullptr;
+    if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(kChildOpenFailed);
+    auto transfer = [&](long id) {
+      xatm_tx* tx = nullptr;
+      if (xatm_start(tm, &tx) != XATM_OK) return xatm_start(tm, &tx) == XATM_OK ? -1 : -2;
+      const bool ok = TransferStatements(xatm_pgconn(tx, "bank"), xatm_sqlite(tx, "ledger"), id, 1, 2, 1);
+      const int rc = ok ? xatm_commit(tx) : -3;
+      xatm_tx_free(tx);
+      return rc;
+    };
+    if (transfer(21) != XATM_OK) ::_exit(kChildBadOutcome);
+    char c = 'r';
+    if (::write(ready[1], &c, 1) != 1 || ::read(go[0], &c, 1) != 1) ::_exit(kChildBadOutcome);
+    // The first xatm_start may still find the old session being given up.
+    int rc = transfer(22);
+    for (int i = 0; i < 50 && rc != XATM_OK; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      rc = transfer(23 + i);
+    }
+    std::fprintf(stderr, "after the restart: %d %s\n", rc, xatm_errmsg(tm));
+    ::_exit(rc == XATM_OK && xatm_close(tm) == XATM_OK ? kChildOk : kChildBadOutcome);
+  }
+  char c;
+  ASSERT_EQ(1, ::read(ready[0], &c, 1));
+  server_->Stop(SIGKILL);
+  server_->Start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(3000));  // the client's heartbeats find out
+  ASSERT_EQ(1, ::write(go[1], "g", 1));
+  EXPECT_EQ(kChildOk, WaitChild(pid)) << server_->Log();
+  // Its first session, then (the restarted server's own incarnation taken) a new one.
+  EXPECT_EQ(2, server_->Count(" begins: test pid " + std::to_string(pid))) << server_->Log();
+  EXPECT_NE(std::string::npos, server_->Log().find("session 4 begins: test pid " + std::to_string(pid))) << server_->Log();
+  ExpectConsistent();
+  EXPECT_EQ(1u, bank_->PgTransfers().count(21));
+  for (int fd : {ready[0], ready[1], go[0], go[1]}) ::close(fd);
+}
+
 // The server must be able to read every decision a client may leave in its
 // RMs: a client whose RM it lacks, or whose SQLite file is another than the
 // server's of the same name, is refused at HELLO with the RM named.

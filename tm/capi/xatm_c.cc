@@ -384,8 +384,8 @@ int xatm_get_stats(xatm* tm, xatm_stats* out) {
   out->begun = c.begun;
   out->committed = c.committed;
   out->rolled_back = c.rolled_back;
-  if (const xtm::log::DecisionLog* log = tm->tm->decision_log()) {
-    const xtm::log::LogStats ls = log->Stats();
+  {
+    const xtm::log::LogStats ls = tm->tm->store()->Stats();
     out->log_records = ls.records;
     out->log_writes = ls.batches;
     out->log_syncs = ls.syncs;

@@ -13,7 +13,7 @@
 #include "common/xid_util.h"
 #include "core/gtrid.h"
 #include "pgsql/pgsql_rm.h"
-#include "server/client.h"
+#include "store/open_store.h"
 #include "util/coding.h"
 #include "sqlite/sqlite_rm.h"
 #include "util/crash_point.h"
@@ -206,40 +206,14 @@ Status TransactionManager::Open(const TmConfig& cfg_in, std::unique_ptr<Transact
   std::string err;
   tm->logger_ = MakeLogger(cfg, &err);
   if (!tm->logger_) return Status::InvalidArgument(err);
-  if (!cfg.server.empty()) {
-    if (options.read_only) return Status::InvalidArgument("[tm] server is set: the admin tool works through xatmd (--server)");
-    std::shared_ptr<server::ServerClient> remote;
-    s = tm->ConnectServer(&remote);
-    if (!s.ok()) return s;
-    tm->node_id_ = remote->session().node_id;
-    tm->incarnation_ = remote->session().incarnation;
-    tm->remote_ = std::move(remote);
-    s = tm->OpenRms();
-    if (!s.ok()) return s;
-    tm->logger_->info("opened: session of xatmd at {} (node {}, incarnation {}), {} resource manager(s)", cfg.server,
-                      ToHex(tm->node_id_), tm->incarnation_.load(), tm->rms_.size());
-    tm->reaper_ = std::thread([t = tm.get()] { t->ReaperLoop(); });
-    if (cfg.background_phase_two) {
-      for (int i = 0; i < kPhaseTwoThreads; ++i) tm->phase_two_.emplace_back([t = tm.get()] { t->PhaseTwoLoop(); });
-    }
-    *out = std::move(tm);
-    return Status::OK();
-  }
-  s = log::DecisionLog::Open({.dir = cfg.log_dir,
-                              .node_name = cfg.node_name,
-                              .segment_bytes = static_cast<uint64_t>(cfg.log_segment_kb) << 10,
-                              .read_only = options.read_only,
-                              .force = options.force},
-                             &tm->log_);
+  s = tm->OpenStore();
   if (!s.ok()) return s;
-  for (const std::string& w : tm->log_->warnings()) tm->logger_->warn("decision log: {}", w);
-  tm->node_id_ = tm->log_->node().node_id;
-  tm->incarnation_ = tm->log_->node().incarnation;
-  tm->backends_ = std::make_unique<log::BackendRegistry>(cfg.log_dir);
   s = tm->OpenRms();
   if (!s.ok()) return s;
-  tm->logger_->info("opened: node {} ({}), incarnation {}, log {}, {} resource manager(s)", ToHex(tm->node_id_),
-                    cfg.node_name, tm->incarnation_.load(), cfg.log_dir, tm->rms_.size());
+  tm->logger_->info("opened: node {} ({}), incarnation {}, {}, {} resource manager(s)", ToHex(tm->node_id()),
+                    tm->store_->node_name(), tm->incarnation(),
+                    cfg.server.empty() ? "log " + cfg.log_dir : "a session of xatmd at " + cfg.server,
+                    tm->rms_.size());
   if (options.read_only) {
     *out = std::move(tm);
     return Status::OK();
@@ -248,7 +222,7 @@ Status TransactionManager::Open(const TmConfig& cfg_in, std::unique_ptr<Transact
   if (cfg.background_phase_two) {
     for (int i = 0; i < kPhaseTwoThreads; ++i) tm->phase_two_.emplace_back([t = tm.get()] { t->PhaseTwoLoop(); });
   }
-  if (options.recover && cfg.recover_on_open) {
+  if (options.recover && cfg.recover_on_open && !tm->store_->RecoversElsewhere()) {
     RecoveryReport report;
     s = tm->Recover(/*dry_run=*/false, &report);
     if (!s.ok()) return s;
@@ -260,107 +234,37 @@ Status TransactionManager::Open(const TmConfig& cfg_in, std::unique_ptr<Transact
 TransactionManager::TransactionManager(const TmConfig& cfg, const OpenOptions& options)
     : cfg_(cfg), options_(options) {}
 
-Status TransactionManager::ConnectServer(std::shared_ptr<server::ServerClient>* out) {
-  server::ClientOptions co;
-  Status s = server::ParseAddress(cfg_.server, &co.address);
-  if (!s.ok()) return Status::InvalidArgument(cfg_.source + ": [tm] server: " + s.message());
-  if (!co.address.unix_socket) {
-    if (cfg_.srv.token_file.empty()) {
-      return Status::InvalidArgument(cfg_.source + ": [server] token_file is required to reach xatmd over TCP");
-    }
-    s = server::ReadTokenFile(cfg_.srv.token_file, &co.token);
-    if (!s.ok()) return Status::InvalidArgument(cfg_.source + ": [server] token_file: " + s.message());
+Status TransactionManager::OpenStore() {
+  Status s = store::OpenStore(cfg_, {.read_only = options_.read_only, .force = options_.force}, &store_);
+  if (!s.ok()) return s;
+  if (log::DecisionLog* log = store_->file_log()) {
+    for (const std::string& w : log->warnings()) logger_->warn("decision log: {}", w);
   }
-  co.client_name = cfg_.node_name;
-  co.reconnect_ms = cfg_.srv.client_timeout_s * 1000;
-  // The server must be able to read every decision this client may leave in
-  // its RMs: it refuses a client whose RMs it does not have.
-  for (const RmSpec& spec : cfg_.rms) {
-    server::ClientRm r;
-    r.name = spec.name;
-    r.type = static_cast<uint8_t>(spec.type);
-    if (spec.type == RmSpec::Type::kSqlite) r.identity = sqlite::DatabaseIdOf(spec.path);
-    co.rms.push_back(std::move(r));
-  }
-  std::unique_ptr<server::ServerClient> c;
-  s = server::ServerClient::Connect(co, &c);
-  if (!s.ok()) return s.IsInvalidArgument() ? Status::InvalidArgument(s.message()) : Status::IOError(s.message());
-  *out = std::move(c);
   return Status::OK();
 }
 
-std::shared_ptr<server::ServerClient> TransactionManager::Remote() const {
-  std::lock_guard<std::mutex> l(session_mu_);
-  return remote_;
-}
-
-Status TransactionManager::RenewSession(const std::shared_ptr<server::ServerClient>& old) {
-  std::lock_guard<std::mutex> renewing(renew_mu_);
-  if (Remote() != old) return Status::OK();  // another thread renewed it
-  const std::string why = old->Check().message();
-  std::shared_ptr<server::ServerClient> fresh;
-  Status s = ConnectServer(&fresh);
-  if (!s.ok()) return Status::Fenced(why + "; a new session could not be opened: " + s.message());
-  if (fresh->session().node_id != node_id_) {
-    fresh->Close();
-    return Status::Fenced(why + "; xatmd at " + cfg_.server + " now keeps another decision log (node " +
-                          ToHex(fresh->session().node_id) + ", not " + ToHex(node_id_) + "): reopen the TM");
-  }
-  {
-    std::lock_guard<std::mutex> l(session_mu_);
-    remote_ = fresh;
-    incarnation_ = fresh->session().incarnation;
-    counters_base_[0] = begun_;
-    counters_base_[1] = committed_;
-    counters_base_[2] = rolled_back_;
-    ++session_epoch_;
-  }
-  logger_->warn("{}; continuing in a new session of xatmd (incarnation {})", why, fresh->session().incarnation);
-  return Status::OK();
-}
-
-Status TransactionManager::ConfirmSoleResolver(const std::string& gtrid, server::ServerClient* session) {
-  // Embedded: the log's lock is this process's while it lives, and recovery
-  // touches only dead incarnations. An operator who resolves the transaction
-  // through another configuration makes a heuristic decision of his own.
-  if (!uses_server()) return Status::OK();
-  std::string p;
-  PutBytes(&p, gtrid);
-  return session->Call(server::Kind::kAlive, p, nullptr);
-}
-
-Status TransactionManager::RegisterBackend(Rm* rm, server::ServerClient* session) {
+Status TransactionManager::RegisterBackend(Rm* rm, store::Session* session) {
   auto it = tls_rms.open.find(rm->rmid);
   int pid = 0;
   std::string start;
   if (it == tls_rms.open.end() || !pgsql::BackendOf(rm->rmid, &pid, &start)) return Status::OK();
   if (it->second.backend_pid == pid && it->second.backend_start == start) return Status::OK();
-  if (uses_server()) {
-    std::string p;
-    PutBytes(&p, rm->spec.name);
-    PutFixed32(&p, static_cast<uint32_t>(pid));
-    PutBytes(&p, start);
-    Status s = session->Call(server::Kind::kBackend, p, nullptr);
-    if (!s.ok()) return s.IsFenced() ? s : Status::IOError("cannot register the session's backend with xatmd: " + s.message());
-  } else if (Status s = RecordBackend(incarnation_, BackendId{rm->spec.name, pid, start}); !s.ok()) {
+  Status s = store_->RegisterBackend(session->incarnation(), BackendId{rm->spec.name, pid, start}, session);
+  if (s.IsFenced()) return s;  // an ended session starts no branch
+  if (!s.ok()) {
     // Not a commit point: a backend recovery cannot find by its identity is
     // found by its session tag, and the decisions stay fenced by their locks.
-    logger_->warn("cannot register the backend (pid {}) of {} in {}: {}; recovery after a crash finds it only "
-                  "by its session tag", pid, rm->spec.name, cfg_.log_dir, s.message());
+    logger_->warn("cannot register the backend (pid {}) of {}: {}; recovery after a crash finds it only by its "
+                  "session tag", pid, rm->spec.name, s.message());
   }
   it->second.backend_pid = pid;
   it->second.backend_start = start;
   return Status::OK();
 }
 
-Status TransactionManager::RecordBackend(uint32_t incarnation, const BackendId& b) {
-  if (!backends_) return Status::InvalidArgument("no decision log here to keep the backends beside");
-  return backends_->Add(log::BackendEntry{incarnation, b.rm, b.pid, b.start});
-}
-
 std::string TransactionManager::XaInfo(const Rm* rm) const {
   if (rm->spec.type != RmSpec::Type::kPostgres) return rm->xa_info;
-  return TagConninfo(rm->plain_info, SessionTag(node_id_, incarnation_));
+  return TagConninfo(rm->plain_info, SessionTag(node_id(), incarnation()));
 }
 
 Status TransactionManager::OpenRms() {
@@ -407,9 +311,9 @@ TransactionManager::~TransactionManager() {
   }
   reaper_cv_.notify_all();
   if (reaper_.joinable()) reaper_.join();
-  if (auto r = Remote()) {
-    SendCounters(r.get());
-    r->Close();
+  if (store_) {
+    store_->ReportCounters(counters());
+    store_->Close();
   }
   for (auto& rm : rms_) {
     auto it = tls_rms.open.find(rm->rmid);
@@ -418,11 +322,6 @@ TransactionManager::~TransactionManager() {
       tls_rms.open.erase(it);
     }
   }
-}
-
-void TransactionManager::SendCounters(server::ServerClient* r) {
-  std::lock_guard<std::mutex> l(session_mu_);
-  r->SetCounters(begun_ - counters_base_[0], committed_ - counters_base_[1], rolled_back_ - counters_base_[2]);
 }
 
 Outcome TransactionManager::Close(std::string* message) {
@@ -460,10 +359,8 @@ Outcome TransactionManager::Close(std::string* message) {
     }
   }
   DeleteFinishedDecisions();
-  if (auto r = Remote()) {
-    SendCounters(r.get());
-    r->Close();
-  }
+  store_->ReportCounters(counters());
+  store_->Close();
   logger_->info("closed");
   return o;
 }
@@ -494,7 +391,7 @@ void TransactionManager::CollectDecisionRows(const LiveSet& live, const std::set
     std::vector<std::string> gone;
     for (const std::string& g : *all) {
       GtridParts p;
-      if (ParseGtrid(g, &p) && p.node_id == node_id_ && !live.Live(p.incarnation) && !in_doubt.count(g)) {
+      if (ParseGtrid(g, &p) && p.node_id == node_id() && !live.Live(p.incarnation) && !in_doubt.count(g)) {
         gone.push_back(g);
       }
     }
@@ -563,7 +460,7 @@ std::string TransactionManager::RmError(const Rm* rm) const {
 }
 
 int TransactionManager::EnsureOpen(Rm* rm, std::string* message) {
-  const uint64_t epoch = session_epoch_;
+  const uint64_t epoch = store_->generation();
   if (auto it = tls_rms.open.find(rm->rmid); it != tls_rms.open.end()) {
     if (it->second.epoch == epoch) return XA_OK;
     // Opened in an earlier session, which the server has ended: its backends
@@ -598,30 +495,25 @@ int TransactionManager::Reopen(Rm* rm, std::string* message) {
 
 Status TransactionManager::Begin(std::unique_ptr<Transaction>* out) {
   if (options_.read_only) return Status::InvalidArgument("opened read-only: no transactions");
-  std::shared_ptr<server::ServerClient> session = Remote();
-  if (session) {
-    // A session the server ended (heartbeats find out within a beat): the
-    // next transactions run in a new one.
-    Status s = session->Check();
-    if (!s.ok()) {
-      s = RenewSession(session);
-      if (!s.ok()) return s.IsFenced() ? s : Status::IOError(s.message());
-    }
-  }
-  uint32_t incarnation;
-  {
-    std::lock_guard<std::mutex> l(session_mu_);
-    session = remote_;
-    incarnation = incarnation_;
+  std::shared_ptr<store::Session> session = store_->Current();
+  // A session the store ended (xatmd's heartbeats find out within a beat):
+  // the next transactions run in a new one.
+  if (Status s = session->Check(); !s.ok()) {
+    const std::string why = s.message();
+    s = store_->Renew(session);
+    if (!s.ok()) return s.IsFenced() ? s : Status::IOError(s.message());
+    session = store_->Current();
+    logger_->warn("{}; continuing in a new session (incarnation {})", why, session->incarnation());
   }
   ++begun_;
   const uint64_t seq = ++sequence_;
-  out->reset(new Transaction(this, MakeGtrid(node_id_, incarnation, seq), std::move(session)));
+  std::string gtrid = MakeGtrid(node_id(), session->incarnation(), seq);
+  out->reset(new Transaction(this, std::move(gtrid), std::move(session)));
   Register(out->get());
   return Status::OK();
 }
 
-Transaction::Transaction(TransactionManager* tm, std::string gtrid, std::shared_ptr<server::ServerClient> session)
+Transaction::Transaction(TransactionManager* tm, std::string gtrid, std::shared_ptr<store::Session> session)
     : tm_(tm), gtrid_(std::move(gtrid)), session_(std::move(session)),
       deadline_(Clock::now() + std::chrono::seconds(tm->cfg_.timeout_s)) {}
 
@@ -853,7 +745,7 @@ Outcome Transaction::PhaseTwo(std::string* message) {
     rec.gtrid = gtrid_;
     rec.time_ms = log::NowMs();
     for (Branch* b : writers) rec.branches.push_back({b->rm->spec.name, std::string(rm::Bqual(b->xid))});
-    Status s = tm_->Record(rec, session_.get());
+    Status s = tm_->store_->Commit(rec, session_.get());
     if (s.IsFenced()) {
       *message = s.message();
       return Outcome::kFenced;
@@ -965,7 +857,7 @@ Outcome Transaction::FinishWriters(const std::vector<Branch*>& writers, std::vec
       // decision recorded, another resolver (a takeover of a session it
       // thought dead) would have rolled it back: committed only if nobody
       // else could have finished it.
-      if (Status s = tm_->ConfirmSoleResolver(gtrid_, session_.get()); !s.ok()) {
+      if (Status s = tm_->store_->ConfirmSoleResolver(gtrid_, session_.get()); !s.ok()) {
         const std::string what = "branch on \"" + b->rm->spec.name +
                                  "\": its COMMIT's reply was lost and the branch was then finished by someone "
                                  "else; whether it committed is unknown (" + s.message() + ")";
@@ -1163,10 +1055,10 @@ Outcome Transaction::CommitImpl(std::string* message) {
     *message = "rolled back: the transaction outlived its timeout of " + std::to_string(tm_->cfg_.timeout_s) + " s";
     return Outcome::kTimedOut;
   }
-  // A session the server has ended (its heartbeats found out) decides
+  // A session the store has ended (xatmd's heartbeats found out) decides
   // nothing more: nothing of this transaction is decided yet, so it rolls
   // back before any commit point.
-  if (session_ && state_ == State::kActive) {
+  if (state_ == State::kActive) {
     if (Status s = session_->Check(); !s.ok()) {
       std::string rb;
       RollbackAll(&rb);
@@ -1562,7 +1454,7 @@ void TransactionManager::ReaperLoop() {
   while (!stopping_) {
     reaper_cv_.wait_for(l, std::chrono::milliseconds(200));
     if (stopping_) break;
-    if (auto r = Remote()) SendCounters(r.get());
+    store_->ReportCounters(counters());
     if (!leftovers_.empty() && Clock::now() >= next_retry) {
       l.unlock();
       RetryLeftovers();
@@ -1649,7 +1541,7 @@ void TransactionManager::LogHeuristic(const std::string& gtrid, const Rm* rm, co
   h.who = who;
   h.why = why;
   h.time_ms = log::NowMs();
-  Status s = Record(h);
+  Status s = store_->Heuristic(h);
   logger_->error("{} heuristic outcome on {}: {} ({}){}", ToHex(gtrid), h.rm, log::HeuristicOutcomeName(h.outcome),
                  why, s.ok() ? "" : "; not recorded: " + s.message());
 }
@@ -1657,8 +1549,8 @@ void TransactionManager::LogHeuristic(const std::string& gtrid, const Rm* rm, co
 LiveSet TransactionManager::Live() const {
   if (live_hook_) return live_hook_();
   LiveSet l;
-  l.max = incarnation_;
-  l.live.insert(incarnation_);
+  l.max = incarnation();
+  l.live.insert(incarnation());
   return l;
 }
 
@@ -1744,17 +1636,18 @@ bool ScanRm(TransactionManager* tm, Rm* rm, std::vector<XID>* out, std::string* 
 Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
   *report = RecoveryReport();
   if (options_.read_only && !dry_run) return Status::InvalidArgument("opened read-only: recovery can only be planned");
-  if (uses_server()) return RemoteRecover(dry_run, report);
+  if (store_->RecoversElsewhere()) return store_->Recover(dry_run, report);
   // Who is live is looked at before the log: a session that dies after the
   // look is left alone this time, and a dead one can add no decision.
   LiveSet live = Live();
   std::vector<log::BackendEntry> registered;
-  if (backends_ && backends_->Load(&registered).ok()) {
+  if (store_->LoadBackends(&registered).ok()) {
     for (const log::BackendEntry& e : registered) {
       if (!live.Live(e.incarnation)) live.dead_backends.push_back(BackendId{e.rm, e.pid, e.start});
     }
   }
-  const log::LogState st = log_->State();
+  log::LogState st;
+  if (Status s = store_->State(&st); !s.ok()) return s;
   std::set<std::string> skip;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -1789,7 +1682,7 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
     reachable.insert(rm.get());
     for (const XID& x : xids) {
       GtridParts p;
-      if (x.formatID != kFormatId || !ParseGtrid(rm::Gtrid(x), &p) || p.node_id != node_id_) continue;
+      if (x.formatID != kFormatId || !ParseGtrid(rm::Gtrid(x), &p) || p.node_id != node_id()) continue;
       ours[std::string(rm::Gtrid(x))].push_back({rm.get(), x});
     }
   }
@@ -1800,7 +1693,7 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
     GtridParts p;
     ParseGtrid(gtrid, &p);
     // Another live session's transaction: its own TM finishes it.
-    if (p.incarnation != incarnation_ && live.Live(p.incarnation)) continue;
+    if (p.incarnation != incarnation() && live.Live(p.incarnation)) continue;
     if (!decided && live.Live(p.incarnation)) continue;  // a live transaction of ours
     bool by_last_resource = false;
     Rm* decision_rm = nullptr;
@@ -1854,7 +1747,7 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
   for (const auto& [gtrid, commit] : st.open_commits) {
     if (skip.count(gtrid)) continue;
     GtridParts p;
-    if (ParseGtrid(gtrid, &p) && p.incarnation != incarnation_ && live.Live(p.incarnation)) continue;
+    if (ParseGtrid(gtrid, &p) && p.incarnation != incarnation() && live.Live(p.incarnation)) continue;
     bool done = true;
     for (const log::BranchRef& b : commit.branches) {
       Rm* rm = FindRm(b.rm);
@@ -1876,8 +1769,8 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
     pending_.erase(gtrid);
   }
   // The backends of dead incarnations are gone from every RM: forgotten.
-  if (!dry_run && fenced_all && backends_ && !live.dead_backends.empty()) {
-    Status s = backends_->Retain([&](const log::BackendEntry& e) { return live.Live(e.incarnation); });
+  if (!dry_run && fenced_all && !live.dead_backends.empty()) {
+    Status s = store_->RetainBackends([&](const log::BackendEntry& e) { return live.Live(e.incarnation); });
     if (!s.ok()) logger_->warn("recovery: cannot prune {}: {}", cfg_.log_dir + "/BACKENDS", s.message());
   }
   if (!dry_run && (report->committed || report->rolled_back || report->left)) {
@@ -1916,7 +1809,7 @@ Status TransactionManager::ListInDoubt(std::vector<InDoubt>* out, std::vector<st
   for (InDoubt& d : *out) {
     GtridParts p;
     const std::string gtrid(rm::Gtrid(d.xid));
-    d.ours = d.xid.formatID == kFormatId && ParseGtrid(gtrid, &p) && p.node_id == node_id_;
+    d.ours = d.xid.formatID == kFormatId && ParseGtrid(gtrid, &p) && p.node_id == node_id();
     d.live = d.ours && live.Live(p.incarnation);
     auto c = st.open_commits.find(gtrid);
     if (c != st.open_commits.end()) {
@@ -2016,7 +1909,7 @@ Status TransactionManager::Resolve(const std::string& gtrid, bool commit, const 
   h.who = who.empty() ? "unknown" : who;
   h.why = why;
   h.time_ms = log::NowMs();
-  Status s = Record(h);
+  Status s = store_->Heuristic(h);
   if (!s.ok()) {
     *outcome = Outcome::kLogError;
     return s;
@@ -2052,94 +1945,9 @@ Status TransactionManager::Forget(const std::string& gtrid) {
       if (rm::Gtrid(x) == gtrid) rm->sw->xa_forget_entry(&x, rm->rmid, TMNOFLAGS);
     }
   }
-  Status s = Record(log::ForgetRecord{gtrid, "", ""});
+  Status s = store_->Forget(log::ForgetRecord{gtrid, "", ""});
   if (s.ok()) logger_->info("{} heuristic outcome forgotten", ToHex(gtrid));
   return s;
-}
-
-// ---------------------------------------------------------------------------
-// Decisions: the local log, or xatmd's
-
-Status TransactionManager::Record(const log::CommitRecord& r, server::ServerClient* session) {
-  if (uses_server()) return session->Call(server::Kind::kCommit, log::Encode(r), nullptr);
-  return log_->Append(r);
-}
-
-Status TransactionManager::CallServer(server::Kind kind, const std::string& payload, std::string* body) {
-  std::shared_ptr<server::ServerClient> remote = Remote();
-  Status s = remote->Call(kind, payload, body);
-  if (!s.IsFenced()) return s;
-  // Not a decision of a transaction (those belong to the session they began
-  // in): the next session may ask it.
-  if (Status r = RenewSession(remote); !r.ok()) return r;
-  return Remote()->Call(kind, payload, body);
-}
-
-Status TransactionManager::Record(const log::HeuristicRecord& r) {
-  if (uses_server()) return CallServer(server::Kind::kHeuristic, log::Encode(r), nullptr);
-  return log_->Append(r);
-}
-
-Status TransactionManager::Record(const log::ForgetRecord& r) {
-  if (uses_server()) return CallServer(server::Kind::kForget, log::Encode(r), nullptr);
-  return log_->Append(r);
-}
-
-void TransactionManager::RecordEnd(const std::string& gtrid) {
-  if (auto remote = Remote()) {
-    remote->Send(server::Kind::kEnd, log::Encode(log::EndRecord{gtrid}));
-    return;
-  }
-  Status s = log_->Append(log::EndRecord{gtrid});
-  (void)s;  // not forced: a lost END is redone by recovery
-}
-
-Status TransactionManager::DecisionState(log::LogState* out) {
-  std::shared_ptr<server::ServerClient> remote = Remote();
-  if (!remote) {
-    *out = log_->State();
-    return Status::OK();
-  }
-  std::string body;
-  Status s = CallServer(server::Kind::kState, "", &body);
-  if (!s.ok()) return s;
-  Decoder d(body);
-  uint32_t n = 0;
-  log::LiveState state;
-  if (!d.GetFixed32(&n)) return Status::Corruption("xatmd sent a malformed STATE reply");
-  for (uint32_t i = 0; i < n; ++i) {
-    uint8_t type = 0;
-    std::string payload;
-    if (!d.GetFixed8(&type) || !d.GetBytes(&payload, server::kMaxFrame)) {
-      return Status::Corruption("xatmd sent a malformed STATE reply");
-    }
-    s = state.Apply(static_cast<log::RecordType>(type), payload, /*validate=*/true);
-    if (!s.ok()) return s;
-  }
-  *out = state.Decoded();
-  return Status::OK();
-}
-
-Status TransactionManager::RemoteRecover(bool dry_run, RecoveryReport* report) {
-  std::string p, body;
-  PutFixed32(&p, dry_run ? 1 : 0);
-  Status s = CallServer(server::Kind::kRecover, p, &body);
-  if (!s.ok()) return s;
-  Decoder d(body);
-  uint32_t v[5] = {0, 0, 0, 0, 0};
-  for (uint32_t& x : v) {
-    if (!d.GetFixed32(&x)) return Status::Corruption("xatmd sent a malformed RECOVER reply");
-  }
-  report->committed = static_cast<int>(v[0]);
-  report->rolled_back = static_cast<int>(v[1]);
-  report->ended = static_cast<int>(v[2]);
-  report->left = static_cast<int>(v[3]);
-  for (uint32_t i = 0; i < v[4]; ++i) {
-    std::string line;
-    if (!d.GetBytes(&line, server::kMaxFrame)) return Status::Corruption("xatmd sent a malformed RECOVER reply");
-    report->actions.push_back(line);
-  }
-  return Status::OK();
 }
 
 }  // namespace xtm::tm

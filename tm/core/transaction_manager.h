@@ -98,17 +98,13 @@
 #include <vector>
 
 #include "core/config.h"
-#include "log/backend_registry.h"
 #include "log/decision_log.h"
+#include "store/decision_store.h"
 #include "util/status.h"
 #include "xatm/xa.h"
 
 namespace spdlog {
 class logger;
-}
-namespace xtm::server {
-class ServerClient;
-enum class Kind : uint8_t;
 }
 
 namespace xtm::tm {
@@ -163,23 +159,6 @@ struct InDoubt {
   std::string decision_row;  // decided by a last-resource row: the RM holding it
 };
 
-struct RecoveryReport {
-  int committed = 0;
-  int rolled_back = 0;
-  int ended = 0;
-  int left = 0;  // branches that could not be resolved now
-  std::vector<std::string> actions;     // one line each, for people
-  std::vector<std::string> unreachable;  // RMs whose scan failed
-};
-
-// A PostgreSQL backend that a TM session used for branches. Its pid and start
-// time identify it; application_name does not (the application may change it).
-struct BackendId {
-  std::string rm;  // the RM's configured name
-  int pid = 0;
-  std::string start;  // pg_stat_activity.backend_start, as text
-};
-
 // The incarnations of this node whose transactions are in flight: recovery
 // leaves their branches (and their PostgreSQL sessions) alone. The embedded TM
 // has one, its own; xatmd has one per connected client session.
@@ -191,13 +170,6 @@ struct LiveSet {
   // are gone, before it looks at prepared branches.
   std::vector<BackendId> dead_backends;
   bool Live(uint32_t incarnation) const { return incarnation > max || live.count(incarnation) > 0; }
-};
-
-// What a TM has done since it opened, for xatmd's metrics.
-struct Counters {
-  uint64_t begun = 0;
-  uint64_t committed = 0;
-  uint64_t rolled_back = 0;
 };
 
 struct OpenOptions {
@@ -245,19 +217,16 @@ class TransactionManager {
 
   // xatmd: which incarnations are in flight (default: this TM's own).
   void SetLiveSet(std::function<LiveSet()> f) { live_hook_ = std::move(f); }
-  // xatmd: a client session (incarnation) registered a PostgreSQL backend it
-  // runs branches on. Durable on OK; recovery ends it once the session is dead.
-  Status RecordBackend(uint32_t incarnation, const BackendId& b);
   // The live decisions: of the local log, or of xatmd's.
-  Status DecisionState(log::LogState* out);
-  bool uses_server() const { return !cfg_.server.empty(); }
+  Status DecisionState(log::LogState* out) { return store_->State(out); }
   Counters counters() const { return {begun_.load(), committed_.load(), rolled_back_.load()}; }
 
   const TmConfig& config() const { return cfg_; }
-  const std::string& node_id() const { return node_id_; }
+  const std::string& node_id() const { return store_->node_id(); }
   // This TM's incarnation (with [tm] server: its current session's).
-  uint32_t incarnation() const { return incarnation_; }
-  log::DecisionLog* decision_log() { return log_.get(); }
+  uint32_t incarnation() const { return store_->Current()->incarnation(); }
+  // Where the decisions are kept (store/decision_store.h).
+  store::DecisionStore* store() { return store_.get(); }
   spdlog::logger& logger() { return *logger_; }
 
   // REQUIRES: name is configured. nullptr otherwise.
@@ -274,43 +243,19 @@ class TransactionManager {
   TransactionManager(const TmConfig& cfg, const OpenOptions& options);
 
   Status OpenRms();
-  // A new session of xatmd (HELLO naming this TM's RMs).
-  Status ConnectServer(std::shared_ptr<server::ServerClient>* out);
-  // The current session (null for the embedded TM).
-  std::shared_ptr<server::ServerClient> Remote() const;
-  // After xatmd declared the session old dead (or forgot it): a new session,
-  // so that the application goes on without reopening the TM. Transactions
-  // of the old session cannot commit any more; this thread's RM connections
-  // are replaced before their next branch (session_epoch_).
-  Status RenewSession(const std::shared_ptr<server::ServerClient>& old);
-  // Whether nobody but this process can have finished a branch of gtrid (its
-  // COMMIT reply was lost, and then the branch was gone): the embedded TM
-  // holds the log's lock, so no other TM resolves its transactions; a session
-  // of xatmd asks the server that it is still live (it was not taken over)
-  // and that nobody decided gtrid by hand.
-  Status ConfirmSoleResolver(const std::string& gtrid, server::ServerClient* session);
-  // Registers the PostgreSQL backend of this thread's connection to rm, if
-  // it is not registered yet, with whoever may have to end it: xatmd.
-  Status RegisterBackend(Rm* rm, server::ServerClient* session);
+  // The store of TmConfig (store/open_store.h).
+  Status OpenStore();
+  // Registers the PostgreSQL backend of this thread's connection to rm with
+  // the store, if it is not registered yet (whoever may have to end it).
+  Status RegisterBackend(Rm* rm, store::Session* session);
   // What xa_open gets for rm now (a PostgreSQL conninfo carries the session tag).
   std::string XaInfo(const Rm* rm) const;
-  // A request to xatmd that is not a transaction's decision: through the
-  // current session, or a new one if the server ended it.
-  Status CallServer(server::Kind kind, const std::string& payload, std::string* body);
-  // This TM's counters for the server's metrics (since the session began).
-  void SendCounters(server::ServerClient* r);
   LiveSet Live() const;
   // Ends the PostgreSQL sessions of dead incarnations on rm and waits until
   // they are gone. False (with *why) if that cannot be made sure of: rm must
   // not be scanned then.
   bool FenceDeadSessions(Rm* rm, const LiveSet& live, RecoveryReport* report, std::string* why);
-  // The decision records, to the local log or to xatmd (a COMMIT through the
-  // session its transaction began in).
-  Status Record(const log::CommitRecord& r, server::ServerClient* session);
-  Status Record(const log::HeuristicRecord& r);
-  Status Record(const log::ForgetRecord& r);
-  void RecordEnd(const std::string& gtrid);
-  Status RemoteRecover(bool dry_run, RecoveryReport* report);
+  void RecordEnd(const std::string& gtrid) { store_->End(log::EndRecord{gtrid}); }
   // Commits one branch of a decided transaction, retrying until deadline.
   // XA_OK when done (committed, or gone after an attempt: then *vanished is
   // set, for callers that must know whether someone else may have finished
@@ -403,17 +348,9 @@ class TransactionManager {
   const TmConfig cfg_;
   const OpenOptions options_;
   std::shared_ptr<spdlog::logger> logger_;
-  std::unique_ptr<log::DecisionLog> log_;            // the embedded TM's (and xatmd's)
-  std::unique_ptr<log::BackendRegistry> backends_;   // beside log_: backends of its incarnations
-  mutable std::mutex session_mu_;
-  std::shared_ptr<server::ServerClient> remote_;    // REQUIRES session_mu_: with [tm] server
-  std::mutex renew_mu_;                            // one renewal at a time
-  std::atomic<uint64_t> session_epoch_{0};         // bumped by each renewal
-  uint64_t counters_base_[3] = {0, 0, 0};          // REQUIRES session_mu_: at the last renewal
+  std::unique_ptr<store::DecisionStore> store_;
   std::function<LiveSet()> live_hook_;
   std::atomic<uint64_t> begun_{0}, committed_{0}, rolled_back_{0};
-  std::string node_id_;                   // fixed once opened
-  std::atomic<uint32_t> incarnation_{0};  // changes only with RenewSession
   std::atomic<uint64_t> sequence_{0};
   std::vector<std::unique_ptr<Rm>> rms_;
 
@@ -452,7 +389,7 @@ class Transaction {
 
  private:
   friend class TransactionManager;
-  Transaction(TransactionManager* tm, std::string gtrid, std::shared_ptr<server::ServerClient> session);
+  Transaction(TransactionManager* tm, std::string gtrid, std::shared_ptr<store::Session> session);
 
   enum class State {
     kActive,      // branches may join; nothing prepared
@@ -488,8 +425,8 @@ class Transaction {
 
   TransactionManager* tm_;
   const std::string gtrid_;
-  // With [tm] server: the session it began in, which alone may decide it.
-  const std::shared_ptr<server::ServerClient> session_;
+  // The store's session it began in, which alone may decide it.
+  const std::shared_ptr<store::Session> session_;
   std::mutex mu_;  // the owner's calls and the reaper
   State state_ = State::kActive;
   bool timed_out_ = false;

@@ -459,9 +459,7 @@ bool ServerImpl::Hello(const std::shared_ptr<Conn>& conn, const Frame& f, std::s
     s->key = rng_();
     // The incarnation is durable before anyone uses it: a restarted server
     // never hands it out again.
-    const log::NodeRecord& node = tm_->decision_log()->node();
-    Status st = tm_->decision_log()->Append(
-        log::NodeRecord{node.node_id, node.node_name, s->incarnation, log::NowMs()});
+    Status st = tm_->store()->RecordIncarnation(s->incarnation);
     if (!st.ok()) return refuse(ReplyCode::kError, "cannot record the new session: " + st.message());
     ++next_incarnation_;
     sessions_[s->incarnation] = s;
@@ -494,9 +492,8 @@ bool ServerImpl::Hello(const std::shared_ptr<Conn>& conn, const Frame& f, std::s
     }
   }
   std::string p = EncodeStatus(code, message);
-  const log::NodeRecord& node = tm_->decision_log()->node();
-  PutBytes(&p, node.node_id);
-  PutBytes(&p, node.node_name);
+  PutBytes(&p, tm_->store()->node_id());
+  PutBytes(&p, tm_->store()->node_name());
   PutFixed32(&p, s ? s->incarnation : 0);
   PutFixed64(&p, s ? s->key : 0);
   PutFixed32(&p, static_cast<uint32_t>(cfg_.srv.client_timeout_s * 1000 / 4));
@@ -531,8 +528,7 @@ void ServerImpl::Reply(const std::shared_ptr<Conn>& conn, const std::shared_ptr<
 
 void ServerImpl::FlushEnds(std::vector<log::EndRecord>* ends) {
   for (const log::EndRecord& e : *ends) {
-    Status s = tm_->decision_log()->Append(e);
-    (void)s;  // not forced; a lost END is redone by recovery
+    tm_->store()->End(e);  // not forced; a lost END is redone by recovery
   }
   ends->clear();
 }
@@ -673,7 +669,8 @@ std::string ServerImpl::DoCommit(Session* session, const std::string& payload,
     }
   }
   const auto t0 = Clock::now();
-  Status s = tm_->decision_log()->Append(r, ends);
+  // The session's own store session: the server's, which never ends while it runs.
+  Status s = tm_->store()->Commit(r, tm_->store()->Current().get(), ends);
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   if (s.ok()) {
     // If we crash now, the commit is decided: recovery finishes phase two.
@@ -698,7 +695,7 @@ std::string ServerImpl::DoRecord(Kind kind, const Conn& conn, const std::string&
     // The audit trail names who is behind the connection, as the kernel
     // tells it; the name the client gives is kept as what it said.
     r.who += " (" + conn.Identity() + ")";
-    s = tm_->decision_log()->Append(r);
+    s = tm_->store()->Heuristic(r);
   } else {
     log::ForgetRecord r;
     if (!log::Decode(payload, &r).ok()) return EncodeStatus(ReplyCode::kError, "malformed FORGET");
@@ -706,7 +703,7 @@ std::string ServerImpl::DoRecord(Kind kind, const Conn& conn, const std::string&
       return EncodeStatus(ReplyCode::kError, "forgetting a heuristic outcome is an admin command, and " +
                                                  conn.Identity() + " may not run it: add the uid to [server] admin_uids");
     }
-    s = tm_->decision_log()->Append(r);
+    s = tm_->store()->Forget(r);
   }
   if (s.ok()) return EncodeStatus(ReplyCode::kOk, "");
   return EncodeStatus(s.IsUnknownOutcome() ? ReplyCode::kUnknown : ReplyCode::kError, "decision log: " + s.message());
@@ -726,7 +723,8 @@ std::string ServerImpl::DoAlive(Session* session, const std::string& payload) {
                                                   " was declared dead; the server resolved its transactions");
     }
   }
-  const log::LogState st = tm_->decision_log()->State();
+  log::LogState st;
+  if (Status s = tm_->store()->State(&st); !s.ok()) return EncodeStatus(ReplyCode::kError, s.message());
   for (const auto& [key, h] : st.heuristics) {
     if (std::get<0>(key) == gtrid) {
       return EncodeStatus(ReplyCode::kError, tm::ToHex(gtrid) + " was decided by hand by " + h.who + ": " + h.why);
@@ -754,7 +752,7 @@ std::string ServerImpl::DoBackend(Session* session, const std::string& payload) 
                                                   " was declared dead; the server resolved its transactions");
     }
   }
-  if (Status s = tm_->RecordBackend(session->incarnation, b); !s.ok()) {
+  if (Status s = tm_->store()->RegisterBackend(session->incarnation, b, nullptr); !s.ok()) {
     // Not a commit point (decisions stay fenced by their locks): a backend a
     // restarted server does not know is found by its session tag.
     log_->warn("cannot record backend {} of session {}: {}; a restarted server finds it only by its session tag",
@@ -801,7 +799,8 @@ bool ServerImpl::AdminAllowed(const Conn& conn) const {
 
 std::string ServerImpl::DoState() {
   std::string snapshot, body;
-  const log::LogState st = tm_->decision_log()->State();
+  log::LogState st;
+  if (Status s = tm_->store()->State(&st); !s.ok()) return EncodeStatus(ReplyCode::kError, s.message());
   uint32_t n = 0;
   for (const auto& [g, c] : st.open_commits) {
     body.push_back(static_cast<char>(log::RecordType::kCommit));
@@ -1035,7 +1034,7 @@ std::string ServerImpl::MetricsText() {
       live += s->state == Session::State::kConnected || s->state == Session::State::kDisconnected;
     }
   }
-  const log::LogStats ls = tm_->decision_log()->Stats();
+  const log::LogStats ls = tm_->store()->Stats();
   std::lock_guard<std::mutex> l(metrics_.mu);
   total.begun += metrics_.finished.begun;
   total.committed += metrics_.finished.committed;

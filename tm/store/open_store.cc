@@ -1,0 +1,51 @@
+#include "store/open_store.h"
+
+#include "server/client.h"
+#include "sqlite/sqlite_rm.h"
+#include "store/file_store.h"
+#include "store/server_store.h"
+
+namespace xtm::store {
+namespace {
+
+Status OpenServerStore(const tm::TmConfig& cfg, std::unique_ptr<DecisionStore>* out) {
+  server::ClientOptions co;
+  Status s = server::ParseAddress(cfg.server, &co.address);
+  if (!s.ok()) return Status::InvalidArgument(cfg.source + ": [tm] server: " + s.message());
+  if (!co.address.unix_socket) {
+    if (cfg.srv.token_file.empty()) {
+      return Status::InvalidArgument(cfg.source + ": [server] token_file is required to reach xatmd over TCP");
+    }
+    s = server::ReadTokenFile(cfg.srv.token_file, &co.token);
+    if (!s.ok()) return Status::InvalidArgument(cfg.source + ": [server] token_file: " + s.message());
+  }
+  co.client_name = cfg.node_name;
+  co.reconnect_ms = cfg.srv.client_timeout_s * 1000;
+  // The server must be able to read every decision this client may leave in
+  // its RMs: it refuses a client whose RMs it does not have.
+  for (const tm::RmSpec& spec : cfg.rms) {
+    server::ClientRm r;
+    r.name = spec.name;
+    r.type = static_cast<uint8_t>(spec.type);
+    if (spec.type == tm::RmSpec::Type::kSqlite) r.identity = sqlite::DatabaseIdOf(spec.path);
+    co.rms.push_back(std::move(r));
+  }
+  return ServerStore::Connect(co, out);
+}
+
+}  // namespace
+
+Status OpenStore(const tm::TmConfig& cfg, const StoreOptions& opts, std::unique_ptr<DecisionStore>* out) {
+  if (!cfg.server.empty()) {
+    if (opts.read_only) return Status::InvalidArgument("[tm] server is set: the admin tool works through xatmd (--server)");
+    return OpenServerStore(cfg, out);
+  }
+  return FileStore::Open({.dir = cfg.log_dir,
+                          .node_name = cfg.node_name,
+                          .segment_bytes = static_cast<uint64_t>(cfg.log_segment_kb) << 10,
+                          .read_only = opts.read_only,
+                          .force = opts.force},
+                         out);
+}
+
+}  // namespace xtm::store

@@ -101,6 +101,22 @@ Status SetTmKey(TmConfig* cfg, const std::string& key, const std::string& value)
   } else if (key == "recover_on_open") {
     if (value != "true" && value != "false") return Bad(where, "must be true or false");
     cfg->recover_on_open = value == "true";
+  } else if (key == "log_store") {
+    if (value == "file") {
+      cfg->log_store = TmConfig::LogStore::kFile;
+    } else if (value == "postgresql") {
+      cfg->log_store = TmConfig::LogStore::kPostgres;
+    } else {
+      return Bad(where, "must be file (the log in log_dir) or postgresql (the database of log_conninfo), not \"" +
+                            value + "\"");
+    }
+  } else if (key == "log_conninfo") {
+    cfg->log_conninfo = value;
+  } else if (key == "lease_s") {
+    if (!ParseInt(value, 1, 3600, &cfg->lease_s)) return Bad(where, "must be seconds from 1 to 3600, not \"" + value + "\"");
+  } else if (key == "takeover") {
+    if (value != "true" && value != "false") return Bad(where, "must be true or false");
+    cfg->takeover = value == "true";
   } else if (key == "server") {
     if (!value.empty() && value.rfind("unix:/", 0) != 0 && value.rfind("tcp:", 0) != 0) {
       return Bad(where, "must be unix:/PATH or tcp:HOST:PORT, not \"" + value + "\"");
@@ -114,7 +130,8 @@ Status SetTmKey(TmConfig* cfg, const std::string& key, const std::string& value)
     return Bad(cfg->source + ": [tm]", "unknown key \"" + key +
                                            "\" (known: log_dir, node_name, timeout_s, commit_retry_s, "
                                            "log_level, log_file, log_segment_kb, recover_on_open, "
-                                           "last_resource_commit, background_phase_two, server)");
+                                           "last_resource_commit, background_phase_two, server, log_store, "
+                                           "log_conninfo, lease_s, takeover)");
   }
   return Status::OK();
 }
@@ -178,7 +195,19 @@ Status AddRm(TmConfig* cfg, RmSpec rm) {
 }
 
 Status ValidateConfig(const TmConfig& cfg) {
-  if (cfg.log_dir.empty() && cfg.server.empty()) {
+  if (cfg.log_store == TmConfig::LogStore::kPostgres) {
+    if (cfg.log_conninfo.empty()) {
+      return Bad(cfg.source, "[tm] log_store = postgresql needs log_conninfo: the database that keeps the decisions");
+    }
+    if (cfg.node_name.empty()) {
+      return Bad(cfg.source, "[tm] log_store = postgresql needs node_name: this node's name, unique among the "
+                             "nodes of the store (its lease and its decisions are kept under it)");
+    }
+    if (!cfg.server.empty()) {
+      return Bad(cfg.source, "[tm] server and log_store = postgresql exclude each other: a client of xatmd "
+                             "keeps no decisions itself");
+    }
+  } else if (cfg.log_dir.empty() && cfg.server.empty()) {
     return Bad(cfg.source, "[tm] log_dir is required: the directory of the decision log (or [tm] server)");
   }
   for (const RmSpec& r : cfg.rms) {

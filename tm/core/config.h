@@ -26,6 +26,13 @@
 //                                    with last_resource_commit, once the last resource committed
 //   server = unix:/run/xatm/xatmd.sock   (optional) where xatmd listens; an application with this
 //                                    key uses the server's decision log instead of log_dir
+//   log_store = file                 file: the decision log in log_dir; postgresql: in the database
+//                                    of log_conninfo (schema xatm), shared by nodes that each hold a
+//                                    lease (node_name required, unique in the store)
+//   log_conninfo = host=db1,db2 dbname=xatm target_session_attrs=read-write
+//   lease_s = 10                     a node's lease in a postgresql store, renewed in the background
+//   takeover = false                 true: this node resolves the transactions of nodes whose lease
+//                                    expired (postgresql store)
 //
 //   [server]                         (xatmd, and the token for clients of a tcp: server)
 //   tcp = 127.0.0.1:7420             also listen on this TCP address (token required)
@@ -82,6 +89,13 @@ struct TmConfig {
   LastResource last_resource_commit = LastResource::kSqlite;
   bool background_phase_two = false;
   std::string server;  // [tm] server: empty for the embedded TM
+  // Where the decisions are kept: the log in log_dir, or a PostgreSQL
+  // database (log_conninfo) shared by nodes, each with a lease.
+  enum class LogStore { kFile, kPostgres };
+  LogStore log_store = LogStore::kFile;
+  std::string log_conninfo;
+  int lease_s = 10;
+  bool takeover = false;
   struct Server {
     std::string tcp;
     std::string token_file;

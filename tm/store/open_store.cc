@@ -3,6 +3,7 @@
 #include "server/client.h"
 #include "sqlite/sqlite_rm.h"
 #include "store/file_store.h"
+#include "store/postgres_store.h"
 #include "store/server_store.h"
 
 namespace xtm::store {
@@ -36,6 +37,14 @@ Status OpenServerStore(const tm::TmConfig& cfg, std::unique_ptr<DecisionStore>* 
 }  // namespace
 
 Status OpenStore(const tm::TmConfig& cfg, const StoreOptions& opts, std::unique_ptr<DecisionStore>* out) {
+  if (cfg.log_store == tm::TmConfig::LogStore::kPostgres) {
+    return PostgresStore::Open({.conninfo = cfg.log_conninfo,
+                                .node_name = cfg.node_name,
+                                .lease_s = cfg.lease_s,
+                                .read_only = opts.read_only,
+                                .force = opts.force},
+                               out);
+  }
   if (!cfg.server.empty()) {
     if (opts.read_only) return Status::InvalidArgument("[tm] server is set: the admin tool works through xatmd (--server)");
     return OpenServerStore(cfg, out);

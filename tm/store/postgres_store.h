@@ -1,0 +1,125 @@
+// PostgresStore: the decisions kept in a PostgreSQL database (schema xatm),
+// so that they outlive the machine: PostgreSQL's own replication (a
+// synchronous standby) keeps them, and every node that shares the store can
+// read them. Nodes are named (node_name, unique in the store); each holds a
+// lease it renews in the background, and an epoch that every decision it
+// writes is checked against in the same transaction. Taking a node over
+// bumps its epoch first: a decision its old owner writes afterwards (frozen,
+// partitioned, not dead) fails, and its session ends.
+//
+// Schema (created on first use, by a role that may):
+//   xatm.node    (name, node_id, incarnation, epoch, lease_until, owner, ...)
+//   xatm.record  (node_id, type, gtrid, rm, bqual, payload): the live
+//                decisions, as the decision log's record payloads: COMMITs
+//                without END, HEURISTICs without FORGET
+//   xatm.backend (node_id, incarnation, rm, pid, start): backends registered
+//                for takeovers
+//
+// Group commit: appenders queue their records; one leader writes all queued
+// in one transaction (the epoch check, one multi-row INSERT, one COMMIT with
+// synchronous_commit at least on); a decision is acknowledged only after
+// PostgreSQL's COMMIT returned. A lost COMMIT reply is settled on a new
+// connection, once the old backend is gone, by looking for the batch's rows
+// (transaction ids are reused after a failover; gtrids are not).
+//
+// Thread-safety: every method may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "store/decision_store.h"
+
+struct pg_conn;
+
+namespace xtm::store {
+
+struct PostgresStoreOptions {
+  std::string conninfo;   // libpq; several hosts with target_session_attrs=read-write
+  std::string node_name;  // unique in the store
+  int lease_s = 10;
+  bool read_only = false;  // look, never write: no lease, no new incarnation
+  bool force = false;      // with read_only: even while the node's lease is held
+};
+
+class PostgresStore final : public DecisionStore {
+ public:
+  // Creates the schema if it is missing, then claims node_name: a new node
+  // (a random node id), or the next incarnation of one whose lease has
+  // expired (Busy, naming the owner, while another process holds it).
+  static Status Open(const PostgresStoreOptions& opts, std::unique_ptr<DecisionStore>* out);
+  ~PostgresStore() override;
+
+  const std::string& node_id() const override { return node_id_; }
+  const std::string& node_name() const override { return opts_.node_name; }
+  std::shared_ptr<Session> Current() const override;
+  Status Renew(const std::shared_ptr<Session>& ended) override;
+  uint64_t generation() const override { return generation_; }
+  Status Commit(const log::CommitRecord& r, Session* session, const std::vector<log::EndRecord>& ends_before) override;
+  Status Heuristic(const log::HeuristicRecord& r) override;
+  Status Forget(const log::ForgetRecord& r) override;
+  void End(const log::EndRecord& r) override;
+  Status State(log::LogState* out) override;
+  Status ConfirmSoleResolver(const std::string& gtrid, Session* session) override;
+  Status RegisterBackend(uint32_t incarnation, const tm::BackendId& b, Session* session) override;
+  Status LoadBackends(std::vector<log::BackendEntry>* out) override;
+  Status RetainBackends(const std::function<bool(const log::BackendEntry&)>& keep) override;
+  log::LogStats Stats() const override;
+  void Close() override;
+
+ private:
+  class NodeSession;
+  // One queued record of the next batch.
+  struct Pending {
+    std::string sql;    // its statement(s) in the batch's transaction
+    std::string probe;  // a query that finds its effect after a lost reply (a row if it committed);
+                        // empty: unforced (an END)
+    struct Waiter* waiter = nullptr;
+  };
+  explicit PostgresStore(const PostgresStoreOptions& opts) : opts_(opts) {}
+
+  Status Claim(bool renewal);
+  // Queues p; with a waiter, returns once its batch committed (or failed).
+  Status Append(Pending p, uint64_t epoch);
+  void LeadLocked(std::unique_lock<std::mutex>& lock);
+  // One batch in one transaction. Fenced if the epoch is no longer `epoch`.
+  Status WriteBatch(const std::vector<Pending>& batch, uint64_t epoch);
+  // After a lost reply: whether the batch committed, on a new connection.
+  Status Settle(const std::vector<Pending>& batch);
+  Status EnsureWriter();
+  void LeaseLoop();
+  std::shared_ptr<NodeSession> CurrentSession() const;
+
+  const PostgresStoreOptions opts_;
+  std::string node_id_;  // fixed for the node
+  std::string owner_;    // this process's name for its lease (host/pid/random)
+
+  mutable std::mutex session_mu_;
+  std::shared_ptr<NodeSession> current_;  // REQUIRES session_mu_
+  std::mutex renew_mu_;
+  std::atomic<uint64_t> generation_{0};
+
+  // The group commit's writer (the leader's connection) and queue.
+  mutable std::mutex mu_;
+  std::condition_variable idle_cv_;                     // leading_ became false
+  std::vector<std::pair<Pending, uint64_t>> pending_;  // REQUIRES mu_: with the epoch it was made under
+  bool leading_ = false;                                // REQUIRES mu_
+  Status failed_;                                       // REQUIRES mu_: set after an unsettled lost reply
+  log::LogStats stats_;                                 // REQUIRES mu_
+  pg_conn* writer_ = nullptr;                           // the leader's
+  std::string writer_pid_, writer_start_;               // its backend, to end it after a lost reply
+  bool sync_rep_cancelled_ = false;                     // the leader's: a notice of the last COMMIT
+
+  // The lease.
+  std::thread lease_;
+  std::mutex lease_mu_;
+  std::condition_variable lease_cv_;
+  bool stopping_ = false;  // REQUIRES lease_mu_
+};
+
+}  // namespace xtm::store

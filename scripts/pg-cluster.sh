@@ -6,6 +6,10 @@
 #   scripts/pg-cluster.sh stop DIR [MODE]     stop it (MODE: fast, the default, or immediate)
 #   scripts/pg-cluster.sh restart DIR [MODE]  stop (immediate by default) and start again
 #   scripts/pg-cluster.sh env DIR             print the assignments again
+#   scripts/pg-cluster.sh standby DIR PRIMARY_DIR NAME
+#                                             a streaming standby of the cluster in PRIMARY_DIR
+#                                             (pg_basebackup -R), known to it as NAME, started
+#   scripts/pg-cluster.sh promote DIR         promote a standby (pg_ctl promote)
 #
 # The server listens on a Unix socket inside DIR only (with --tcp, also on
 # 127.0.0.1), with max_prepared_transactions = ${XATM_PG_MAX_PREPARED:-64} and fsync on. PostgreSQL
@@ -17,7 +21,7 @@ set -euo pipefail
 
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,16p' "$0" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,20p' "$0" >&2; exit 2; }
 
 bindir=${XATM_PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
 [ -x "$bindir/initdb" ] || {
@@ -94,10 +98,33 @@ stop() {
   as_owner "$bindir/pg_ctl" -D "$data" -m "$mode" -w -t 60 stop >/dev/null
 }
 
+standby() {
+  local primary=$1 name=$2
+  [ -f "$primary/port" ] || { echo "pg-cluster: no cluster in $primary" >&2; exit 1; }
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  data="$dir/data"
+  [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$dir"
+  local conn="host=$primary port=$(cat "$primary/port") user=postgres application_name=$name"
+  as_owner "$bindir/pg_basebackup" -D "$data" -X stream -c fast -R -d "$conn" >"$dir/basebackup.log" 2>&1 || {
+    cat "$dir/basebackup.log" >&2; exit 1; }
+  echo $(( 10000 + RANDOM % 20000 )) | as_owner tee "$dir/port" >/dev/null
+  # Its own socket and port; known to the primary by NAME (for
+  # synchronous_standby_names).
+  as_owner tee -a "$data/postgresql.auto.conf" >/dev/null <<CONF
+unix_socket_directories = '$dir'
+port = $(cat "$dir/port")
+primary_conninfo = '$conn'
+CONF
+  start
+}
+
 case "$cmd" in
   start) start "${3:-}" ;;
+  standby) standby "${3:?primary dir}" "${4:?standby name}" ;;
+  promote) as_owner "$bindir/pg_ctl" -D "$data" -w -t 60 promote >/dev/null ;;
   stop) stop "${3:-fast}" ;;
   restart) stop "${3:-immediate}"; start "${4:-}" >/dev/null ;;
   env) dir=$(cd "$dir" && pwd); print_env ;;
-  *) echo "pg-cluster: unknown command $cmd (start|stop|restart|env)" >&2; exit 2 ;;
+  *) echo "pg-cluster: unknown command $cmd (start|stop|restart|env|standby|promote)" >&2; exit 2 ;;
 esac

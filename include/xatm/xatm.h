@@ -82,7 +82,8 @@ struct sqlite3;
                                 reached yet; recovery finishes them */
 #define XATM_EUNKNOWN -15    /* the outcome cannot be known now (the decision log failed in a way that
                                 may or may not have recorded the decision); recovery settles it */
-#define XATM_EFENCED -16     /* refused: the server already resolved this transaction (xatmd) */
+#define XATM_EFENCED -16     /* refused, rolled back: the TM's session was ended (xatmd declared it dead, or
+                                another node took this node over in the decision store) */
 #define XATM_ENOMEM -17      /* out of memory */
 
 /* ----------------------------------------------------------------------

@@ -193,6 +193,29 @@ OwnCluster::OwnCluster(int max_prepared, bool tcp) : owner_(getpid()), max_prepa
   }
   dir_ = tmpl;
   Start();
+  ReadPort();
+}
+
+OwnCluster::OwnCluster(const OwnCluster& primary, const std::string& standby_name)
+    : owner_(getpid()), max_prepared_(primary.max_prepared_), tcp_(false) {
+  char tmpl[] = "/tmp/xatm-pgown-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) {
+    ADD_FAILURE() << "mkdtemp failed";
+    return;
+  }
+  dir_ = tmpl;
+  if (Shell(ClusterScript() + " standby '" + dir_ + "' '" + primary.dir() + "' " + standby_name + " >/dev/null") != 0) {
+    ADD_FAILURE() << "could not make a standby of " << primary.dir() << " in " << dir_;
+  }
+  RegisterPostmaster(dir_);
+  ReadPort();
+}
+
+void OwnCluster::Promote() {
+  if (Shell(ClusterScript() + " promote '" + dir_ + "'") != 0) ADD_FAILURE() << "could not promote " << dir_;
+}
+
+void OwnCluster::ReadPort() {
   // Not the superuser's database: a scratch one would do, but the tests
   // here own the whole cluster.
   std::string port;

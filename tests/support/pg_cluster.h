@@ -55,6 +55,9 @@ class OwnCluster {
  public:
   // tcp: also listen on 127.0.0.1 (for the message-loss proxy).
   explicit OwnCluster(int max_prepared_transactions = 64, bool tcp = false);
+  // A streaming standby of primary (pg_basebackup -R), known to it as
+  // standby_name (application_name, for synchronous_standby_names).
+  OwnCluster(const OwnCluster& primary, const std::string& standby_name);
   ~OwnCluster();
   OwnCluster(const OwnCluster&) = delete;
   OwnCluster& operator=(const OwnCluster&) = delete;
@@ -67,8 +70,11 @@ class OwnCluster {
   void Restart(const std::string& mode = "immediate");
   void Stop(const std::string& mode = "immediate");
   void Start();
+  // A standby becomes a primary (pg_ctl promote, waiting until it is).
+  void Promote();
 
  private:
+  void ReadPort();
   std::string dir_;
   std::string conninfo_;
   pid_t owner_;

@@ -27,6 +27,8 @@
 #include "pgsql/gid.h"
 #include "server/client.h"
 #include "sqlite/sqlite_rm.h"
+#include "store/decision_store.h"
+#include "store/postgres_store.h"
 #include "util/coding.h"
 
 namespace po = boost::program_options;
@@ -37,7 +39,7 @@ namespace {
 struct Options {
   std::string command, sub;
   std::vector<std::string> args;
-  std::string config, log_dir, op, reason, server, token_file;
+  std::string config, log_dir, op, reason, server, token_file, node;
   bool json = false, force = false, dry_run = false;
   int64_t warn_age_s = 60;
   int64_t warn_xid_age = 10000000;
@@ -407,9 +409,15 @@ int CmdShow(Ctx& c) {
 }
 
 int CmdRecover(Ctx& c) {
-  if (int r = OpenTm(c, /*read_only=*/c.o.dry_run); r != kExitOk) return r;
+  // Another node's transactions: this node's own decisions are not touched,
+  // so its lease (held by a running application) is not needed.
+  const bool other_node = !c.o.node.empty();
+  if (int r = OpenTm(c, /*read_only=*/c.o.dry_run || other_node); r != kExitOk) return r;
   tm::RecoveryReport rep;
-  Status s = c.tm->Recover(c.o.dry_run, &rep);
+  Status s = other_node ? c.tm->RecoverNode(c.o.node, c.o.force, c.o.dry_run, &rep) : c.tm->Recover(c.o.dry_run, &rep);
+  if (s.IsBusy() && other_node) {
+    return Fail(c, kExitLogBusy, s.message());
+  }
   if (!s.ok()) return Fail(c, ExitFor(s), s.message());
   if (c.o.json) {
     Json j;
@@ -538,6 +546,101 @@ void DescribeRecord(const log::LoggedRecord& r, Json* j, std::string* text) {
   }
 }
 
+// `log dump|verify` of a postgresql store: every node's records, each node
+// as a segment.
+int StoreLog(Ctx& c, const std::string& conninfo) {
+  log::LogScan scan;
+  std::vector<std::string> problems;
+  Status s = store::PostgresStore::ScanRecords(conninfo, &scan, &problems);
+  if (!s.ok()) return Fail(c, ExitFor(s), s.message());
+  if (c.o.args[0] == "verify") {
+    if (c.o.json) {
+      Json j;
+      j.BeginObject().Field("ok", problems.empty()).Field("records", static_cast<int64_t>(scan.records.size()));
+      j.Field("nodes", static_cast<int64_t>(scan.segments.size())).Key("problems").BeginArray();
+      for (const std::string& p : problems) j.Value(p);
+      j.EndArray().EndObject();
+      c.out << j.str() << "\n";
+    } else {
+      for (const std::string& p : problems) c.out << "bad record: " << p << "\n";
+      c.out << "decision store: " << scan.records.size() << " records of " << scan.segments.size() << " node(s), "
+            << (problems.empty() ? "every one good" : std::to_string(problems.size()) + " bad") << "\n";
+    }
+    return problems.empty() ? kExitOk : kExitCorruptLog;
+  }
+  if (c.o.json) {
+    Json j;
+    j.BeginObject().Key("records").BeginArray();
+    for (const auto& r : scan.records) DescribeRecord(r, &j, nullptr);
+    j.EndArray().EndObject();
+    c.out << j.str() << "\n";
+  } else {
+    for (const auto& r : scan.records) {
+      std::string line;
+      DescribeRecord(r, nullptr, &line);
+      c.out << line << "\n";
+    }
+  }
+  return kExitOk;
+}
+
+// `store init`: the schema, once, by a role that may create it; `store
+// nodes`: the nodes, their leases and who took them over.
+int CmdStore(Ctx& c) {
+  if (c.o.args.size() != 1 || (c.o.args[0] != "init" && c.o.args[0] != "nodes")) {
+    return Fail(c, kExitBadInput, "usage: xatm -c FILE store init|nodes");
+  }
+  if (!c.server_tm) {
+    if (int r = LoadConfig(c); r != kExitOk) return r;
+  }
+  const tm::TmConfig& cfg = c.server_tm ? c.server_tm->config() : c.cfg;
+  if (cfg.log_store != tm::TmConfig::LogStore::kPostgres) {
+    return Fail(c, kExitBadInput, "the configuration keeps its decisions in log_dir, not in a postgresql store "
+                                  "([tm] log_store = postgresql and log_conninfo)");
+  }
+  if (c.o.args[0] == "init") {
+    Status s = store::PostgresStore::InitSchema(cfg.log_conninfo);
+    if (!s.ok()) return Fail(c, kExitFailed, s.message());
+    c.out << "the schema xatm is ready; a role of the nodes needs: GRANT USAGE ON SCHEMA xatm TO r; GRANT SELECT, "
+             "INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA xatm TO r; GRANT EXECUTE ON FUNCTION "
+             "xatm.check_epoch(bytea, bigint) TO r\n";
+    return kExitOk;
+  }
+  std::vector<store::StoreNode> nodes;
+  Status s = store::PostgresStore::ListNodes(cfg.log_conninfo, &nodes);
+  if (!s.ok()) return Fail(c, ExitFor(s), s.message());
+  bool waiting = false;
+  for (const store::StoreNode& n : nodes) waiting = waiting || (n.lease_left_s < 0 && !n.settled);
+  if (c.o.json) {
+    Json j;
+    j.BeginObject().Key("nodes").BeginArray();
+    for (const store::StoreNode& n : nodes) {
+      j.BeginObject().Field("name", n.name).Field("node_id", n.node_id_hex).Field("owner", n.owner);
+      j.Field("incarnation", static_cast<int64_t>(n.incarnation)).Field("epoch", static_cast<int64_t>(n.epoch));
+      j.Field("lease_left_s", n.lease_left_s).Field("settled", n.settled);
+      j.Field("taken_over_upto", static_cast<int64_t>(n.taken_over_upto)).Field("taken_over_by", n.taken_over_by);
+      j.Field("open_decisions", n.open_decisions).Field("resource_managers", n.rms).EndObject();
+    }
+    j.EndArray().EndObject();
+    c.out << j.str() << "\n";
+  } else {
+    c.out << std::left << std::setw(16) << "NODE" << std::setw(8) << "INC" << std::setw(8) << "EPOCH" << std::setw(12)
+          << "LEASE" << std::setw(10) << "DECIDED" << "STATE\n";
+    for (const store::StoreNode& n : nodes) {
+      const std::string state = n.lease_left_s >= 0 ? "held by " + n.owner
+                                : n.settled       ? "stopped, nothing left"
+                                                  : "expired: to be taken over";
+      c.out << std::setw(16) << n.name << std::setw(8) << n.incarnation << std::setw(8) << n.epoch << std::setw(12)
+            << (n.lease_left_s >= 0 ? std::to_string(n.lease_left_s) + "s left" : Age(-n.lease_left_s) + " ago")
+            << std::setw(10) << n.open_decisions << state << "\n";
+      if (!n.taken_over_by.empty()) {
+        c.out << "  incarnations up to " << n.taken_over_upto << " taken over (" << n.taken_over_by << ")\n";
+      }
+    }
+  }
+  return waiting ? kExitInDoubt : kExitOk;
+}
+
 int CmdLog(Ctx& c) {
   if (c.o.args.size() != 1 || (c.o.args[0] != "dump" && c.o.args[0] != "verify")) {
     return Fail(c, kExitBadInput, "usage: xatm log dump|verify");
@@ -545,6 +648,8 @@ int CmdLog(Ctx& c) {
   int code;
   const std::string dir = LogDir(c, &code);
   if (code != kExitOk) return code;
+  const tm::TmConfig& cfg = c.server_tm ? c.server_tm->config() : c.cfg;
+  if (c.o.log_dir.empty() && cfg.log_store == tm::TmConfig::LogStore::kPostgres) return StoreLog(c, cfg.log_conninfo);
   log::LogScan scan;
   Status s = log::ScanLog(dir, &scan);
   if (!s.ok()) return Fail(c, ExitFor(s), s.message());
@@ -648,9 +753,19 @@ int CmdHealth(Ctx& c) {
     warned = warned || !h.warnings.empty() || h.in_doubt > 0;
     rows.push_back(std::move(h));
   }
+  store::StoreHealth store;
+  const Status store_status = c.tm->store()->Health(&store);
+  unreachable = unreachable || !store_status.ok();
+  warned = warned || !store.warnings.empty();
   if (c.o.json) {
     Json j;
-    j.BeginObject().Key("resource_managers").BeginArray();
+    j.BeginObject().Key("store").BeginObject().Field("kind", store.kind).Field("reachable", store_status.ok());
+    if (!store_status.ok()) j.Field("error", store_status.message());
+    for (const auto& [k, v] : store.facts) j.Field(k, v);
+    j.Key("warnings").BeginArray();
+    for (const std::string& w : store.warnings) j.Value(w);
+    j.EndArray().EndObject();
+    j.Key("resource_managers").BeginArray();
     for (const RmHealth& h : rows) {
       j.BeginObject().Field("name", h.name).Field("type", h.type).Field("reachable", h.error.empty());
       if (!h.error.empty()) j.Field("error", h.error);
@@ -680,6 +795,12 @@ int CmdHealth(Ctx& c) {
             << (h.xid_age >= 0 ? std::to_string(h.xid_age) + " xids" : "-") << "\n";
       for (const std::string& w : h.warnings) c.out << "  warning: " << w << "\n";
     }
+    if (store.kind != "file") {
+      c.out << "\ndecision store: " << store.kind << "\n";
+      if (!store_status.ok()) c.out << "  UNREACHABLE: " << store_status.message() << "\n";
+      for (const auto& [k, v] : store.facts) c.out << "  " << k << ": " << v << "\n";
+      for (const std::string& w : store.warnings) c.out << "  warning: " << w << "\n";
+    }
   }
   if (unreachable) return kExitRmUnreachable;
   return warned ? kExitInDoubt : kExitOk;
@@ -695,12 +816,17 @@ commands:
   list                     every in-doubt global transaction: branches, the log's decision, age, plan
   show GTRID               everything known about one transaction, with its log records
   recover [--dry-run]      apply the log's decisions; --dry-run prints the plan only
+  recover --node NAME      take node NAME of a postgresql store over and resolve its transactions
+                           (refused while its lease is live, unless --force)
   commit GTRID             commit every branch by hand (a heuristic decision, recorded)
   rollback GTRID           roll every branch back by hand (a heuristic decision, recorded)
   forget GTRID             clear a recorded heuristic outcome once dealt with
-  log dump                 every record of the decision log
-  log verify               check every checksum; non-zero exit on corruption, with the offset
-  health                   per RM: in-doubt count, oldest age, PostgreSQL slots left and xmin held back
+  log dump                 every record of the decision log (of a postgresql store: of every node)
+  log verify               check every checksum (every record); non-zero exit on corruption
+  health                   per RM: in-doubt count, oldest age, PostgreSQL slots left and xmin held back;
+                           a postgresql store: its standbys, and nodes waiting to be taken over
+  store init               create the postgresql store's schema (as a role that may)
+  store nodes              the nodes of a postgresql store: incarnation, epoch, lease, takeovers
 
 options:
   -c, --config FILE        the TM's configuration (the applications' file)
@@ -709,7 +835,9 @@ options:
   --token-file FILE        the shared secret for a tcp: server (default: [server] token_file of --config)
   --json                   machine-readable output
   --force                  list/show/health while a running process owns the log (read-only);
-                           commit/rollback against the log's decision
+                           commit/rollback against the log's decision; recover --node while the
+                           node's lease is live (it then fails every commit it attempts)
+  --node NAME              recover: the node of a postgresql store to take over
   --operator NAME          who decides (default: your login name)
   --reason TEXT            why (required for commit and rollback)
   --log-dir DIR            for `log dump|verify` without a configuration
@@ -726,6 +854,7 @@ examples:
   xatm -c /etc/app/xatm.conf list
   xatm -c /etc/app/xatm.conf show 5a1c...09
   xatm -c /etc/app/xatm.conf recover --dry-run
+  xatm -c /etc/app/xatm.conf recover --node billing-7
   xatm -c /etc/app/xatm.conf rollback 5a1c...09 --reason "customer cancelled; ticket 4711"
   xatm --log-dir /var/lib/xatm/log log verify
   xatm -c /etc/app/xatm.conf health --json
@@ -744,6 +873,7 @@ std::vector<std::string> ForServer(const Options& o, const std::vector<std::stri
   a.insert(a.end(), {"--operator", o.op.empty() ? LoginName() : o.op});
   if (!o.reason.empty()) a.insert(a.end(), {"--reason", o.reason});
   if (!o.log_dir.empty()) a.insert(a.end(), {"--log-dir", o.log_dir});
+  if (!o.node.empty()) a.insert(a.end(), {"--node", o.node});
   a.insert(a.end(), {"--warn-age-s", std::to_string(o.warn_age_s), "--warn-xid-age", std::to_string(o.warn_xid_age)});
   return a;
 }
@@ -793,7 +923,7 @@ int RunImpl(int argc, char** argv, std::ostream& out, std::ostream& err, tm::Tra
   desc.add_options()("config,c", po::value(&c.o.config))("json", po::bool_switch(&c.o.json))(
       "server", po::value(&c.o.server))("token-file", po::value(&c.o.token_file))(
       "force", po::bool_switch(&c.o.force))("dry-run", po::bool_switch(&c.o.dry_run))(
-      "operator", po::value(&c.o.op))("reason", po::value(&c.o.reason))("log-dir", po::value(&c.o.log_dir))(
+      "operator", po::value(&c.o.op))("reason", po::value(&c.o.reason))("log-dir", po::value(&c.o.log_dir))("node", po::value(&c.o.node))(
       "warn-age-s", po::value(&c.o.warn_age_s))("warn-xid-age", po::value(&c.o.warn_xid_age))("help,h", "")(
       "version", "")("words", po::value<std::vector<std::string>>());
   po::positional_options_description pos;
@@ -832,6 +962,7 @@ int RunImpl(int argc, char** argv, std::ostream& out, std::ostream& err, tm::Tra
         {"forget", CmdForget},
         {"log", CmdLog},
         {"health", CmdHealth},
+        {"store", CmdStore},
     };
     auto it = kCommands.find(c.o.command);
     if (it == kCommands.end()) {

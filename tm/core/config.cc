@@ -207,6 +207,11 @@ Status ValidateConfig(const TmConfig& cfg) {
       return Bad(cfg.source, "[tm] server and log_store = postgresql exclude each other: a client of xatmd "
                              "keeps no decisions itself");
     }
+  } else if (cfg.takeover) {
+    return Bad(cfg.source, "[tm] takeover = true needs log_store = postgresql: only a shared store has other nodes "
+                           "to take over");
+  }
+  if (cfg.log_store == TmConfig::LogStore::kPostgres) {
   } else if (cfg.log_dir.empty() && cfg.server.empty()) {
     return Bad(cfg.source, "[tm] log_dir is required: the directory of the decision log (or [tm] server)");
   }

@@ -210,15 +210,25 @@ Status TransactionManager::Open(const TmConfig& cfg_in, std::unique_ptr<Transact
   if (!s.ok()) return s;
   s = tm->OpenRms();
   if (!s.ok()) return s;
+  if (!options.read_only) {
+    // Whoever takes this node over must reach these very databases.
+    if (Status d = tm->store_->DescribeRms(store::RmIdentities(cfg)); !d.ok()) {
+      tm->logger_->warn("{}: a node taking this one over will leave its transactions without a decision alone",
+                        d.message());
+    }
+  }
   tm->logger_->info("opened: node {} ({}), incarnation {}, {}, {} resource manager(s)", ToHex(tm->node_id()),
                     tm->store_->node_name(), tm->incarnation(),
-                    cfg.server.empty() ? "log " + cfg.log_dir : "a session of xatmd at " + cfg.server,
+                    cfg.log_store == TmConfig::LogStore::kPostgres ? std::string("decisions in PostgreSQL")
+                    : cfg.server.empty()                            ? "log " + cfg.log_dir
+                                                                    : "a session of xatmd at " + cfg.server,
                     tm->rms_.size());
   if (options.read_only) {
     *out = std::move(tm);
     return Status::OK();
   }
   tm->reaper_ = std::thread([t = tm.get()] { t->ReaperLoop(); });
+  if (cfg.takeover) tm->takeover_ = std::thread([t = tm.get()] { t->TakeoverLoop(); });
   if (cfg.background_phase_two) {
     for (int i = 0; i < kPhaseTwoThreads; ++i) tm->phase_two_.emplace_back([t = tm.get()] { t->PhaseTwoLoop(); });
   }
@@ -310,7 +320,9 @@ TransactionManager::~TransactionManager() {
     stopping_ = true;
   }
   reaper_cv_.notify_all();
+  takeover_cv_.notify_all();
   if (reaper_.joinable()) reaper_.join();
+  if (takeover_.joinable()) takeover_.join();
   if (store_) {
     store_->ReportCounters(counters());
     store_->Close();
@@ -332,7 +344,9 @@ Outcome TransactionManager::Close(std::string* message) {
     stopping_ = true;
   }
   reaper_cv_.notify_all();
+  takeover_cv_.notify_all();
   if (reaper_.joinable()) reaper_.join();
+  if (takeover_.joinable()) takeover_.join();
   bool pending, by_rows;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -383,15 +397,15 @@ void TransactionManager::DeleteFinishedDecisions() {
 // branches is prepared anywhere (every RM was just scanned): nothing can ask
 // for them again. They are left by a process that ended without deleting
 // them (killed, or in the middle of its queue).
-void TransactionManager::CollectDecisionRows(const LiveSet& live, const std::set<std::string>& in_doubt,
-                                             DecisionRows* rows) {
+void TransactionManager::CollectDecisionRows(const std::string& node_id, const LiveSet& live,
+                                             const std::set<std::string>& in_doubt, DecisionRows* rows) {
   for (auto& rm : rms_) {
     const std::set<std::string>* all = CachedDecisionRows(rm.get(), rows);
     if (all == nullptr) continue;
     std::vector<std::string> gone;
     for (const std::string& g : *all) {
       GtridParts p;
-      if (ParseGtrid(g, &p) && p.node_id == node_id() && !live.Live(p.incarnation) && !in_doubt.count(g)) {
+      if (ParseGtrid(g, &p) && p.node_id == node_id && !live.Live(p.incarnation) && !in_doubt.count(g)) {
         gone.push_back(g);
       }
     }
@@ -723,6 +737,13 @@ Outcome Transaction::PhaseOne(bool explicit_prepare, std::string* message) {
   if (!why.empty()) {
     RollbackAll(message);
     *message = "rolled back: " + why + (message->empty() ? "" : "; " + *message);
+    // A takeover ends the node's sessions on its databases: if that is why
+    // a branch failed, say so (and the next transaction starts anew).
+    if (Status s = tm_->store_->Verify(session_.get()); s.IsFenced()) {
+      *message += "; " + s.message();
+      tm_->logger().warn("{} {}", ToHex(gtrid_), *message);
+      return Outcome::kFenced;
+    }
     tm_->logger().info("{} {}", ToHex(gtrid_), *message);
     return Outcome::kRolledBack;
   }
@@ -755,7 +776,16 @@ Outcome Transaction::PhaseTwo(std::string* message) {
       tm_->logger().error("{} {}", hex, *message);
       return Outcome::kUnknown;
     }
-    if (!s.ok()) return Outcome::kLogError;
+    if (!s.ok()) {
+      // Not written. A takeover (which ends the node's store sessions too)
+      // is the likeliest reason: then say so.
+      if (Status v = tm_->store_->Verify(session_.get()); v.IsFenced()) {
+        *message = v.message();
+        return Outcome::kFenced;
+      }
+      *message = s.message();
+      return Outcome::kLogError;
+    }
     // If we crash now, the commit is decided: recovery finishes phase two.
     XATM_CRASH_POINT("tm.commit.after_decision");
     tm_->logger().info("{} decided commit ({} prepared branches)", hex, writers.size());
@@ -766,19 +796,20 @@ Outcome Transaction::PhaseTwo(std::string* message) {
     Outcome o = log_decision();
     if (o == Outcome::kUnknown) return o;  // branches stay prepared: reopening settles it
     if (o == Outcome::kFenced) {
-      // The server refused the decision: nothing is committed; it rolls the
-      // branches back (and so do we, to free their locks now).
+      // The store refused the decision (the session was ended): nothing is
+      // committed; whoever ended it rolls the branches back (and so do we, to
+      // free their locks now).
       const std::string why = *message;
       std::string rb;
       RollbackAll(&rb);
-      *message = "rolled back by xatmd: " + why;
+      *message = "rolled back, the decision refused: " + why;
       tm_->logger().error("{} {}", hex, *message);
       return Outcome::kFenced;
     }
     if (o == Outcome::kLogError) {
       std::string rb;
       RollbackAll(&rb);
-      *message = "rolled back: the decision log could not record the commit";
+      *message = "rolled back: the decision log could not record the commit: " + *message;
       tm_->logger().error("{} {}", hex, *message);
       return Outcome::kRolledBack;
     }
@@ -1528,7 +1559,8 @@ int TransactionManager::FinishBranch(Rm* rm, const XID& xid_in, bool commit, Clo
 }
 
 void TransactionManager::LogHeuristic(const std::string& gtrid, const Rm* rm, const XID& xid, int code,
-                                      const std::string& who, const std::string& why) {
+                                      const std::string& who, const std::string& why,
+                                      const std::function<Status(const log::HeuristicRecord&)>* to) {
   log::HeuristicRecord h;
   h.format_id = static_cast<int32_t>(xid.formatID);
   h.gtrid = gtrid;
@@ -1541,7 +1573,7 @@ void TransactionManager::LogHeuristic(const std::string& gtrid, const Rm* rm, co
   h.who = who;
   h.why = why;
   h.time_ms = log::NowMs();
-  Status s = store_->Heuristic(h);
+  Status s = to ? (*to)(h) : store_->Heuristic(h);
   logger_->error("{} heuristic outcome on {}: {} ({}){}", ToHex(gtrid), h.rm, log::HeuristicOutcomeName(h.outcome),
                  why, s.ok() ? "" : "; not recorded: " + s.message());
 }
@@ -1554,7 +1586,8 @@ LiveSet TransactionManager::Live() const {
   return l;
 }
 
-bool TransactionManager::FenceDeadSessions(Rm* rm, const LiveSet& live, RecoveryReport* report, std::string* why) {
+bool TransactionManager::FenceDeadSessions(Rm* rm, const std::string& node_id, const LiveSet& live,
+                                           RecoveryReport* report, std::string* why) {
   PGconn* c = PQconnectdb(rm->plain_info.c_str());
   if (PQstatus(c) != CONNECTION_OK) {
     *why = PgMessage(c, nullptr);
@@ -1565,7 +1598,7 @@ bool TransactionManager::FenceDeadSessions(Rm* rm, const LiveSet& live, Recovery
   // application cannot change them), and, for those whose registrations are
   // gone (a restarted server's earlier sessions), the sessions tagged with a
   // dead incarnation (xatm/<node>/<incarnation>, by OpenRms).
-  const std::string prefix = "xatm/" + ToHex(node_id()) + "/";
+  const std::string prefix = "xatm/" + ToHex(node_id) + "/";
   std::string live_list;
   for (uint32_t i : live.live) live_list += (live_list.empty() ? "" : ",") + std::to_string(i);
   const std::string inc = "split_part(application_name, '/', 3)";
@@ -1637,22 +1670,125 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
   *report = RecoveryReport();
   if (options_.read_only && !dry_run) return Status::InvalidArgument("opened read-only: recovery can only be planned");
   if (store_->RecoversElsewhere()) return store_->Recover(dry_run, report);
+  Scope scope;
+  scope.node_id = node_id();
+  scope.name = store_->node_name();
+  scope.own_incarnation = incarnation();
   // Who is live is looked at before the log: a session that dies after the
   // look is left alone this time, and a dead one can add no decision.
-  LiveSet live = Live();
+  scope.live = Live();
   std::vector<log::BackendEntry> registered;
   if (store_->LoadBackends(&registered).ok()) {
     for (const log::BackendEntry& e : registered) {
-      if (!live.Live(e.incarnation)) live.dead_backends.push_back(BackendId{e.rm, e.pid, e.start});
+      if (!scope.live.Live(e.incarnation)) scope.live.dead_backends.push_back(BackendId{e.rm, e.pid, e.start});
     }
   }
-  log::LogState st;
-  if (Status s = store_->State(&st); !s.ok()) return s;
-  std::set<std::string> skip;
+  if (Status s = store_->State(&scope.st); !s.ok()) return s;
   {
     std::lock_guard<std::mutex> l(mu_);
-    skip = in_flight_;
+    scope.skip = in_flight_;
   }
+  scope.end = [this](const std::string& gtrid) {
+    RecordEnd(gtrid);
+    std::lock_guard<std::mutex> l(mu_);
+    pending_.erase(gtrid);
+  };
+  scope.heuristic = [this](const log::HeuristicRecord& h) { return store_->Heuristic(h); };
+  scope.retain = [this](const std::function<bool(const log::BackendEntry&)>& keep) {
+    return store_->RetainBackends(keep);
+  };
+  return RecoverScope(scope, dry_run, report);
+}
+
+Status TransactionManager::RecoverNode(const std::string& name, bool force, bool dry_run, RecoveryReport* report) {
+  *report = RecoveryReport();
+  std::unique_ptr<store::TakenNode> node;
+  Status s = store_->TakeOver(name, force, /*peek=*/dry_run, &node);
+  if (!s.ok()) return s;
+  if (!dry_run) {
+    logger_->warn("took node {} over (incarnations up to {}): resolving its transactions", name, node->upto());
+    report->actions.push_back("took node " + name + " over (incarnations up to " + std::to_string(node->upto()) + ")");
+  }
+  Scope scope;
+  scope.node_id = node->node_id();
+  scope.name = name;
+  // Every incarnation up to the one taken over is dead; later ones are a new
+  // owner's, left alone.
+  scope.live.max = node->upto();
+  std::vector<log::BackendEntry> registered;
+  if (Status b = node->LoadBackends(&registered); b.ok()) {
+    for (const log::BackendEntry& e : registered) {
+      if (!scope.live.Live(e.incarnation)) scope.live.dead_backends.push_back(BackendId{e.rm, e.pid, e.start});
+    }
+  }
+  // A database of the node that this TM does not reach may hold a branch, or
+  // a last resource's decision row: then nothing is presumed aborted.
+  for (const store::RmIdentity& theirs : node->rms()) {
+    Rm* mine = FindRm(theirs.name);
+    std::string why;
+    if (mine == nullptr) {
+      why = "it is not configured here";
+    } else if (theirs.type != RmTypeName(mine->spec.type)) {
+      why = std::string("it is of type ") + RmTypeName(mine->spec.type) + " here, " + theirs.type + " there";
+    } else if (mine->spec.type == RmSpec::Type::kSqlite &&
+               (theirs.identity.empty() || theirs.identity != sqlite::DatabaseIdOf(mine->spec.path))) {
+      why = "its SQLite file here is not the node's (another database id)";
+    }
+    if (why.empty()) continue;
+    scope.presume_abort = false;
+    report->unreachable.push_back(theirs.name + ": node " + name + " used it, but " + why +
+                                  ": its transactions without a decision in the store are left alone");
+  }
+  if (s = node->State(&scope.st); !s.ok()) return s;
+  scope.end = [&node, this](const std::string& gtrid) {
+    if (Status e = node->End(gtrid); !e.ok()) logger_->warn("cannot end {}: {}", ToHex(gtrid), e.message());
+  };
+  scope.heuristic = [&node](const log::HeuristicRecord& h) { return node->Heuristic(h); };
+  scope.retain = [&node](const std::function<bool(const log::BackendEntry&)>& keep) {
+    return node->RetainBackends(keep);
+  };
+  s = RecoverScope(scope, dry_run, report);
+  if (dry_run) return s;
+  const bool settled = s.ok() && report->left == 0 && report->unreachable.empty() &&
+                       static_cast<size_t>(report->ended) == scope.st.open_commits.size();
+  if (Status r = node->Release(settled); !r.ok()) logger_->warn("cannot give node {} back: {}", name, r.message());
+  logger_->warn("node {}: {} committed, {} rolled back, {} ended, {} left{}", name, report->committed,
+                report->rolled_back, report->ended, report->left, settled ? "; nothing of it is left" : "");
+  for (const std::string& u : report->unreachable) logger_->warn("node {}: {}", name, u);
+  return s;
+}
+
+void TransactionManager::TakeoverLoop() {
+  const auto every = std::chrono::milliseconds(std::max(1000, cfg_.lease_s * 500));
+  // A node whose transactions could not all be resolved is taken over again
+  // one recovery interval later, not at every look.
+  const auto again = std::max<Clock::duration>(every, std::chrono::seconds(cfg_.srv.recovery_interval_s));
+  std::map<std::string, Clock::time_point> not_before;
+  std::unique_lock<std::mutex> l(mu_);
+  while (!stopping_) {
+    takeover_cv_.wait_for(l, every);
+    if (stopping_) break;
+    l.unlock();
+    std::vector<std::string> nodes;
+    if (Status s = store_->ExpiredNodes(&nodes); !s.ok()) {
+      logger_->warn("takeover: cannot list the nodes of the decision store: {}", s.message());
+    }
+    const auto now = Clock::now();
+    for (const std::string& name : nodes) {
+      if (auto it = not_before.find(name); it != not_before.end() && now < it->second) continue;
+      RecoveryReport report;
+      Status s = RecoverNode(name, /*force=*/false, /*dry_run=*/false, &report);
+      if (!s.ok() && !s.IsBusy()) logger_->warn("takeover of node {}: {}", name, s.message());
+      not_before[name] = Clock::now() + again;
+    }
+    l.lock();
+  }
+}
+
+Status TransactionManager::RecoverScope(Scope& scope, bool dry_run, RecoveryReport* report) {
+  const LiveSet& live = scope.live;
+  const log::LogState& st = scope.st;
+  const std::set<std::string>& skip = scope.skip;
   struct Found {
     Rm* rm;
     XID xid;
@@ -1672,7 +1808,8 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
     std::vector<XID> xids;
     std::string m;
     // Never a scan while a dead session's backend may still be preparing.
-    const bool fenced = rm->spec.type != RmSpec::Type::kPostgres || dry_run || FenceDeadSessions(rm.get(), live, report, &m);
+    const bool fenced = rm->spec.type != RmSpec::Type::kPostgres || dry_run ||
+                        FenceDeadSessions(rm.get(), scope.node_id, live, report, &m);
     fenced_all = fenced_all && fenced;
     if (!fenced || !ScanRm(this, rm.get(), &xids, &m)) {
       report->unreachable.push_back(rm->spec.name + ": " + m);
@@ -1682,7 +1819,7 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
     reachable.insert(rm.get());
     for (const XID& x : xids) {
       GtridParts p;
-      if (x.formatID != kFormatId || !ParseGtrid(rm::Gtrid(x), &p) || p.node_id != node_id()) continue;
+      if (x.formatID != kFormatId || !ParseGtrid(rm::Gtrid(x), &p) || p.node_id != scope.node_id) continue;
       ours[std::string(rm::Gtrid(x))].push_back({rm.get(), x});
     }
   }
@@ -1693,7 +1830,7 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
     GtridParts p;
     ParseGtrid(gtrid, &p);
     // Another live session's transaction: its own TM finishes it.
-    if (p.incarnation != incarnation() && live.Live(p.incarnation)) continue;
+    if (p.incarnation != scope.own_incarnation && live.Live(p.incarnation)) continue;
     if (!decided && live.Live(p.incarnation)) continue;  // a live transaction of ours
     bool by_last_resource = false;
     Rm* decision_rm = nullptr;
@@ -1710,6 +1847,12 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
         continue;
       }
       decided = by_last_resource = lrc == 1;
+      if (!decided && !scope.presume_abort) {
+        report->left += static_cast<int>(found.size());
+        report->actions.push_back("leave " + ToHex(gtrid) + ": no decision in the store, and node " + scope.name +
+                                  " may have left one in a database this TM does not reach");
+        continue;
+      }
     }
     for (Found& f : found) {
       const std::string what = std::string(decided ? "commit " : "roll back ") + ToHex(gtrid) + " on " +
@@ -1724,7 +1867,7 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
         ++(decided ? report->committed : report->rolled_back);
         logger_->info("recovery: {}", what);
       } else if (rc == XA_HEURCOM || rc == XA_HEURRB || rc == XA_HEURMIX || rc == XA_HEURHAZ) {
-        LogHeuristic(gtrid, f.rm, f.xid, rc, "xatm", m);
+        LogHeuristic(gtrid, f.rm, f.xid, rc, "xatm", m, &scope.heuristic);
         f.resolved = true;
       } else {
         ++report->left;
@@ -1741,13 +1884,13 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
   if (!dry_run && reachable.size() == rms_.size()) {
     std::set<std::string> in_doubt = skip;
     for (const auto& [gtrid, found] : ours) in_doubt.insert(gtrid);
-    CollectDecisionRows(live, in_doubt, &rows);
+    CollectDecisionRows(scope.node_id, live, in_doubt, &rows);
   }
   // END for decided transactions with nothing left in any RM.
   for (const auto& [gtrid, commit] : st.open_commits) {
     if (skip.count(gtrid)) continue;
     GtridParts p;
-    if (ParseGtrid(gtrid, &p) && p.incarnation != incarnation() && live.Live(p.incarnation)) continue;
+    if (ParseGtrid(gtrid, &p) && p.incarnation != scope.own_incarnation && live.Live(p.incarnation)) continue;
     bool done = true;
     for (const log::BranchRef& b : commit.branches) {
       Rm* rm = FindRm(b.rm);
@@ -1763,15 +1906,13 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
     if (!done) continue;
     report->actions.push_back("end " + ToHex(gtrid) + " (every branch finished)");
     if (dry_run) continue;
-    RecordEnd(gtrid);
+    scope.end(gtrid);
     ++report->ended;
-    std::lock_guard<std::mutex> l(mu_);
-    pending_.erase(gtrid);
   }
   // The backends of dead incarnations are gone from every RM: forgotten.
   if (!dry_run && fenced_all && !live.dead_backends.empty()) {
-    Status s = store_->RetainBackends([&](const log::BackendEntry& e) { return live.Live(e.incarnation); });
-    if (!s.ok()) logger_->warn("recovery: cannot prune {}: {}", cfg_.log_dir + "/BACKENDS", s.message());
+    Status s = scope.retain([&](const log::BackendEntry& e) { return live.Live(e.incarnation); });
+    if (!s.ok()) logger_->warn("recovery: cannot forget the backends of ended sessions: {}", s.message());
   }
   if (!dry_run && (report->committed || report->rolled_back || report->left)) {
     logger_->info("recovery: {} committed, {} rolled back, {} ended, {} left", report->committed,

@@ -199,6 +199,12 @@ class TransactionManager {
 
   // Runs recovery now. dry_run: report what would be done, change nothing.
   Status Recover(bool dry_run, RecoveryReport* report);
+  // Takes node `name` of a shared decision store over and resolves its
+  // transactions: commits what it decided, rolls back what is only prepared
+  // (xatm recover --node). Busy while the node holds its lease, unless force.
+  // dry_run: no takeover; the plan only. Allowed on a read-only TM: it
+  // changes nothing of this node.
+  Status RecoverNode(const std::string& name, bool force, bool dry_run, RecoveryReport* report);
   // In-doubt branches across the log and every RM; changes nothing.
   // decide_rows = false: a branch that no committed decision row decides is
   // listed without a decision, without waiting for the locks a fenced read
@@ -254,7 +260,27 @@ class TransactionManager {
   // Ends the PostgreSQL sessions of dead incarnations on rm and waits until
   // they are gone. False (with *why) if that cannot be made sure of: rm must
   // not be scanned then.
-  bool FenceDeadSessions(Rm* rm, const LiveSet& live, RecoveryReport* report, std::string* why);
+  bool FenceDeadSessions(Rm* rm, const std::string& node_id, const LiveSet& live, RecoveryReport* report,
+                         std::string* why);
+  // What one recovery pass works on: this node's transactions, or those of a
+  // node taken over (RecoverNode).
+  struct Scope {
+    std::string node_id;
+    std::string name;              // for messages
+    uint32_t own_incarnation = 0;  // this TM's incarnation; 0 for another node
+    LiveSet live;                  // incarnations left alone
+    log::LogState st;              // the node's live decisions
+    std::set<std::string> skip;    // in flight here
+    // False when a decision row may be in a database this TM does not reach
+    // (the taken node had an RM this one has not): nothing is presumed aborted.
+    bool presume_abort = true;
+    std::function<void(const std::string& gtrid)> end;
+    std::function<Status(const log::HeuristicRecord&)> heuristic;
+    std::function<Status(const std::function<bool(const log::BackendEntry&)>&)> retain;
+  };
+  Status RecoverScope(Scope& scope, bool dry_run, RecoveryReport* report);
+  // With takeover = true: takes over nodes whose lease expired.
+  void TakeoverLoop();
   void RecordEnd(const std::string& gtrid) { store_->End(log::EndRecord{gtrid}); }
   // Commits one branch of a decided transaction, retrying until deadline.
   // XA_OK when done (committed, or gone after an attempt: then *vanished is
@@ -262,8 +288,9 @@ class TransactionManager {
   // it), else the last code.
   int FinishBranch(Rm* rm, const XID& xid, bool commit, std::chrono::steady_clock::time_point deadline,
                    std::string* message, bool* vanished = nullptr);
+  // Recorded by `to` (a taken node's), else by this TM's store.
   void LogHeuristic(const std::string& gtrid, const Rm* rm, const XID& xid, int xa_code, const std::string& who,
-                    const std::string& why);
+                    const std::string& why, const std::function<Status(const log::HeuristicRecord&)>* to = nullptr);
 
   void Register(Transaction* tx);
   void Unregister(Transaction* tx);
@@ -343,7 +370,8 @@ class TransactionManager {
   void DeleteFinishedDecisions();
   // In a recovery pass that scanned every RM: deletes the rows no branch can
   // ask for (a dead process's, with nothing of theirs in_doubt).
-  void CollectDecisionRows(const LiveSet& live, const std::set<std::string>& in_doubt, DecisionRows* rows);
+  void CollectDecisionRows(const std::string& node_id, const LiveSet& live, const std::set<std::string>& in_doubt,
+                           DecisionRows* rows);
 
   const TmConfig cfg_;
   const OpenOptions options_;
@@ -364,6 +392,8 @@ class TransactionManager {
   bool stopping_ = false;                // REQUIRES mu_
   std::condition_variable reaper_cv_;
   std::thread reaper_;
+  std::condition_variable takeover_cv_;
+  std::thread takeover_;  // with takeover = true
   std::deque<Handoff> handoffs_;         // REQUIRES mu_: background phase two to do
   int handoffs_busy_ = 0;                // REQUIRES mu_: being committed now
   bool phase_two_stopping_ = false;      // REQUIRES mu_

@@ -68,6 +68,46 @@ class Session {
   virtual Status Check() = 0;
 };
 
+// A resource manager a node has configured, as the node's store records it
+// for whoever takes the node over: that TM must reach the same databases.
+struct RmIdentity {
+  std::string name;
+  std::string type;      // postgresql | sqlite | xa_switch (tm::RmTypeName)
+  std::string identity;  // sqlite: the database's id (xatm_meta); else empty
+};
+
+// Another node's transactions, held by the node (or the admin tool) that took
+// that node over, until Release. Its incarnations up to upto() are the taken
+// ones: later ones belong to whoever claimed the node since, and are left
+// alone. A store of many nodes only (postgres_store.h).
+class TakenNode {
+ public:
+  virtual ~TakenNode() = default;
+  virtual const std::string& node_id() const = 0;
+  virtual const std::string& node_name() const = 0;
+  virtual uint32_t upto() const = 0;
+  // The resource managers the node had configured, to tell whether this TM
+  // reaches every branch (and every decision row) it may have left.
+  virtual const std::vector<RmIdentity>& rms() const = 0;
+  // Its live decisions, read after the takeover fenced it: nothing can be
+  // added to them any more.
+  virtual Status State(log::LogState* out) = 0;
+  virtual Status LoadBackends(std::vector<log::BackendEntry>* out) = 0;
+  virtual Status RetainBackends(const std::function<bool(const log::BackendEntry&)>& keep) = 0;
+  virtual Status Heuristic(const log::HeuristicRecord& r) = 0;
+  virtual Status End(const std::string& gtrid) = 0;
+  // Gives the node back (its lease runs out now). settled: nothing of it is
+  // left anywhere, so it is not taken over again until it runs again.
+  virtual Status Release(bool settled) = 0;
+};
+
+// What `xatm health` says of a store: facts for people, and what is wrong.
+struct StoreHealth {
+  std::string kind;  // file | xatmd | postgresql
+  std::vector<std::pair<std::string, std::string>> facts;
+  std::vector<std::string> warnings;
+};
+
 class DecisionStore {
  public:
   virtual ~DecisionStore() = default;
@@ -123,11 +163,47 @@ class DecisionStore {
     return Status::NotSupported("this store's transactions are recovered by the TM itself");
   }
 
+  // Nodes of the store whose lease expired and whose transactions may not
+  // all be resolved yet (not this one).
+  virtual Status ExpiredNodes(std::vector<std::string>* names) {
+    names->clear();
+    return Status::NotSupported("this store keeps one node's decisions");
+  }
+  // Takes node `name` over: ends its store sessions, then moves its epoch
+  // (durably, on the synchronous standby too), so that nothing it decides
+  // from then on is recorded. Busy while its lease is live, unless force.
+  // peek: no takeover; State and LoadBackends only (a plan).
+  virtual Status TakeOver(const std::string& name, bool force, bool peek, std::unique_ptr<TakenNode>* out) {
+    (void)name;
+    (void)force;
+    (void)peek;
+    out->reset();
+    return Status::NotSupported("this store keeps one node's decisions: there is no other node to take over");
+  }
+
+  // The node's resource managers once they are open (a SQLite database gets
+  // its id at its first open), for whoever takes the node over.
+  virtual Status DescribeRms(const std::vector<RmIdentity>& rms) {
+    (void)rms;
+    return Status::OK();
+  }
+  // Whether `session` still holds, asked of the store itself (a round trip
+  // where the store can end sessions without telling): after a failure that
+  // a takeover explains (a branch's connection ended), so that the message
+  // says so and the next transaction gets a new session.
+  virtual Status Verify(Session* session) { return session->Check(); }
+
   // For a server that hands incarnations to its clients' sessions: makes
   // `incarnation` of this node durable before anyone uses it.
   virtual Status RecordIncarnation(uint32_t incarnation) {
     (void)incarnation;
     return Status::NotSupported("this store hands out no incarnations");
+  }
+
+  // For `xatm health`.
+  virtual Status Health(StoreHealth* out) {
+    out->kind = "file";
+    return Status::OK();
   }
 
   // The TM's counters, for a store that reports them (xatmd's metrics).

@@ -36,11 +36,21 @@ Status OpenServerStore(const tm::TmConfig& cfg, std::unique_ptr<DecisionStore>* 
 
 }  // namespace
 
+std::vector<RmIdentity> RmIdentities(const tm::TmConfig& cfg) {
+  std::vector<RmIdentity> rms;
+  for (const tm::RmSpec& spec : cfg.rms) {
+    rms.push_back({spec.name, tm::RmTypeName(spec.type),
+                   spec.type == tm::RmSpec::Type::kSqlite ? sqlite::DatabaseIdOf(spec.path) : ""});
+  }
+  return rms;
+}
+
 Status OpenStore(const tm::TmConfig& cfg, const StoreOptions& opts, std::unique_ptr<DecisionStore>* out) {
   if (cfg.log_store == tm::TmConfig::LogStore::kPostgres) {
     return PostgresStore::Open({.conninfo = cfg.log_conninfo,
                                 .node_name = cfg.node_name,
                                 .lease_s = cfg.lease_s,
+                                .rms = RmIdentities(cfg),
                                 .read_only = opts.read_only,
                                 .force = opts.force},
                                out);

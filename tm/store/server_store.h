@@ -36,6 +36,11 @@ class ServerStore final : public DecisionStore {
   void ReportCounters(const tm::Counters& c) override;
   void Close() override;
 
+  Status Health(StoreHealth* out) override {
+    out->kind = "xatmd";
+    return Status::OK();
+  }
+
  private:
   class ServerSession;
   explicit ServerStore(const server::ClientOptions& opts) : opts_(opts) {}

@@ -22,7 +22,13 @@ XatmdProcess::~XatmdProcess() {
   }
 }
 
+void XatmdProcess::StartUntil(const std::string& text) { Launch("", "", text); }
+
 void XatmdProcess::Start(const std::string& crash_at, const std::string& fault_at) {
+  Launch(crash_at, fault_at, "serving:");
+}
+
+void XatmdProcess::Launch(const std::string& crash_at, const std::string& fault_at, const std::string& until) {
   const size_t before = Log().size();
   pid_ = ::fork();
   if (pid_ == 0) {
@@ -36,7 +42,7 @@ void XatmdProcess::Start(const std::string& crash_at, const std::string& fault_a
   }
   const auto deadline = Clock::now() + std::chrono::seconds(30);
   while (Clock::now() < deadline) {
-    if (Log().find("serving:", before) != std::string::npos) return;
+    if (Log().find(until, before) != std::string::npos) return;
     int st;
     if (::waitpid(pid_, &st, WNOHANG) == pid_) {
       pid_ = -1;
@@ -117,8 +123,10 @@ bool WaitFor(const std::function<bool()>& cond, int seconds) {
 int WaitChild(pid_t pid) {
   int st = 0;
   ::waitpid(pid, &st, 0);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return WaitStatusCode(st);
 }
+
+int WaitStatusCode(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
 
 bool WaitStopped(pid_t pid, int seconds) {
   const auto deadline = Clock::now() + std::chrono::seconds(seconds);

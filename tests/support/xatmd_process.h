@@ -18,6 +18,8 @@ class XatmdProcess {
   // Starts it and waits until it serves (fails the test if it does not).
   // crash_at / fault_at: XATM_CRASH_AT / XATM_FAULT_AT for it.
   void Start(const std::string& crash_at = "", const std::string& fault_at = "");
+  // Starts it and waits until its log says `text` (e.g. "standing by").
+  void StartUntil(const std::string& text);
   // Sends sig and waits for the process; its wait status.
   int Stop(int sig);
   // Waits for it to end by itself (a crash point); its wait status.
@@ -32,6 +34,7 @@ class XatmdProcess {
   int MetricsPort() const;
 
  private:
+  void Launch(const std::string& crash_at, const std::string& fault_at, const std::string& until);
   std::string config_, log_;
   pid_t pid_ = -1;
 };
@@ -51,6 +54,8 @@ bool WaitFor(const std::function<bool()>& cond, int seconds);
 
 // The exit code of a child (128 + signal if killed).
 int WaitChild(pid_t pid);
+// The same of a wait status (XatmdProcess::Stop and Wait).
+int WaitStatusCode(int status);
 
 // Waits until child pid is stopped (SIGSTOP, a pause point); false if it
 // exits or `seconds` pass first.

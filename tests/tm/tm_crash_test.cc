@@ -216,6 +216,28 @@ TEST_F(TmCrash, CrashAfterTheCommitRecordCommitsEveryBranchAtRecovery) {
   ExpectAtomic(*bank_, {1});
 }
 
+// A decided transaction whose SQLite branch cannot be applied any more (its
+// rows were changed after the process died, before recovery): a heuristic
+// hazard is recorded, and the branch is left for an operator — never rolled
+// back by presumption on a later pass, although its PostgreSQL branch
+// committed and its COMMIT record is ended.
+TEST_F(TmCrash, ADecidedBranchThatCannotBeAppliedIsLeftToAnOperatorNeverPresumedAborted) {
+  CrashOneTransfer(config_, "tm.commit.after_decision", 1);
+  ASSERT_EQ(1, bank_->SqlitePrepared());
+  sqlite3* db = nullptr;
+  ASSERT_EQ(SQLITE_OK, sqlite3_open(bank_->sqlite_path().c_str(), &db));
+  ASSERT_EQ(SQLITE_OK, sqlite3_exec(db, "UPDATE accounts SET balance = balance + 1", nullptr, nullptr, nullptr));
+  sqlite3_close(db);
+  RecoverNow(config_);
+  EXPECT_EQ(1u, bank_->PgTransfers().count(1));
+  EXPECT_EQ(1, bank_->SqlitePrepared()) << "the branch that could not be applied went";
+  RecoverNow(config_);  // another pass: the COMMIT is ended, the heuristic record stays
+  EXPECT_EQ(1, bank_->SqlitePrepared()) << "a decided branch was rolled back by presumption";
+  ShellResult r = RunShell(std::string(XATM_CLI) + " -c " + config_ + " list");
+  EXPECT_EQ(1, r.code) << r.out;
+  EXPECT_NE(std::string::npos, r.out.find("heuristic")) << r.out;
+}
+
 TEST_F(TmCrash, CrashWithEveryBranchPreparedButNoDecisionRollsBackAtRecovery) {
   CrashOneTransfer(config_, "tm.prepare.after_all", 2);
   EXPECT_EQ(1, bank_->PgPrepared());

@@ -141,6 +141,11 @@ Status SetServerKey(TmConfig* cfg, const std::string& key, const std::string& va
   TmConfig::Server& v = cfg->srv;
   if (key == "tcp") {
     v.tcp = value;
+  } else if (key == "listen") {
+    if (value.rfind("unix:/", 0) != 0 && value.rfind("tcp:", 0) != 0) {
+      return Bad(where, "must be unix:/PATH or tcp:HOST:PORT, not \"" + value + "\"");
+    }
+    v.listen = value;
   } else if (key == "token_file") {
     v.token_file = value;
   } else if (key == "socket_mode") {
@@ -173,7 +178,7 @@ Status SetServerKey(TmConfig* cfg, const std::string& key, const std::string& va
     }
   } else {
     return Bad(cfg->source + ": [server]", "unknown key \"" + key +
-                                               "\" (known: tcp, token_file, socket_mode, client_timeout_s, "
+                                               "\" (known: listen, tcp, token_file, socket_mode, client_timeout_s, "
                                                "recovery_interval_s, metrics, admin_uids)");
   }
   return Status::OK();
@@ -203,10 +208,8 @@ Status ValidateConfig(const TmConfig& cfg) {
       return Bad(cfg.source, "[tm] log_store = postgresql needs node_name: this node's name, unique among the "
                              "nodes of the store (its lease and its decisions are kept under it)");
     }
-    if (!cfg.server.empty()) {
-      return Bad(cfg.source, "[tm] server and log_store = postgresql exclude each other: a client of xatmd "
-                             "keeps no decisions itself");
-    }
+    // With [tm] server too, the file serves both sides: xatmd keeps its
+    // decisions in the store, its clients keep none themselves.
   } else if (cfg.takeover) {
     return Bad(cfg.source, "[tm] takeover = true needs log_store = postgresql: only a shared store has other nodes "
                            "to take over");

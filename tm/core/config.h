@@ -25,7 +25,9 @@
 //                                    background thread (readers may see them a moment later);
 //                                    with last_resource_commit, once the last resource committed
 //   server = unix:/run/xatm/xatmd.sock   (optional) where xatmd listens; an application with this
-//                                    key uses the server's decision log instead of log_dir
+//                                    key uses the server's decision log instead of log_dir. Several,
+//                                    comma-separated: active/passive xatmd on a postgresql store;
+//                                    clients use whichever leads
 //   log_store = file                 file: the decision log in log_dir; postgresql: in the database
 //                                    of log_conninfo (schema xatm), shared by nodes that each hold a
 //                                    lease (node_name required, unique in the store)
@@ -35,6 +37,8 @@
 //                                    expired (postgresql store)
 //
 //   [server]                         (xatmd, and the token for clients of a tcp: server)
+//   listen = unix:/run/xatm/a.sock   this xatmd's address, one of [tm] server when that lists
+//                                    several (active/passive xatmd on a postgresql store)
 //   tcp = 127.0.0.1:7420             also listen on this TCP address (token required)
 //   token_file = /etc/xatm/token     the shared secret of TCP connections (mode 0600)
 //   socket_mode = 0660               the unix socket's mode (0600 or 0660)
@@ -97,6 +101,7 @@ struct TmConfig {
   int lease_s = 10;
   bool takeover = false;
   struct Server {
+    std::string listen;  // this xatmd's address, when [tm] server lists several
     std::string tcp;
     std::string token_file;
     unsigned socket_mode = 0660;

@@ -97,6 +97,16 @@ struct ThreadRms {
     std::string backend_start;
   };
   std::map<int, Open> open;
+  // Branches this thread holds prepared of transactions whose commit
+  // returned "unknown" (a SQLite branch lives in the thread's connection):
+  // settled at the next Begin once the store can tell the outcome.
+  struct InDoubt {
+    const TransactionManager* tm;
+    Rm* rm;
+    XID xid;
+    std::string gtrid;
+  };
+  std::vector<InDoubt> in_doubt;
   ~ThreadRms() {
     for (auto& [rmid, o] : open) {
       if (o.sw != &xatm_pgsql_switch && o.sw != &xatm_sqlite_switch) {
@@ -519,12 +529,46 @@ Status TransactionManager::Begin(std::unique_ptr<Transaction>* out) {
     session = store_->Current();
     logger_->warn("{}; continuing in a new session (incarnation {})", why, session->incarnation());
   }
+  if (!tls_rms.in_doubt.empty()) SettleThreadInDoubt();
   ++begun_;
   const uint64_t seq = ++sequence_;
   std::string gtrid = MakeGtrid(node_id(), session->incarnation(), seq);
   out->reset(new Transaction(this, std::move(gtrid), std::move(session)));
   Register(out->get());
   return Status::OK();
+}
+
+void TransactionManager::SettleThreadInDoubt() {
+  auto& all = tls_rms.in_doubt;
+  for (auto it = all.begin(); it != all.end();) {
+    if (it->tm != this) {
+      ++it;
+      continue;
+    }
+    bool committed = false;
+    Status s = store_->Outcome(it->gtrid, {it->rm->spec.name}, &committed);
+    if (s.IsNotSupported()) {
+      it = all.erase(it);  // this store's recovery settles it
+      continue;
+    }
+    if (!s.ok()) {
+      // Not known yet: the branch stays; if the connection is replaced, the
+      // RM keeps it prepared for recovery.
+      logger_->warn("{} on {}: outcome not known yet: {}", ToHex(it->gtrid), it->rm->spec.name, s.message());
+      ++it;
+      continue;
+    }
+    const int rc = committed ? it->rm->sw->xa_commit_entry(&it->xid, it->rm->rmid, TMNOFLAGS)
+                             : it->rm->sw->xa_rollback_entry(&it->xid, it->rm->rmid, TMNOFLAGS);
+    if (rc == XA_OK || rc == XAER_NOTA) {
+      logger_->warn("{}: {} its branch on {} (the outcome its commit could not tell)", ToHex(it->gtrid),
+                    committed ? "committed" : "rolled back", it->rm->spec.name);
+    } else {
+      logger_->error("{}: could not {} its branch on {}: {}; recovery finishes it", ToHex(it->gtrid),
+                     committed ? "commit" : "roll back", it->rm->spec.name, Describe(rc, RmError(it->rm)));
+    }
+    it = all.erase(it);
+  }
 }
 
 Transaction::Transaction(TransactionManager* tm, std::string gtrid, std::shared_ptr<store::Session> session)
@@ -1060,6 +1104,16 @@ Outcome Transaction::Prepare(std::string* message) {
 
 Outcome Transaction::Commit(std::string* message) {
   const Outcome o = CommitImpl(message);
+  if (o == Outcome::kUnknown) {
+    // Branches prepared in this thread's own connections (SQLite) stay with
+    // it: the next Begin asks the store how it ended and finishes them here,
+    // holding their locks, before anything else can touch their rows.
+    for (const Branch& b : branches_) {
+      if (b.st == Branch::St::kPrepared && b.rm->spec.type == RmSpec::Type::kSqlite) {
+        tls_rms.in_doubt.push_back({tm_, b.rm, b.xid, gtrid_});
+      }
+    }
+  }
   switch (o) {
     case Outcome::kOk:
     case Outcome::kPending:
@@ -1700,6 +1754,35 @@ Status TransactionManager::Recover(bool dry_run, RecoveryReport* report) {
   return RecoverScope(scope, dry_run, report);
 }
 
+Status TransactionManager::OutcomeOf(const std::string& gtrid, const std::vector<std::string>& prepared_in,
+                                     bool* committed) {
+  GtridParts p;
+  if (!ParseGtrid(gtrid, &p) || p.node_id != node_id()) {
+    return Status::InvalidArgument(ToHex(gtrid) + " is not a transaction of this node");
+  }
+  // A live incarnation may still decide it: only a dead one's is final.
+  if (Live().Live(p.incarnation)) return Status::Busy(ToHex(gtrid) + " belongs to a live session");
+  log::LogState st;
+  if (Status s = store_->State(&st); !s.ok()) return Status::Busy(s.message());
+  if (st.open_commits.count(gtrid)) {
+    *committed = true;
+    return Status::OK();
+  }
+  for (const auto& [key, h] : st.heuristics) {
+    if (std::get<0>(key) == gtrid) return Status::Busy(ToHex(gtrid) + " has a heuristic outcome recorded");
+  }
+  // A last resource's decision row, read fenced; an RM where the client
+  // holds a prepared branch is not its last resource.
+  std::set<const Rm*> held;
+  for (const std::string& name : prepared_in) {
+    if (Rm* rm = FindRm(name)) held.insert(rm);
+  }
+  const int lrc = LastResourceDecided(gtrid, nullptr, nullptr, /*fenced=*/true, &held);
+  if (lrc < 0) return Status::Busy("the decision of " + ToHex(gtrid) + " cannot be read now");
+  *committed = lrc == 1;
+  return Status::OK();
+}
+
 Status TransactionManager::RecoverNode(const std::string& name, bool force, bool dry_run, RecoveryReport* report) {
   *report = RecoveryReport();
   std::unique_ptr<store::TakenNode> node;
@@ -1847,6 +1930,17 @@ Status TransactionManager::RecoverScope(Scope& scope, bool dry_run, RecoveryRepo
         continue;
       }
       decided = by_last_resource = lrc == 1;
+      // A heuristic outcome recorded for it (a branch that could not be
+      // finished as decided, and said so): an operator decides the rest,
+      // never a presumption — its COMMIT may be ended already.
+      bool heuristic = false;
+      for (const auto& [key, h] : st.heuristics) heuristic = heuristic || std::get<0>(key) == gtrid;
+      if (!decided && heuristic) {
+        report->left += static_cast<int>(found.size());
+        report->actions.push_back("leave " + ToHex(gtrid) + ": a heuristic outcome is recorded for it; an operator "
+                                  "decides (xatm show, then commit or rollback, then forget)");
+        continue;
+      }
       if (!decided && !scope.presume_abort) {
         report->left += static_cast<int>(found.size());
         report->actions.push_back("leave " + ToHex(gtrid) + ": no decision in the store, and node " + scope.name +

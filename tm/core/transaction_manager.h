@@ -199,6 +199,12 @@ class TransactionManager {
 
   // Runs recovery now. dry_run: report what would be done, change nothing.
   Status Recover(bool dry_run, RecoveryReport* report);
+  // The outcome of gtrid, a transaction of a dead incarnation of this node
+  // whose branches in prepared_in (RM names) a client still holds: committed
+  // if decided, rolled back if nothing can decide it any more; Busy while
+  // that cannot be known (in flight, a heuristic outcome, a decision row
+  // unreadable now). For xatmd's OUTCOME.
+  Status OutcomeOf(const std::string& gtrid, const std::vector<std::string>& prepared_in, bool* committed);
   // Takes node `name` of a shared decision store over and resolves its
   // transactions: commits what it decided, rolls back what is only prepared
   // (xatm recover --node). Busy while the node holds its lease, unless force.
@@ -257,6 +263,9 @@ class TransactionManager {
   // What xa_open gets for rm now (a PostgreSQL conninfo carries the session tag).
   std::string XaInfo(const Rm* rm) const;
   LiveSet Live() const;
+  // Finishes the branches this thread holds of transactions whose commit
+  // returned "unknown", once the store can tell their outcome.
+  void SettleThreadInDoubt();
   // Ends the PostgreSQL sessions of dead incarnations on rm and waits until
   // they are gone. False (with *why) if that cannot be made sure of: rm must
   // not be scanned then.

@@ -19,6 +19,14 @@ bool DecodeStatus(Decoder* d, Reply* r) {
   return true;
 }
 
+// A server silent this long while a reply is awaited (it answers every
+// heartbeat at once) is frozen or gone: the read fails and the client resumes,
+// with this server or another one. 0: wait for ever (the admin tool).
+void SetReadTimeout(int fd, int ms) {
+  timeval tv{ms / 1000, (ms % 1000) * 1000};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
 Status ToStatus(const Reply& r) {
   switch (r.code) {
     case ReplyCode::kOk: return Status::OK();
@@ -34,24 +42,40 @@ Status ToStatus(const Reply& r) {
 
 Status ServerClient::Connect(const ClientOptions& opts, std::unique_ptr<ServerClient>* out) {
   out->reset();
-  std::unique_ptr<ServerClient> c(new ServerClient(opts));
-  int fd = -1;
-  Status s = server::Connect(opts.address, &fd);
-  if (!s.ok()) {
-    return Status::IOError(s.message() + " (is xatmd running? [tm] server names where it listens)");
+  std::vector<Address> servers = opts.servers.empty() ? std::vector<Address>{opts.address} : opts.servers;
+  // The first server that answers: one leads, the others (active/passive on
+  // one decision store) do not listen until they do.
+  Status failed;
+  for (const Address& a : servers) {
+    ClientOptions one = opts;
+    one.address = a;
+    one.servers = servers;
+    std::unique_ptr<ServerClient> c(new ServerClient(one));
+    int fd = -1;
+    Status s = server::Connect(a, &fd);
+    if (!s.ok()) {
+      failed = Status::IOError(s.message() + " (is xatmd running? [tm] server names where it listens)");
+      continue;
+    }
+    SetReadTimeout(fd, opts.reconnect_ms);
+    ReplyCode code;
+    std::string message;
+    s = c->Hello(fd, /*resume=*/false, &code, &message);
+    if (!s.ok()) {
+      ::close(fd);
+      failed = s;
+      continue;
+    }
+    if (code != ReplyCode::kOk) {
+      ::close(fd);
+      return Status::InvalidArgument("xatmd at " + a.text + " refused the connection: " + message);
+    }
+    c->fd_ = fd;
+    if (!opts.admin) c->heartbeat_ = std::thread([p = c.get()] { p->HeartbeatLoop(); });
+    *out = std::move(c);
+    return Status::OK();
   }
-  ReplyCode code;
-  std::string message;
-  s = c->Hello(fd, /*resume=*/false, &code, &message);
-  if (!s.ok() || code != ReplyCode::kOk) {
-    ::close(fd);
-    if (!s.ok()) return s;
-    return Status::InvalidArgument("xatmd at " + opts.address.text + " refused the connection: " + message);
-  }
-  c->fd_ = fd;
-  if (!opts.admin) c->heartbeat_ = std::thread([p = c.get()] { p->HeartbeatLoop(); });
-  *out = std::move(c);
-  return Status::OK();
+  return failed;
 }
 
 ServerClient::~ServerClient() { Close(); }
@@ -207,18 +231,28 @@ bool ServerClient::Resume() {
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.reconnect_ms);
   std::string why = "the connection was lost";
+  // The server in use first, then the others: one of them may lead now (it
+  // then does not know this session, and a new one is needed).
+  std::vector<Address> servers = {opts_.address};
+  for (const Address& a : opts_.servers) {
+    if (a.text != opts_.address.text) servers.push_back(a);
+  }
+  size_t next = 0;
   while (std::chrono::steady_clock::now() < deadline) {
     {
       std::lock_guard<std::mutex> l(mu_);
       if (state_ == State::kClosed) break;
     }
     int fd = -1;
-    Status s = server::Connect(opts_.address, &fd);
+    const Address& a = servers[next++ % servers.size()];
+    Status s = server::Connect(a, &fd);
     if (!s.ok()) {
       why = s.message();
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (next % servers.size() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
       continue;
     }
+    SetReadTimeout(fd, opts_.reconnect_ms);
+    opts_.address = a;  // read by this thread only (Hello, and the messages below)
     ReplyCode code;
     std::string message;
     s = Hello(fd, /*resume=*/true, &code, &message);

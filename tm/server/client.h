@@ -38,7 +38,8 @@
 namespace xtm::server {
 
 struct ClientOptions {
-  Address address;
+  Address address;               // the server in use (Connect sets it from servers)
+  std::vector<Address> servers;  // every server, tried in order (empty: address alone)
   std::string token;        // required by a TCP listener
   std::string client_name;  // for the server's log
   bool admin = false;       // the admin tool: no session
@@ -67,7 +68,6 @@ class ServerClient {
   ~ServerClient();
 
   const SessionInfo& session() const { return session_; }
-  const std::string& address() const { return opts_.address.text; }
 
   // Sends a request and waits for its reply. OK: the reply's status was kOk
   // and *body is what followed it. Otherwise the status says why: Fenced as
@@ -111,7 +111,7 @@ class ServerClient {
   // Reconnects and resumes; false when the session cannot be resumed.
   bool Resume();
 
-  const ClientOptions opts_;
+  ClientOptions opts_;  // address: the server in use, changed by Resume (the reading thread)
   SessionInfo session_;
 
   std::mutex mu_;

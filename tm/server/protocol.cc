@@ -154,6 +154,22 @@ Status ParseAddress(const std::string& text, Address* out) {
                                  "\": must begin with unix: or tcp: (unix:/run/xatm/xatmd.sock, tcp:127.0.0.1:7420)");
 }
 
+Status ParseAddressList(const std::string& text, std::vector<Address>* out) {
+  out->clear();
+  size_t at = 0;
+  for (;;) {
+    size_t comma = text.find(',', at);
+    std::string one = text.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+    while (!one.empty() && one.front() == ' ') one.erase(0, 1);
+    while (!one.empty() && one.back() == ' ') one.pop_back();
+    Address a;
+    if (Status s = ParseAddress(one, &a); !s.ok()) return s;
+    out->push_back(std::move(a));
+    if (comma == std::string::npos) return Status::OK();
+    at = comma + 1;
+  }
+}
+
 namespace {
 
 // The socket address of a, and a socket (close-on-exec) of its family.

@@ -73,8 +73,9 @@ enum class Kind : uint8_t {
   kBye = 10,
   kAlive = 11,
   kBackend = 12,
+  kOutcome = 13,  // the outcome of an ended session's transaction whose branch the client holds
 };
-inline constexpr uint8_t kLastKind = static_cast<uint8_t>(Kind::kBackend);
+inline constexpr uint8_t kLastKind = static_cast<uint8_t>(Kind::kOutcome);
 inline constexpr uint8_t kReplyBit = 0x80;
 
 // HELLO flags.
@@ -141,6 +142,8 @@ struct Address {
   std::string text;  // as configured
 };
 Status ParseAddress(const std::string& text, Address* out);
+// Several, separated by commas (the servers a client may use, in order).
+Status ParseAddressList(const std::string& text, std::vector<Address>* out);
 // A connected socket (close-on-exec).
 Status Connect(const Address& a, int* fd);
 // Whether a TCP host is a loopback address (127.0.0.0/8, ::1, localhost).

@@ -120,6 +120,10 @@ class ServerImpl final : public Server {
   void Stop() override;
   int tcp_port() const override { return tcp_port_; }
   int metrics_port() const override { return metrics_port_; }
+  std::string LostLead() const override {
+    std::lock_guard<std::mutex> l(lost_mu_);
+    return lost_lead_;
+  }
 
  private:
   void AcceptLoop();
@@ -139,6 +143,7 @@ class ServerImpl final : public Server {
   std::string DoCommit(Session* session, const std::string& payload, const std::vector<log::EndRecord>& ends);
   std::string DoRecord(Kind kind, const Conn& conn, const std::string& payload);
   std::string DoAlive(Session* session, const std::string& payload);
+  std::string DoOutcome(const std::string& payload);
   std::string DoBackend(Session* session, const std::string& payload);
   // Why a client using these RMs cannot be served ("" if it can).
   std::string CheckClientRms(const std::vector<ClientRm>& rms);
@@ -172,6 +177,8 @@ class ServerImpl final : public Server {
   int metrics_port_ = 0;
   int wake_[2] = {-1, -1};  // written to at Stop: wakes the poll loops
   std::atomic<bool> stopping_{false};
+  mutable std::mutex lost_mu_;
+  std::string lost_lead_;  // REQUIRES lost_mu_
   std::once_flag stopped_;
   Metrics metrics_;
 
@@ -203,7 +210,7 @@ Status ServerImpl::Init() {
   log_->set_level(spdlog::level::from_str(cfg_.log_level));
   log_->flush_on(spdlog::level::info);
 
-  Status s = ParseAddress(cfg_.server, &unix_addr_);
+  Status s = ParseAddress(ListenAddress(cfg_), &unix_addr_);
   if (!s.ok()) return s;
   Address tcp;
   const bool want_tcp = !unix_addr_.unix_socket || !cfg_.srv.tcp.empty();
@@ -257,8 +264,9 @@ Status ServerImpl::Init() {
   threads_.emplace_back([this] { MonitorLoop(); });
   threads_.emplace_back([this] { RecoveryLoop(); });
   if (metrics_fd_ >= 0) threads_.emplace_back([this] { MetricsLoop(); });
-  log_->info("serving: node {} ({}), log {}, {} resource manager(s), client_timeout_s {}, recovery every {} s",
-             tm::ToHex(tm_->node_id()), cfg_.node_name.empty() ? "-" : cfg_.node_name, cfg_.log_dir,
+  log_->info("serving: node {} ({}), {}, {} resource manager(s), client_timeout_s {}, recovery every {} s",
+             tm::ToHex(tm_->node_id()), cfg_.node_name.empty() ? "-" : cfg_.node_name,
+             cfg_.log_store == tm::TmConfig::LogStore::kPostgres ? "decisions in PostgreSQL" : "log " + cfg_.log_dir,
              cfg_.rms.size(), cfg_.srv.client_timeout_s, cfg_.srv.recovery_interval_s);
   return Status::OK();
 }
@@ -599,6 +607,7 @@ void ServerImpl::Handle(const std::shared_ptr<Conn>& conn, const std::shared_ptr
       case Kind::kAlive:
         reply = session ? DoAlive(session.get(), f.payload) : EncodeStatus(ReplyCode::kError, "no session");
         break;
+      case Kind::kOutcome: reply = session ? DoOutcome(f.payload) : EncodeStatus(ReplyCode::kError, "no session"); break;
       case Kind::kBackend:
         reply = session ? DoBackend(session.get(), f.payload) : EncodeStatus(ReplyCode::kError, "no session");
         break;
@@ -731,6 +740,27 @@ std::string ServerImpl::DoAlive(Session* session, const std::string& payload) {
     }
   }
   return EncodeStatus(ReplyCode::kOk, "");
+}
+
+std::string ServerImpl::DoOutcome(const std::string& payload) {
+  Decoder d(payload);
+  std::string gtrid;
+  uint32_t n = 0;
+  std::vector<std::string> prepared_in;
+  if (!d.GetBytes(&gtrid, 1024) || !d.GetFixed32(&n) || n > 1024) return EncodeStatus(ReplyCode::kError, "malformed OUTCOME");
+  for (uint32_t i = 0; i < n; ++i) {
+    std::string rm;
+    if (!d.GetBytes(&rm, 256)) return EncodeStatus(ReplyCode::kError, "malformed OUTCOME");
+    prepared_in.push_back(std::move(rm));
+  }
+  if (!d.done()) return EncodeStatus(ReplyCode::kError, "malformed OUTCOME");
+  bool committed = false;
+  if (Status s = tm_->OutcomeOf(gtrid, prepared_in, &committed); !s.ok()) {
+    return EncodeStatus(ReplyCode::kError, s.message());
+  }
+  std::string p = EncodeStatus(ReplyCode::kOk, "");
+  p.push_back(committed ? 1 : 0);
+  return p;
 }
 
 std::string ServerImpl::DoBackend(Session* session, const std::string& payload) {
@@ -998,6 +1028,14 @@ void ServerImpl::RecoveryLoop() {
 }
 
 void ServerImpl::RecoveryPass() {
+  // Another xatmd claimed the node (this one was paused or cut off past its
+  // lease): its decisions are refused already; it stops serving.
+  if (Status held = tm_->store()->Current()->Check(); !held.ok()) {
+    std::lock_guard<std::mutex> l(lost_mu_);
+    if (lost_lead_.empty()) log_->error("this server no longer leads: {}; it stops", held.message());
+    lost_lead_ = held.message();
+    return;
+  }
   tm::RecoveryReport r;
   Status s = tm_->Recover(false, &r);
   if (!s.ok()) log_->warn("recovery: {}", s.message());
@@ -1070,6 +1108,9 @@ std::string ServerImpl::MetricsText() {
   o << "# HELP xatm_indoubt_oldest_age_seconds Age of the oldest decided in-doubt branch, per resource manager.\n"
     << "# TYPE xatm_indoubt_oldest_age_seconds gauge\n";
   for (const auto& [rm, m] : metrics_.rms) o << "xatm_indoubt_oldest_age_seconds{rm=\"" << rm << "\"} " << m.oldest_s << "\n";
+  o << "# HELP xatm_server_leading Whether this xatmd serves its node (one of several on a postgresql store).\n"
+    << "# TYPE xatm_server_leading gauge\nxatm_server_leading{node=\"" << tm_->store()->node_name() << "\",listen=\""
+    << ListenAddress(cfg_) << "\"} " << (LostLead().empty() ? 1 : 0) << "\n";
   gauge("xatm_clients_connected", "Client sessions connected now.", connected);
   gauge("xatm_sessions_live", "Client sessions connected or allowed to resume.", live);
   counter("xatm_takeovers_total", "Client sessions declared dead and taken over.", metrics_.takeovers);
@@ -1113,15 +1154,42 @@ void ServerImpl::MetricsLoop() {
 
 }  // namespace
 
+std::string ListenAddress(const tm::TmConfig& cfg) { return cfg.srv.listen.empty() ? cfg.server : cfg.srv.listen; }
+
 Status CheckServerConfig(const tm::TmConfig& cfg) {
   if (cfg.server.empty()) {
     return Status::InvalidArgument(cfg.source + ": [tm] server is required: the address xatmd listens on "
                                                 "(unix:/run/xatm/xatmd.sock)");
   }
-  if (cfg.log_dir.empty()) return Status::InvalidArgument(cfg.source + ": [tm] log_dir is required: the server's decision log");
-  Address a;
-  Status s = ParseAddress(cfg.server, &a);
+  const bool file = cfg.log_store == tm::TmConfig::LogStore::kFile;
+  if (file && cfg.log_dir.empty()) {
+    return Status::InvalidArgument(cfg.source + ": [tm] log_dir is required: the server's decision log");
+  }
+  std::vector<Address> servers;
+  Status s = ParseAddressList(cfg.server, &servers);
   if (!s.ok()) return Status::InvalidArgument(cfg.source + ": [tm] server: " + s.message());
+  if (servers.size() > 1) {
+    if (file) {
+      return Status::InvalidArgument(cfg.source + ": [tm] server lists " + std::to_string(servers.size()) +
+                                     " servers: several xatmd share the decisions only in a postgresql store "
+                                     "([tm] log_store = postgresql)");
+    }
+    if (cfg.srv.listen.empty()) {
+      return Status::InvalidArgument(cfg.source + ": [tm] server lists " + std::to_string(servers.size()) +
+                                     " servers: [server] listen names the one this xatmd listens on");
+    }
+  }
+  if (!cfg.srv.listen.empty()) {
+    bool listed = false;
+    for (const Address& x : servers) listed = listed || x.text == cfg.srv.listen;
+    if (!listed) {
+      return Status::InvalidArgument(cfg.source + ": [server] listen = " + cfg.srv.listen +
+                                     " is not one of [tm] server (" + cfg.server + "): clients would not find it");
+    }
+  }
+  Address a;
+  s = ParseAddress(ListenAddress(cfg), &a);
+  if (!s.ok()) return Status::InvalidArgument(cfg.source + ": [server] listen: " + s.message());
   if (!a.unix_socket || !cfg.srv.tcp.empty()) {
     if (cfg.srv.token_file.empty()) return Status::InvalidArgument(cfg.source + ": [server] token_file is required to listen on TCP");
     std::string token;
@@ -1149,7 +1217,7 @@ Status CheckServerConfig(const tm::TmConfig& cfg) {
     if (!s.ok()) return Status::InvalidArgument(cfg.source + ": [server] metrics: " + s.message());
   }
   struct stat st;
-  if (::stat(cfg.log_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+  if (file && (::stat(cfg.log_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))) {
     return Status::InvalidArgument(cfg.source + ": [tm] log_dir " + cfg.log_dir + " is not a directory (create it first)");
   }
   return Status::OK();

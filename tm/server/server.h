@@ -49,9 +49,15 @@ class Server {
   // The bound ports (for port 0 in the configuration); 0 when not listening.
   virtual int tcp_port() const = 0;
   virtual int metrics_port() const = 0;
+  // Non-empty once this server no longer holds its node in a postgresql
+  // store (another xatmd claimed it): why. It serves nothing more; the
+  // caller stops it.
+  virtual std::string LostLead() const = 0;
 };
 
 // Checks a configuration as xatmd would use it, without starting anything.
 Status CheckServerConfig(const tm::TmConfig& cfg);
+// Where this xatmd listens: [server] listen, else [tm] server.
+std::string ListenAddress(const tm::TmConfig& cfg);
 
 }  // namespace xtm::server

@@ -24,6 +24,12 @@ usage: xatmd --config FILE [--check-config]
 
 Runs in the foreground and logs to stderr; SIGTERM or SIGINT stops it cleanly.
 Applications use it by naming the same address in their own [tm] server.
+
+Active/passive: with [tm] log_store = postgresql, two or more xatmd with the same
+node_name, each with its own [server] listen among [tm] server = A,B: one leads;
+the others stand by (not listening) and take over within lease_s of its death.
+Exit codes: 0 stopped, 1 failed, 2 bad configuration, 5 the log is owned by another
+process, 6 another server took the node over (restart it to stand by again).
 )";
 
 }  // namespace
@@ -61,7 +67,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (check) {
-    std::cout << "xatmd: " << config << " is usable: listen on " << cfg.server << ", log in " << cfg.log_dir << ", "
+    std::cout << "xatmd: " << config << " is usable: listen on " << xtm::server::ListenAddress(cfg) << ", "
+              << (cfg.log_store == xtm::tm::TmConfig::LogStore::kPostgres ? std::string("decisions in PostgreSQL")
+                                                                          : "log in " + cfg.log_dir)
+              << ", "
               << cfg.rms.size() << " resource manager(s)\n";
     return 0;
   }
@@ -73,13 +82,29 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
   std::unique_ptr<xtm::server::Server> server;
-  s = xtm::server::Server::Start(cfg, &server);
-  if (!s.ok()) {
-    std::cerr << "xatmd: " << s.message() << "\n";
-    return s.IsBusy() ? 5 : s.IsInvalidArgument() ? 2 : 1;
+  const bool shared = cfg.log_store == xtm::tm::TmConfig::LogStore::kPostgres;
+  const timespec second{1, 0};
+  for (bool said = false;;) {
+    s = xtm::server::Server::Start(cfg, &server);
+    if (s.ok()) break;
+    // On a postgresql store, another xatmd holding the node leads: this one
+    // stands by and takes over once that one's lease runs out.
+    if (!shared || !s.IsBusy()) {
+      std::cerr << "xatmd: " << s.message() << "\n";
+      return s.IsBusy() ? 5 : s.IsInvalidArgument() ? 2 : 1;
+    }
+    if (!said) std::cerr << "xatmd: standing by: " << s.message() << "\n";
+    said = true;
+    if (sigtimedwait(&set, nullptr, &second) > 0) return 0;
   }
-  int sig = 0;
-  sigwait(&set, &sig);
+  for (;;) {
+    if (sigtimedwait(&set, nullptr, &second) > 0) break;
+    if (std::string why = server->LostLead(); !why.empty()) {
+      std::cerr << "xatmd: another server took the node over: " << why << "\n";
+      server->Stop();
+      return 6;
+    }
+  }
   server->Stop();
   return 0;
 }

@@ -140,6 +140,17 @@ class DecisionStore {
   // gtrid (its COMMIT reply was lost, then the branch was gone): the session
   // still holds and nobody decided gtrid by hand. OK or why not.
   virtual Status ConfirmSoleResolver(const std::string& gtrid, Session* session) = 0;
+  // The outcome of gtrid, a transaction of an ended session whose commit
+  // returned "unknown" while this process still holds its branches in the
+  // RMs named by prepared_in (a SQLite branch, prepared on this thread): OK
+  // and *committed once nothing can decide it any more; Busy while that is
+  // not known. A store whose sessions never end this way: NotSupported.
+  virtual Status Outcome(const std::string& gtrid, const std::vector<std::string>& prepared_in, bool* committed) {
+    (void)gtrid;
+    (void)prepared_in;
+    (void)committed;
+    return Status::NotSupported("this store's transactions are settled by the TM's own recovery");
+  }
   // A PostgreSQL backend `incarnation` runs branches on, registered before
   // they run so that a takeover can end it. Fenced if the session ended.
   virtual Status RegisterBackend(uint32_t incarnation, const tm::BackendId& b, Session* session) = 0;

@@ -11,9 +11,12 @@ namespace {
 
 Status OpenServerStore(const tm::TmConfig& cfg, std::unique_ptr<DecisionStore>* out) {
   server::ClientOptions co;
-  Status s = server::ParseAddress(cfg.server, &co.address);
+  Status s = server::ParseAddressList(cfg.server, &co.servers);
   if (!s.ok()) return Status::InvalidArgument(cfg.source + ": [tm] server: " + s.message());
-  if (!co.address.unix_socket) {
+  co.address = co.servers.front();
+  bool tcp = false;
+  for (const server::Address& a : co.servers) tcp = tcp || !a.unix_socket;
+  if (tcp) {
     if (cfg.srv.token_file.empty()) {
       return Status::InvalidArgument(cfg.source + ": [server] token_file is required to reach xatmd over TCP");
     }
@@ -46,6 +49,11 @@ std::vector<RmIdentity> RmIdentities(const tm::TmConfig& cfg) {
 }
 
 Status OpenStore(const tm::TmConfig& cfg, const StoreOptions& opts, std::unique_ptr<DecisionStore>* out) {
+  // A client of xatmd (the server itself opens its TM without [tm] server).
+  if (!cfg.server.empty()) {
+    if (opts.read_only) return Status::InvalidArgument("[tm] server is set: the admin tool works through xatmd (--server)");
+    return OpenServerStore(cfg, out);
+  }
   if (cfg.log_store == tm::TmConfig::LogStore::kPostgres) {
     return PostgresStore::Open({.conninfo = cfg.log_conninfo,
                                 .node_name = cfg.node_name,
@@ -54,10 +62,6 @@ Status OpenStore(const tm::TmConfig& cfg, const StoreOptions& opts, std::unique_
                                 .read_only = opts.read_only,
                                 .force = opts.force},
                                out);
-  }
-  if (!cfg.server.empty()) {
-    if (opts.read_only) return Status::InvalidArgument("[tm] server is set: the admin tool works through xatmd (--server)");
-    return OpenServerStore(cfg, out);
   }
   return FileStore::Open({.dir = cfg.log_dir,
                           .node_name = cfg.node_name,

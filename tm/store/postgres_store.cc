@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS xatm.node (
   taken_over_upto bigint NOT NULL DEFAULT 0,
   taken_over_by text,
   settled boolean NOT NULL DEFAULT false,
-  rms text NOT NULL DEFAULT '');
+  rms text NOT NULL DEFAULT '',
+  sessions_upto bigint NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS xatm.record (
   node_id bytea NOT NULL,
   type smallint NOT NULL,
@@ -494,13 +495,14 @@ Status PostgresStore::Open(const PostgresStoreOptions& opts, std::unique_ptr<Dec
   s = store->Claim(/*renewal=*/false);
   if (!s.ok()) return s;
   store->lease_ = std::thread([p = store.get()] { p->LeaseLoop(); });
+  store->flusher_ = std::thread([p = store.get()] { p->FlushLoop(); });
   *out = std::move(store);
   return Status::OK();
 }
 
 PostgresStore::~PostgresStore() { Close(); }
 
-Status PostgresStore::Claim(bool renewal) {
+Status PostgresStore::Claim(bool renewal, int attempt) {
   Conn c;
   bool sync_rep_cancelled = false;
   Status s = Connect(opts_.conninfo, node_id_.empty() ? "xatm-store" : StoreTag(node_id_), &c, &sync_rep_cancelled);
@@ -515,18 +517,35 @@ Status PostgresStore::Claim(bool renewal) {
   // this process holds already, after a takeover ended its session). The
   // epoch moves with every claim: a process that held the node before (its
   // lease ran out, but it may be paused, not dead) decides nothing more.
+  // A frozen holder's batch may hold the row (its epoch check, FOR SHARE):
+  // waited for briefly, then, if its lease has expired, its sessions end.
   const std::string sql =
-      "BEGIN; SELECT set_config('synchronous_commit', 'on', true) WHERE current_setting('synchronous_commit') IN "
-      "('off', 'local'); "
+      "BEGIN; SET LOCAL lock_timeout = '2s'; SELECT set_config('synchronous_commit', 'on', true) WHERE "
+      "current_setting('synchronous_commit') IN ('off', 'local'); "
       "INSERT INTO xatm.node AS n (name, node_id, incarnation, epoch, lease_until, owner, rms) VALUES (" +
       Text(opts_.node_name) + ", " + Bytea(RandomNodeId()) + ", 1, 1, " + lease + ", " + Text(owner_) + ", " +
       Text(rms) +
-      ") ON CONFLICT (name) DO UPDATE SET incarnation = n.incarnation + 1, epoch = n.epoch + 1, lease_until = "
+      ") ON CONFLICT (name) DO UPDATE SET incarnation = greatest(n.incarnation, n.sessions_upto) + 1, epoch = n.epoch + 1, lease_until = "
       "EXCLUDED.lease_until, owner = EXCLUDED.owner, settled = false, rms = EXCLUDED.rms WHERE n.lease_until < now() "
       "OR n.owner = EXCLUDED.owner"
       " RETURNING encode(node_id, 'hex'), incarnation, epoch";
   Result begin(PQexec(c.get(), sql.c_str()));  // the result of the last statement: the INSERT's rows
   if (!Ok(begin)) {
+    const char* code = begin ? PQresultErrorField(begin.get(), PG_DIAG_SQLSTATE) : nullptr;
+    if (code && std::strcmp(code, "55P03") == 0 && attempt < 5) {
+      PQclear(PQexec(c.get(), "ROLLBACK"));
+      Result held(PQexec(c.get(), ("SELECT encode(node_id, 'hex') FROM xatm.node WHERE name = " +
+                                   Text(opts_.node_name) + " AND lease_until < now()").c_str()));
+      if (Ok(held) && PQntuples(held.get()) == 1) {
+        std::string id;
+        tm::FromHex(PQgetvalue(held.get(), 0, 0), &id);
+        Result end(PQexec(c.get(), ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                                    "application_name = " + Text(StoreTag(id)) + " AND pid <> pg_backend_pid()")
+                                       .c_str()));
+        (void)end;
+      }
+      return Claim(renewal, attempt + 1);
+    }
     return Status::IOError("cannot claim node " + opts_.node_name + " in the decision store: " +
                            Message(c.get(), begin.get()));
   }
@@ -543,10 +562,10 @@ Status PostgresStore::Claim(bool renewal) {
     std::string owner = Ok(who) && PQntuples(who.get()) ? PQgetvalue(who.get(), 0, 0) : "?";
     // Its holder was a process of this host that is gone: no need to wait
     // for its lease to run out.
-    if (!renewal && OwnerIsDeadHere(owner)) {
+    if (!renewal && attempt < 5 && OwnerIsDeadHere(owner)) {
       Result take(PQexec(c.get(), ("UPDATE xatm.node SET lease_until = now() - interval '1 second' WHERE name = " +
                                    Text(opts_.node_name) + " AND owner = " + Text(owner)).c_str()));
-      if (Ok(take)) return Claim(renewal);
+      if (Ok(take)) return Claim(renewal, attempt + 1);
     }
     const std::string left = Ok(who) && PQntuples(who.get()) ? PQgetvalue(who.get(), 0, 2) : "?";
     if (owner.rfind("takeover by ", 0) == 0) {
@@ -665,6 +684,16 @@ Status PostgresStore::Health(StoreHealth* out) {
   return Status::OK();
 }
 
+Status PostgresStore::RecordIncarnation(uint32_t incarnation) {
+  // xatmd's sessions: incarnations of this node after the one it claimed; the
+  // next claim (and a takeover) counts them too.
+  const std::string n = std::to_string(incarnation);
+  Pending p;
+  p.sql = "UPDATE xatm.node SET sessions_upto = greatest(sessions_upto, " + n + ") WHERE node_id = " + Bytea(node_id_);
+  p.probe = "SELECT 1 FROM xatm.node WHERE node_id = " + Bytea(node_id_) + " AND sessions_upto >= " + n;
+  return Append(std::move(p), CurrentSession()->epoch());
+}
+
 Status PostgresStore::DescribeRms(const std::vector<RmIdentity>& rms) {
   if (opts_.read_only) return Status::OK();
   const std::string text = EncodeRms(rms);
@@ -692,6 +721,12 @@ void PostgresStore::Close() {
   }
   lease_cv_.notify_all();
   if (lease_.joinable()) lease_.join();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    flush_stop_ = true;
+  }
+  flush_cv_.notify_all();
+  if (flusher_.joinable()) flusher_.join();
   // What is queued (ENDs) goes out; then the lease is given up, so that the
   // node can be opened again at once.
   {
@@ -786,6 +821,9 @@ Status PostgresStore::State(log::LogState* out) {
   if (!opts_.read_only) {
     std::unique_lock<std::mutex> l(mu_);
     if (Status s = SettledLocked(l); !s.ok()) return s;
+    // This process's queued ENDs first: it reads what it wrote.
+    idle_cv_.wait(l, [&] { return !leading_; });
+    if (!pending_.empty()) LeadNowLocked(l);
   }
   Conn c;
   bool sync_rep_cancelled = false;
@@ -835,25 +873,48 @@ Status PostgresStore::Append(Pending p, uint64_t epoch) {
   std::unique_lock<std::mutex> l(mu_);
   if (Status s = SettledLocked(l); !s.ok()) return s;
   pending_.emplace_back(std::move(p), epoch);
-  if (!durable && leading_) return Status::OK();  // the busy leader writes it next
+  if (!durable && (leading_ || pending_.size() < kLazyRecords)) {
+    // The next batch takes it: a decision's, or the flusher's a moment later.
+    flush_cv_.notify_one();
+    return Status::OK();
+  }
   for (;;) {
     if (w.done) return w.status;
     if (!leading_) {
-      leading_ = true;
-      LeadLocked(l);
-      leading_ = false;
-      idle_cv_.notify_all();  // Close and SettledLocked wait for no leader
-      // Wake the first durable appender still waiting: it leads the next batch.
-      for (auto& [q, e] : pending_) {
-        if (q.waiter) {
-          q.waiter->cv.notify_one();
-          break;
-        }
-      }
+      LeadNowLocked(l);
       if (!durable) return failed_;
       continue;
     }
     w.cv.wait(l);
+  }
+}
+
+// Unforced records (ENDs) that no decision's batch took go out after a
+// moment, in a batch of their own that waits for no flush.
+void PostgresStore::FlushLoop() {
+  std::unique_lock<std::mutex> l(mu_);
+  while (!flush_stop_) {
+    flush_cv_.wait(l, [&] { return flush_stop_ || !pending_.empty(); });
+    if (flush_stop_) break;
+    flush_cv_.wait_for(l, std::chrono::milliseconds(20), [&] { return flush_stop_; });
+    if (flush_stop_) break;
+    if (leading_ || pending_.empty() || !failed_.ok()) continue;
+    LeadNowLocked(l);
+  }
+}
+
+// REQUIRES: mu_ held via lock, no leader.
+void PostgresStore::LeadNowLocked(std::unique_lock<std::mutex>& lock) {
+  leading_ = true;
+  LeadLocked(lock);
+  leading_ = false;
+  idle_cv_.notify_all();  // Close and SettledLocked wait for no leader
+  // Wake the first durable appender still waiting: it leads the next batch.
+  for (auto& [q, e] : pending_) {
+    if (q.waiter) {
+      q.waiter->cv.notify_one();
+      break;
+    }
   }
 }
 
@@ -1152,7 +1213,8 @@ Status PostgresStore::TakeOver(const std::string& name, bool force, bool peek, s
   if (!s.ok()) return s;
   const std::string owner = "takeover by " + (owner_.empty() ? MakeOwner() : opts_.node_name + " " + owner_);
   for (int attempt = 0;; ++attempt) {
-    Result r(PQexec(c.get(), ("SELECT encode(node_id, 'hex'), incarnation, epoch, owner, lease_until < now(), "
+    Result r(PQexec(c.get(), ("SELECT encode(node_id, 'hex'), greatest(incarnation, sessions_upto), epoch, owner, "
+                              "lease_until < now(), "
                               "extract(epoch FROM lease_until - now())::bigint, rms FROM xatm.node WHERE name = " +
                               Text(name)).c_str()));
     if (!Ok(r)) return Status::IOError("cannot read the decision store: " + Message(c.get(), r.get()));
@@ -1185,7 +1247,7 @@ Status PostgresStore::TakeOver(const std::string& name, bool force, bool peek, s
                                  "'on', true) WHERE current_setting('synchronous_commit') IN ('off', 'local')"));
     Result bump(PQexec(c.get(), ("UPDATE xatm.node SET epoch = epoch + 1, owner = " + Text(owner) +
                                  ", lease_until = now() + make_interval(secs => " + std::to_string(opts_.lease_s) +
-                                 "), taken_over_upto = incarnation, taken_over_by = " + Text(owner) +
+                                 "), taken_over_upto = greatest(incarnation, sessions_upto), taken_over_by = " + Text(owner) +
                                  ", settled = false WHERE name = " + Text(name) + " AND epoch = " + epoch +
                                  (force ? "" : " AND lease_until < now()") + " RETURNING 1").c_str()));
     const bool moved = Ok(bump) && PQntuples(bump.get()) == 1;

@@ -9,7 +9,7 @@
 //
 // Schema (created on first use, by a role that may):
 //   xatm.node    (name, node_id, incarnation, epoch, lease_until, owner,
-//                taken_over_upto, taken_over_by, settled, rms)
+//                taken_over_upto, taken_over_by, settled, rms, sessions_upto)
 //   xatm.record  (node_id, type, gtrid, rm, bqual, payload): the live
 //                decisions, as the decision log's record payloads: COMMITs
 //                without END, HEURISTICs without FORGET
@@ -106,6 +106,7 @@ class PostgresStore final : public DecisionStore {
   Status RetainBackends(const std::function<bool(const log::BackendEntry&)>& keep) override;
   Status ExpiredNodes(std::vector<std::string>* names) override;
   Status DescribeRms(const std::vector<RmIdentity>& rms) override;
+  Status RecordIncarnation(uint32_t incarnation) override;
   Status Health(StoreHealth* out) override;
   Status Verify(Session* session) override;
   Status TakeOver(const std::string& name, bool force, bool peek, std::unique_ptr<TakenNode>* out) override;
@@ -124,10 +125,12 @@ class PostgresStore final : public DecisionStore {
   };
   explicit PostgresStore(const PostgresStoreOptions& opts) : opts_(opts) {}
 
-  Status Claim(bool renewal);
+  Status Claim(bool renewal, int attempt = 0);
   // Queues p; with a waiter, returns once its batch committed (or failed).
   Status Append(Pending p, uint64_t epoch);
   void LeadLocked(std::unique_lock<std::mutex>& lock);
+  // Leads one round of batches now, then hands over to a waiting appender.
+  void LeadNowLocked(std::unique_lock<std::mutex>& lock);
   // One batch in one transaction. Fenced if the epoch is no longer `epoch`.
   Status WriteBatch(const std::vector<Pending>& batch, uint64_t epoch);
   // After a lost reply: whether the batch committed, on a new connection,
@@ -140,6 +143,9 @@ class PostgresStore final : public DecisionStore {
   Status EnsureWriter();
   std::chrono::seconds commit_timeout() const;
   void LeaseLoop();
+  void FlushLoop();
+  // Unforced records queued before one is written by its appender itself.
+  static constexpr size_t kLazyRecords = 256;
   std::shared_ptr<NodeSession> CurrentSession() const;
   // Why a session of this node decides nothing more: the store moved past it.
   std::string TakenOverMessage(uint32_t incarnation) const;
@@ -169,6 +175,9 @@ class PostgresStore final : public DecisionStore {
   std::string writer_pid_, writer_start_;               // its backend, to end it after a lost reply
   std::string unsettled_pid_, unsettled_start_;         // the leader's: the backend of a batch left unknown
   bool sync_rep_cancelled_ = false;                     // the leader's: a notice of the last COMMIT
+  std::thread flusher_;                                 // FlushLoop
+  std::condition_variable flush_cv_;                    // something was queued, or stop
+  bool flush_stop_ = false;                             // REQUIRES mu_
 
   // The lease.
   std::thread lease_;

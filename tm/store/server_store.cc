@@ -122,6 +122,21 @@ Status ServerStore::ConfirmSoleResolver(const std::string& gtrid, Session* sessi
   return static_cast<ServerSession*>(session)->client()->Call(server::Kind::kAlive, p, nullptr);
 }
 
+Status ServerStore::Outcome(const std::string& gtrid, const std::vector<std::string>& prepared_in, bool* committed) {
+  std::string p;
+  PutBytes(&p, gtrid);
+  PutFixed32(&p, static_cast<uint32_t>(prepared_in.size()));
+  for (const std::string& rm : prepared_in) PutBytes(&p, rm);
+  std::string body;
+  Status s = CurrentSession()->client()->Call(server::Kind::kOutcome, p, &body);
+  if (!s.ok()) return Status::Busy(s.message());
+  Decoder d(body);
+  uint8_t c = 0;
+  if (!d.GetFixed8(&c)) return Status::Busy("xatmd sent a malformed OUTCOME reply");
+  *committed = c == 1;
+  return Status::OK();
+}
+
 Status ServerStore::RegisterBackend(uint32_t incarnation, const tm::BackendId& b, Session* session) {
   (void)incarnation;  // the session's own
   std::string p;

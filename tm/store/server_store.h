@@ -30,6 +30,7 @@ class ServerStore final : public DecisionStore {
   void End(const log::EndRecord& r) override;
   Status State(log::LogState* out) override;
   Status ConfirmSoleResolver(const std::string& gtrid, Session* session) override;
+  Status Outcome(const std::string& gtrid, const std::vector<std::string>& prepared_in, bool* committed) override;
   Status RegisterBackend(uint32_t incarnation, const tm::BackendId& b, Session* session) override;
   bool RecoversElsewhere() const override { return true; }
   Status Recover(bool dry_run, tm::RecoveryReport* report) override;

@@ -136,6 +136,11 @@ TEST_F(XatmdFailoverTest, TheStandbyTakesOverWhenTheLeaderIsKilledAndClientsGoOn
   ASSERT_EQ(XATM_OK, xatm_close(tm));
   ExpectAtomic();
   if (HasFailure()) std::fprintf(stderr, "a:\n%s\nb:\n%s\n", a.Log().c_str(), b.Log().c_str());
+  // The admin tool reaches whichever leads.
+  ShellResult r = RunShell(std::string(XATM_CLI) + " --server unix:" + (dir_ / "a.sock") + ",unix:" +
+                           (dir_ / "b.sock") + " store nodes");
+  EXPECT_EQ(0, r.code) << r.out;
+  EXPECT_NE(std::string::npos, r.out.find("pair")) << r.out;
   // a, started again, stands by behind b.
   a.StartUntil("standing by");
   EXPECT_TRUE(b.Alive());

@@ -830,8 +830,9 @@ commands:
 
 options:
   -c, --config FILE        the TM's configuration (the applications' file)
-  --server ADDRESS         work through a running xatmd (unix:/path or tcp:host:port); the log
-                           and the RM connections are the server's
+  --server ADDRESS         work through a running xatmd (unix:/path or tcp:host:port; several,
+                           comma-separated: the one that leads); the log and the RM connections
+                           are the server's
   --token-file FILE        the shared secret for a tcp: server (default: [server] token_file of --config)
   --json                   machine-readable output
   --force                  list/show/health while a running process owns the log (read-only);
@@ -880,14 +881,18 @@ std::vector<std::string> ForServer(const Options& o, const std::vector<std::stri
 
 int ThroughServer(Ctx& c, const std::vector<std::string>& words) {
   server::ClientOptions co;
-  Status s = server::ParseAddress(c.o.server, &co.address);
+  // Several (active/passive): whichever leads answers.
+  Status s = server::ParseAddressList(c.o.server, &co.servers);
   if (!s.ok()) return Fail(c, kExitBadInput, "--server: " + s.message());
+  co.address = co.servers.front();
+  bool tcp = false;
+  for (const server::Address& a : co.servers) tcp = tcp || !a.unix_socket;
   std::string token_file = c.o.token_file;
-  if (token_file.empty() && !c.o.config.empty() && !co.address.unix_socket) {
+  if (token_file.empty() && !c.o.config.empty() && tcp) {
     if (int r = LoadConfig(c); r != kExitOk) return r;
     token_file = c.cfg.srv.token_file;
   }
-  if (!co.address.unix_socket) {
+  if (tcp) {
     if (token_file.empty()) return Fail(c, kExitBadInput, "a tcp: server needs --token-file FILE (or --config with [server] token_file)");
     s = server::ReadTokenFile(token_file, &co.token);
     if (!s.ok()) return Fail(c, kExitBadInput, s.message());

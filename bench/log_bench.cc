@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -86,17 +87,11 @@ Result RawFdatasync(const std::string& dir, double seconds) {
 
 bool g_sync = true;
 
-Result Committers(const std::string& dir, int threads, double seconds) {
-  std::string logdir = dir + "/log-" + std::to_string(threads);
-  std::filesystem::remove_all(logdir);
-  std::filesystem::create_directories(logdir);
-  std::unique_ptr<xtm::log::DecisionLog> log;
-  xtm::Status s = xtm::log::DecisionLog::Open({.dir = logdir, .sync = g_sync}, &log);
-  if (!s.ok()) {
-    std::fprintf(stderr, "%s\n", s.ToString().c_str());
-    std::exit(1);
-  }
-  xtm::log::LogStats before = log->Stats();
+// `threads` committers for `seconds`, each appending a decision and its END
+// through `decide` in a loop; syncs() counts the syncs so far.
+Result RunCommitters(int threads, double seconds, const std::function<void(const xtm::log::CommitRecord&)>& decide,
+                     const std::function<uint64_t()>& syncs) {
+  const uint64_t syncs0 = syncs();
   const double cpu0 = CpuSeconds();
   std::vector<std::vector<double>> lat(static_cast<size_t>(threads));
   std::atomic<uint64_t> total{0};
@@ -108,10 +103,7 @@ Result Committers(const std::string& dir, int threads, double seconds) {
       uint64_t i = 0;
       for (auto now = Clock::now(); now < end; ++i) {
         auto t0 = now;
-        xtm::log::CommitRecord c = Decision(t, i);
-        if (!log->Append(c).ok()) std::exit(1);
-        // The transaction ends at once, as a real one would after phase two.
-        if (!log->Append(xtm::log::EndRecord{c.gtrid}).ok()) std::exit(1);
+        decide(Decision(t, i));
         now = Clock::now();
         lat[static_cast<size_t>(t)].push_back(std::chrono::duration<double, std::micro>(now - t0).count());
       }
@@ -121,15 +113,36 @@ Result Committers(const std::string& dir, int threads, double seconds) {
   for (auto& th : ts) th.join();
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
   const double cpu = CpuSeconds() - cpu0;
-  xtm::log::LogStats after = log->Stats();
-  log.reset();
-  std::filesystem::remove_all(logdir);
   std::vector<double> all;
   for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
   Result r{static_cast<double>(total) / secs, xtm::bench::Percentile(all, 0.5), xtm::bench::Percentile(all, 0.99), 1,
            cpu * 1e6 / static_cast<double>(total)};
-  uint64_t syncs = after.syncs - before.syncs;
-  if (syncs) r.avg_batch = static_cast<double>(total) / static_cast<double>(syncs);
+  if (const uint64_t n = syncs() - syncs0) r.avg_batch = static_cast<double>(total) / static_cast<double>(n);
+  return r;
+}
+
+void Check(const xtm::Status& s) {
+  if (s.ok()) return;
+  std::fprintf(stderr, "%s\n", s.ToString().c_str());
+  std::exit(1);
+}
+
+Result Committers(const std::string& dir, int threads, double seconds) {
+  std::string logdir = dir + "/log-" + std::to_string(threads);
+  std::filesystem::remove_all(logdir);
+  std::filesystem::create_directories(logdir);
+  std::unique_ptr<xtm::log::DecisionLog> log;
+  Check(xtm::log::DecisionLog::Open({.dir = logdir, .sync = g_sync}, &log));
+  // The transaction ends at once, as a real one would after phase two.
+  const Result r = RunCommitters(
+      threads, seconds,
+      [&](const xtm::log::CommitRecord& c) {
+        Check(log->Append(c));
+        Check(log->Append(xtm::log::EndRecord{c.gtrid}));
+      },
+      [&] { return log->Stats().syncs; });
+  log.reset();
+  std::filesystem::remove_all(logdir);
   return r;
 }
 
@@ -137,49 +150,16 @@ Result Committers(const std::string& dir, int threads, double seconds) {
 // a shared (group) commit, its END a delete.
 Result StoreCommitters(const std::string& conninfo, int threads, double seconds) {
   std::unique_ptr<xtm::store::DecisionStore> store;
-  xtm::Status s = xtm::store::PostgresStore::Open(
-      {.conninfo = conninfo, .node_name = "bench-" + std::to_string(threads), .lease_s = 10}, &store);
-  if (!s.ok()) {
-    std::fprintf(stderr, "%s\n", s.ToString().c_str());
-    std::exit(1);
-  }
-  xtm::log::LogStats before = store->Stats();
-  const double cpu0 = CpuSeconds();
-  std::vector<std::vector<double>> lat(static_cast<size_t>(threads));
-  std::atomic<uint64_t> total{0};
-  const auto start = Clock::now();
-  const auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-  std::vector<std::thread> ts;
-  for (int t = 0; t < threads; ++t) {
-    ts.emplace_back([&, t] {
-      uint64_t i = 0;
-      for (auto now = Clock::now(); now < end; ++i) {
-        auto t0 = now;
-        xtm::log::CommitRecord c = Decision(t, i);
-        const std::shared_ptr<xtm::store::Session> session = store->Current();
-        if (xtm::Status st = store->Commit(c, session.get()); !st.ok()) {
-          std::fprintf(stderr, "%s\n", st.ToString().c_str());
-          std::exit(1);
-        }
+  Check(xtm::store::PostgresStore::Open(
+      {.conninfo = conninfo, .node_name = "bench-" + std::to_string(threads), .lease_s = 10}, &store));
+  const Result r = RunCommitters(
+      threads, seconds,
+      [&](const xtm::log::CommitRecord& c) {
+        Check(store->Commit(c, store->Current().get()));
         store->End(xtm::log::EndRecord{c.gtrid});
-        now = Clock::now();
-        lat[static_cast<size_t>(t)].push_back(std::chrono::duration<double, std::micro>(now - t0).count());
-      }
-      total += i;
-    });
-  }
-  for (auto& th : ts) th.join();
-  double secs = std::chrono::duration<double>(Clock::now() - start).count();
-  const double cpu = CpuSeconds() - cpu0;
-  xtm::log::LogStats after = store->Stats();
+      },
+      [&] { return store->Stats().syncs; });
   store->Close();
-  store.reset();
-  std::vector<double> all;
-  for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
-  Result r{static_cast<double>(total) / secs, xtm::bench::Percentile(all, 0.5), xtm::bench::Percentile(all, 0.99), 1,
-           cpu * 1e6 / static_cast<double>(total)};
-  uint64_t syncs = after.syncs - before.syncs;
-  if (syncs) r.avg_batch = static_cast<double>(total) / static_cast<double>(syncs);
   return r;
 }
 

@@ -105,11 +105,7 @@ class PauseTest : public ::testing::Test {
     f->pid = ::fork();
     if (f->pid == 0) {
       ::setenv("XATM_PAUSE_AT", point.c_str(), 1);
-      xatm* tm = nullptr;
-      if (xatm_open(config.c_str(), &tm) != XATM_OK) {
-        std::fprintf(stderr, "xatm_open: %s\n", xatm_errmsg(tm));
-        ::_exit(10);
-      }
+      xatm* tm = OpenOrExit(config, 10);
       xatm_tx* tx = nullptr;
       if (xatm_start(tm, &tx) != XATM_OK) ::_exit(11);
       XID x;

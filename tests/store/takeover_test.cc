@@ -57,11 +57,7 @@ class TakeoverTest : public ::testing::Test {
     const pid_t pid = ::fork();
     if (pid == 0) {
       ::setenv(env.c_str(), point.c_str(), 1);
-      xatm* tm = nullptr;
-      if (xatm_open(config.c_str(), &tm) != XATM_OK) {
-        std::fprintf(stderr, "xatm_open: %s\n", xatm_errmsg(tm));
-        ::_exit(10);
-      }
+      xatm* tm = OpenOrExit(config, 10);
       xatm_tx* tx = nullptr;
       if (xatm_start(tm, &tx) != XATM_OK) ::_exit(11);
       TransferStatements(xatm_pgconn(tx, "bank"), xatm_sqlite(tx, "ledger"), id, 1, 2, 10);

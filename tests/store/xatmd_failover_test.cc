@@ -75,6 +75,14 @@ class XatmdFailoverTest : public ::testing::Test {
       });
     }
   }
+  // a leads, b stands by; a client of them commits 50 transfers, and goes on.
+  void LeadAndWork(XatmdProcess& a, XatmdProcess& b, xatm** tm, std::atomic<bool>* stop, std::atomic<int>* ok) {
+    a.Start();
+    b.StartUntil("standing by");
+    ASSERT_EQ(XATM_OK, xatm_open(client_.c_str(), tm)) << xatm_errmsg(*tm);
+    Work(*tm, 4, stop, ok);
+    ASSERT_TRUE(WaitFor([&] { return *ok >= 50; }, 30)) << a.Log();
+  }
   void Join() {
     for (std::thread& w : workers_) w.join();
     workers_.clear();
@@ -118,14 +126,10 @@ class XatmdFailoverTest : public ::testing::Test {
 
 TEST_F(XatmdFailoverTest, TheStandbyTakesOverWhenTheLeaderIsKilledAndClientsGoOn) {
   XatmdProcess a(dir_ / "a.conf", dir_ / "a.log"), b(dir_ / "b.conf", dir_ / "b.log");
-  a.Start();
-  b.StartUntil("standing by");
   xatm* tm = nullptr;
-  ASSERT_EQ(XATM_OK, xatm_open(client_.c_str(), &tm)) << xatm_errmsg(tm);
   std::atomic<bool> stop{false};
   std::atomic<int> ok{0};
-  Work(tm, 4, &stop, &ok);
-  ASSERT_TRUE(WaitFor([&] { return ok >= 50; }, 30)) << a.Log();
+  ASSERT_NO_FATAL_FAILURE(LeadAndWork(a, b, &tm, &stop, &ok));
   EXPECT_EQ(128 + SIGKILL, WaitStatusCode(a.Stop(SIGKILL)));
   const int before = ok;
   // b leads within the lease (2 s) and a look; the client finds it.
@@ -148,14 +152,10 @@ TEST_F(XatmdFailoverTest, TheStandbyTakesOverWhenTheLeaderIsKilledAndClientsGoOn
 
 TEST_F(XatmdFailoverTest, ALeaderFrozenPastItsLeaseIsReplacedAndStopsWhenItWakes) {
   XatmdProcess a(dir_ / "a.conf", dir_ / "a.log"), b(dir_ / "b.conf", dir_ / "b.log");
-  a.Start();
-  b.StartUntil("standing by");
   xatm* tm = nullptr;
-  ASSERT_EQ(XATM_OK, xatm_open(client_.c_str(), &tm)) << xatm_errmsg(tm);
   std::atomic<bool> stop{false};
   std::atomic<int> ok{0};
-  Work(tm, 4, &stop, &ok);
-  ASSERT_TRUE(WaitFor([&] { return ok >= 50; }, 30)) << a.Log();
+  ASSERT_NO_FATAL_FAILURE(LeadAndWork(a, b, &tm, &stop, &ok));
   ::kill(a.pid(), SIGSTOP);
   const int before = ok;
   EXPECT_TRUE(WaitFor([&] { return b.Log().find("serving:") != std::string::npos; }, 15)) << b.Log();

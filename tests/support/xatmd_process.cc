@@ -11,6 +11,8 @@
 #include <fstream>
 #include <thread>
 
+#include "xatm/xatm.h"
+
 namespace xtm::test {
 
 using Clock = std::chrono::steady_clock;
@@ -124,6 +126,15 @@ int WaitChild(pid_t pid) {
   int st = 0;
   ::waitpid(pid, &st, 0);
   return WaitStatusCode(st);
+}
+
+xatm* OpenOrExit(const std::string& config, int code) {
+  xatm* tm = nullptr;
+  if (xatm_open(config.c_str(), &tm) != XATM_OK) {
+    std::fprintf(stderr, "xatm_open: %s\n", xatm_errmsg(tm));
+    ::_exit(code);
+  }
+  return tm;
 }
 
 int WaitStatusCode(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }

@@ -7,6 +7,8 @@
 #include <functional>
 #include <string>
 
+#include "xatm/xatm.h"
+
 namespace xtm::test {
 
 class XatmdProcess {
@@ -56,6 +58,10 @@ bool WaitFor(const std::function<bool()>& cond, int seconds);
 int WaitChild(pid_t pid);
 // The same of a wait status (XatmdProcess::Stop and Wait).
 int WaitStatusCode(int status);
+
+// In a forked child: the TM of config, or the child exits with `code`
+// (saying why on stderr).
+::xatm* OpenOrExit(const std::string& config, int code);
 
 // Waits until child pid is stopped (SIGSTOP, a pause point); false if it
 // exits or `seconds` pass first.

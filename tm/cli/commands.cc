@@ -546,6 +546,24 @@ void DescribeRecord(const log::LoggedRecord& r, Json* j, std::string* text) {
   }
 }
 
+// `log dump`: every record, a line (or a JSON object) each.
+int DumpRecords(Ctx& c, const log::LogScan& scan) {
+  if (c.o.json) {
+    Json j;
+    j.BeginObject().Key("records").BeginArray();
+    for (const auto& r : scan.records) DescribeRecord(r, &j, nullptr);
+    j.EndArray().EndObject();
+    c.out << j.str() << "\n";
+  } else {
+    for (const auto& r : scan.records) {
+      std::string line;
+      DescribeRecord(r, nullptr, &line);
+      c.out << line << "\n";
+    }
+  }
+  return kExitOk;
+}
+
 // `log dump|verify` of a postgresql store: every node's records, each node
 // as a segment.
 int StoreLog(Ctx& c, const std::string& conninfo) {
@@ -568,20 +586,7 @@ int StoreLog(Ctx& c, const std::string& conninfo) {
     }
     return problems.empty() ? kExitOk : kExitCorruptLog;
   }
-  if (c.o.json) {
-    Json j;
-    j.BeginObject().Key("records").BeginArray();
-    for (const auto& r : scan.records) DescribeRecord(r, &j, nullptr);
-    j.EndArray().EndObject();
-    c.out << j.str() << "\n";
-  } else {
-    for (const auto& r : scan.records) {
-      std::string line;
-      DescribeRecord(r, nullptr, &line);
-      c.out << line << "\n";
-    }
-  }
-  return kExitOk;
+  return DumpRecords(c, scan);
 }
 
 // `store init`: the schema, once, by a role that may create it; `store
@@ -670,20 +675,7 @@ int CmdLog(Ctx& c) {
     }
     return kExitOk;
   }
-  if (c.o.json) {
-    Json j;
-    j.BeginObject().Key("records").BeginArray();
-    for (const auto& r : scan.records) DescribeRecord(r, &j, nullptr);
-    j.EndArray().EndObject();
-    c.out << j.str() << "\n";
-  } else {
-    for (const auto& r : scan.records) {
-      std::string line;
-      DescribeRecord(r, nullptr, &line);
-      c.out << line << "\n";
-    }
-  }
-  return kExitOk;
+  return DumpRecords(c, scan);
 }
 
 int CmdHealth(Ctx& c) {

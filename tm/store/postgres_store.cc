@@ -939,6 +939,14 @@ Status PostgresStore::SettledLocked(std::unique_lock<std::mutex>& lock) {
   return failed_;
 }
 
+// Tells p's appender, if one waits, how its batch went. REQUIRES mu_.
+void PostgresStore::Finish(Pending& p, const Status& s) {
+  if (!p.waiter) return;
+  p.waiter->status = s;
+  p.waiter->done = true;
+  p.waiter->cv.notify_one();
+}
+
 // REQUIRES: mu_ held via lock, leading_ set by the caller.
 void PostgresStore::LeadLocked(std::unique_lock<std::mutex>& lock) {
   while (!pending_.empty()) {
@@ -949,10 +957,8 @@ void PostgresStore::LeadLocked(std::unique_lock<std::mutex>& lock) {
     for (auto& [p, e] : pending_) {
       if (e == epoch) {
         batch.push_back(std::move(p));
-      } else if (p.waiter) {
-        p.waiter->status = Status::Fenced("the node's session ended before this decision was written");
-        p.waiter->done = true;
-        p.waiter->cv.notify_one();
+      } else {
+        Finish(p, Status::Fenced("the node's session ended before this decision was written"));
       }
     }
     pending_.clear();
@@ -981,21 +987,9 @@ void PostgresStore::LeadLocked(std::unique_lock<std::mutex>& lock) {
     if (s.IsFenced()) {
       if (auto session = CurrentSession(); session->epoch() == epoch) session->End(s.message());
     }
-    for (Pending& p : batch) {
-      if (p.waiter) {
-        p.waiter->status = s;
-        p.waiter->done = true;
-        p.waiter->cv.notify_one();
-      }
-    }
+    for (Pending& p : batch) Finish(p, s);
     if (!failed_.ok()) {
-      for (auto& [p, e] : pending_) {
-        if (p.waiter) {
-          p.waiter->status = failed_;
-          p.waiter->done = true;
-          p.waiter->cv.notify_one();
-        }
-      }
+      for (auto& [p, e] : pending_) Finish(p, failed_);
       pending_.clear();
       return;
     }

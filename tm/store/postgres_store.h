@@ -129,6 +129,7 @@ class PostgresStore final : public DecisionStore {
   // Queues p; with a waiter, returns once its batch committed (or failed).
   Status Append(Pending p, uint64_t epoch);
   void LeadLocked(std::unique_lock<std::mutex>& lock);
+  static void Finish(Pending& p, const Status& s);
   // Leads one round of batches now, then hands over to a waiting appender.
   void LeadNowLocked(std::unique_lock<std::mutex>& lock);
   // One batch in one transaction. Fenced if the epoch is no longer `epoch`.

@@ -4,7 +4,8 @@
 #      PostgreSQL of its own, and a store whose primary has a synchronous
 #      standby (both on this machine);
 #   2. two-database transfers in the classic protocol (every branch prepared,
-#      the decision recorded) at 1, 4, 16 threads with each store.
+#      the decision recorded) at 1, 4, 16 threads with each store (store2: the
+#      one with a synchronous standby).
 #
 #   bench/run-store-bench.sh [OUT_DIR] [--seconds S] [--rounds N]
 #
@@ -34,6 +35,7 @@ done
 "$bin/bench/xatm-log-bench" --dir "$work/log" "$@" --store "$store" --label "postgresql store" \
   --store "$primary" --label "postgresql store, sync standby" | tee "$out/xatm-store-bench.md"
 "$bin/bench/xatm-bench" --pg "$bank dbname=bench1" --pg2 "$bank dbname=bench2" --dir "$work/data" \
-  --store "$store" --csv "$out/xatm-store-transfers.csv" --threads 1,4,16 \
-  --modes local,xatm-2pc,xatm-2pc-store,local-pg2,xatm-pg2,xatm-store-pg2 "$@" | tee "$out/xatm-store-transfers.md"
+  --store "$store" --store2 "$primary" --csv "$out/xatm-store-transfers.csv" --threads 1,4,16 \
+  --modes local,xatm-2pc,xatm-2pc-store,xatm-2pc-store2,local-pg2,xatm-pg2,xatm-store-pg2,xatm-store2-pg2 "$@" |
+  tee "$out/xatm-store-transfers.md"
 echo "wrote $out/xatm-store-bench.md and $out/xatm-store-transfers.md"

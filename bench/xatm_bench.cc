@@ -33,10 +33,12 @@
 //                on both (no decision log: not crash-safe, the floor for 2PC)
 //   xatm-2pc-store, xatm-store-pg2  xatm-2pc and xatm-pg2 with the decisions
 //                in a PostgreSQL store (log_store = postgresql; with --store)
+//   xatm-2pc-store2, xatm-store2-pg2  the same in a second store (--store2:
+//                e.g. one whose primary has a synchronous standby)
 //
 //   xatm-bench --pg CONNINFO --pg2 CONNINFO --dir DIR [--seconds S] [--rounds N]
 //              [--threads 1,4,16] [--modes local,xatm,...] [--csv FILE]
-//              [--pg-data PGDATA] [--store CONNINFO]
+//              [--pg-data PGDATA] [--store CONNINFO] [--store2 CONNINFO]
 //
 // Prints a table (median round per cell; "time vs local" is the median over
 // the rounds of each round's ratio to the local mode run just before it, so
@@ -82,6 +84,7 @@ struct Args : xtm::bench::TransferArgs {
   std::vector<std::string> modes;  // empty: all
   std::string pg_data;             // the cluster's data directory: its CPU time is counted too
   std::string store;               // a PostgreSQL decision store's conninfo: the -store modes
+  std::string store2;              // another one: the -store2 modes
 };
 
 void Die(const std::string& m) {
@@ -247,6 +250,8 @@ int main(int argc, char** argv) {
       a.pg_data = v;
     } else if (k == "--store") {
       a.store = v;
+    } else if (k == "--store2") {
+      a.store2 = v;
     } else {
       Die("unknown option " + k);
     }
@@ -281,11 +286,13 @@ int main(int argc, char** argv) {
   xatm* lrc_bg = open_tm("log-lrc-bg", {{"last_resource_commit", "true"}, {"background_phase_two", "true"}});
   xatm* tpc = open_tm("log-2pc", {{"last_resource_commit", "false"}});
   xatm* tpc_bg = open_tm("log-2pc-bg", {{"last_resource_commit", "false"}, {"background_phase_two", "true"}});
-  xatm* tpc_store = nullptr;
-  if (!a.store.empty()) {
-    tpc_store = open_tm("log-2pc-store", {{"last_resource_commit", "false"}, {"log_store", "postgresql"},
-                                          {"log_conninfo", a.store.c_str()}, {"node_name", "bench"}});
-  }
+  auto open_store_tm = [&](const std::string& conninfo, const std::string& name) -> xatm* {
+    if (conninfo.empty()) return nullptr;
+    return open_tm(name, {{"last_resource_commit", "false"}, {"log_store", "postgresql"},
+                                     {"log_conninfo", conninfo.c_str()}, {"node_name", "bench"}});
+  };
+  xatm* tpc_store = open_store_tm(a.store, "log-2pc-store");
+  xatm* tpc_store2 = open_store_tm(a.store2, "log-2pc-store2");
 
   auto pick = [](std::mt19937& r) { return 1 + static_cast<int>(r() % kAccounts); };
   std::map<std::string, Op> modes;
@@ -324,6 +331,7 @@ int main(int argc, char** argv) {
   std::map<std::string, xatm*> tm_of = {{"xatm", tm},       {"xatm-lrc", lrc},    {"xatm-bg", bg},
                                         {"xatm-lrc-bg", lrc_bg}, {"xatm-2pc", tpc}, {"xatm-2pc-bg", tpc_bg}};
   if (tpc_store) tm_of["xatm-2pc-store"] = tpc_store;
+  if (tpc_store2) tm_of["xatm-2pc-store2"] = tpc_store2;
   std::map<std::string, xatm*> tm_of_mode;
   for (const auto& [name, t] : tm_of) {
     modes[name] = [&transfer, t = t](Local&, std::mt19937& r, long) { return transfer(t, r); };
@@ -358,12 +366,13 @@ int main(int argc, char** argv) {
   std::vector<std::string> order = {"local",       "xatm",         "xatm-2pc",    "xatm-bg",
                                     "xatm-2pc-bg", "manual",       "local-pg2",   "xatm-pg2",
                                     "xatm-lrc-pg2", "xatm-bg-pg2", "xatm-lrc-bg-pg2", "manual-pg2"};
-  if (tpc_store) {
-    // Classic two-phase commit either way: xatm-2pc-pg2 is xatm-pg2's protocol.
-    modes["xatm-store-pg2"] = modes["xatm-2pc-store-pg2"];
-    tm_of_mode["xatm-store-pg2"] = tpc_store;
-    order.insert(order.begin() + 3, "xatm-2pc-store");
-    order.push_back("xatm-store-pg2");
+  // Classic two-phase commit either way: xatm-2pc-pg2 is xatm-pg2's protocol.
+  for (const auto& [suffix, t] : {std::pair<std::string, xatm*>{"store", tpc_store}, {"store2", tpc_store2}}) {
+    if (t == nullptr) continue;
+    modes["xatm-" + suffix + "-pg2"] = modes["xatm-2pc-" + suffix + "-pg2"];
+    tm_of_mode["xatm-" + suffix + "-pg2"] = t;
+    order.insert(order.begin() + 3, "xatm-2pc-" + suffix);
+    order.push_back("xatm-" + suffix + "-pg2");
   }
   if (!a.modes.empty()) {
     for (const std::string& m : a.modes) {

@@ -35,10 +35,11 @@ class StoreFailoverTest : public ::testing::Test {
  protected:
   void SetUp() override { bank_ = std::make_unique<Bank>(db_.conninfo(), dir_.path()); }
 
-  std::string Config(const std::string& store_conninfo) {
+  std::string Config(const std::string& store_conninfo, const std::string& synchronous_commit) {
     const std::string text = ReplaceEveryBranchPrepared(
         ReadFileOrDie(bank_->WriteConfigFile(60, kEveryBranchPrepared)),
-        "last_resource_commit = false\nlog_store = postgresql\nlog_conninfo = " + store_conninfo + "\nlease_s = 10\n");
+        "last_resource_commit = false\nlog_store = postgresql\nlog_conninfo = " + store_conninfo +
+            "\nlease_s = 10\nlog_synchronous_commit = " + synchronous_commit + "\n");
     const std::string path = dir_ / "failover.conf";
     WriteFileOrDie(path, text);
     return path;
@@ -98,7 +99,8 @@ TEST_F(StoreFailoverTest, AcknowledgedDecisionsSurviveThePrimarysLossAndTheTmRec
     const std::string store = "host=" + primary.dir() + "," + standby.dir() + " port=" +
                               std::to_string(primary.port()) + "," + std::to_string(standby.port()) +
                               " user=postgres dbname=postgres target_session_attrs=read-write connect_timeout=2";
-    const std::string config = Config(store);
+    // The last round waits for the standby to apply each decision too.
+    const std::string config = Config(store, round == 2 ? "remote_apply" : "on");
     xatm* tm = nullptr;
     ASSERT_EQ(XATM_OK, xatm_open(config.c_str(), &tm)) << xatm_errmsg(tm);
 

@@ -112,5 +112,16 @@ TEST_F(TmOnPostgresStore, TheStoreNeedsANodeNameAndAConninfo) {
   xatm_close(tm);
 }
 
+TEST_F(TmOnPostgresStore, ADecisionIsNeverAcknowledgedBeforeItsWalIsFlushed) {
+  const std::string weak = dir_ / "weak.conf";
+  std::string text = ReadFileOrDie(config_);
+  text.replace(text.find("lease_s = 3\n"), 12, "lease_s = 3\nlog_synchronous_commit = local\n");
+  WriteFileOrDie(weak, text);
+  xatm* tm = nullptr;
+  EXPECT_EQ(XATM_ECONFIG, xatm_open(weak.c_str(), &tm));
+  EXPECT_NE(std::string::npos, std::string(xatm_errmsg(tm)).find("must be on or remote_apply")) << xatm_errmsg(tm);
+  xatm_close(tm);
+}
+
 }  // namespace
 }  // namespace xtm::test

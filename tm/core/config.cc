@@ -112,6 +112,12 @@ Status SetTmKey(TmConfig* cfg, const std::string& key, const std::string& value)
     }
   } else if (key == "log_conninfo") {
     cfg->log_conninfo = value;
+  } else if (key == "log_synchronous_commit") {
+    if (value != "on" && value != "remote_apply") {
+      return Bad(where, "must be on or remote_apply, not \"" + value + "\" (a decision is never acknowledged "
+                        "before its WAL is flushed)");
+    }
+    cfg->log_synchronous_commit = value;
   } else if (key == "lease_s") {
     if (!ParseInt(value, 1, 3600, &cfg->lease_s)) return Bad(where, "must be seconds from 1 to 3600, not \"" + value + "\"");
   } else if (key == "takeover") {
@@ -131,7 +137,7 @@ Status SetTmKey(TmConfig* cfg, const std::string& key, const std::string& value)
                                            "\" (known: log_dir, node_name, timeout_s, commit_retry_s, "
                                            "log_level, log_file, log_segment_kb, recover_on_open, "
                                            "last_resource_commit, background_phase_two, server, log_store, "
-                                           "log_conninfo, lease_s, takeover)");
+                                           "log_conninfo, lease_s, takeover, log_synchronous_commit)");
   }
   return Status::OK();
 }

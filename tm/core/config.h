@@ -33,6 +33,8 @@
 //                                    lease (node_name required, unique in the store)
 //   log_conninfo = host=db1,db2 dbname=xatm target_session_attrs=read-write
 //   lease_s = 10                     a node's lease in a postgresql store, renewed in the background
+//   log_synchronous_commit = on      a postgresql store's decisions commit with at least this:
+//                                    on, or remote_apply (applied on the synchronous standbys too)
 //   takeover = false                 true: this node resolves the transactions of nodes whose lease
 //                                    expired (postgresql store)
 //
@@ -99,6 +101,7 @@ struct TmConfig {
   LogStore log_store = LogStore::kFile;
   std::string log_conninfo;
   int lease_s = 10;
+  std::string log_synchronous_commit = "on";  // on | remote_apply
   bool takeover = false;
   struct Server {
     std::string listen;  // this xatmd's address, when [tm] server lists several

@@ -58,6 +58,7 @@ Status OpenStore(const tm::TmConfig& cfg, const StoreOptions& opts, std::unique_
     return PostgresStore::Open({.conninfo = cfg.log_conninfo,
                                 .node_name = cfg.node_name,
                                 .lease_s = cfg.lease_s,
+                                .synchronous_commit = cfg.log_synchronous_commit,
                                 .rms = RmIdentities(cfg),
                                 .read_only = opts.read_only,
                                 .force = opts.force},

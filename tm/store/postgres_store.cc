@@ -1032,9 +1032,11 @@ Status PostgresStore::WriteBatch(const std::vector<Pending>& batch, uint64_t epo
   // A decision waits for its WAL flush (and the synchronous standbys)
   // whatever the role or database set; ENDs alone need not.
   std::string sql = std::string("BEGIN; ") +
-                    (durable ? "SELECT set_config('synchronous_commit', 'on', true) WHERE "
-                               "current_setting('synchronous_commit') IN ('off', 'local'); "
-                             : "SET LOCAL synchronous_commit = off; ") +
+                    (!durable                                      ? "SET LOCAL synchronous_commit = off; "
+                     : opts_.synchronous_commit == "remote_apply" ? "SET LOCAL synchronous_commit = remote_apply; "
+                                                                  : "SELECT set_config('synchronous_commit', 'on', "
+                                                                    "true) WHERE current_setting('synchronous_commit') "
+                                                                    "IN ('off', 'local'); ") +
                     "SELECT xatm.check_epoch(" + Bytea(node_id_) + ", " + std::to_string(epoch) + "); ";
   for (const Pending& p : batch) sql += p.sql + "; ";
   sql += "COMMIT";

@@ -57,6 +57,10 @@ struct PostgresStoreOptions {
   // settled from the rows): a synchronous standby that stopped answering
   // makes commits wait forever otherwise. 0: max(lease_s, 5).
   int commit_timeout_s = 0;
+  // A decision's COMMIT waits for at least this: "on" (the WAL flushed here
+  // and on the synchronous standbys, whatever the role sets) or
+  // "remote_apply" (also applied there: readable on a hot standby).
+  std::string synchronous_commit = "on";
   std::vector<RmIdentity> rms;  // the node's resource managers, for whoever takes it over
   bool read_only = false;  // look, never write: no lease, no new incarnation
   bool force = false;      // with read_only: even while the node's lease is held

@@ -19,14 +19,6 @@ bool DecodeStatus(Decoder* d, Reply* r) {
   return true;
 }
 
-// A server silent this long while a reply is awaited (it answers every
-// heartbeat at once) is frozen or gone: the read fails and the client resumes,
-// with this server or another one. 0: wait for ever (the admin tool).
-void SetReadTimeout(int fd, int ms) {
-  timeval tv{ms / 1000, (ms % 1000) * 1000};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-}
-
 Status ToStatus(const Reply& r) {
   switch (r.code) {
     case ReplyCode::kOk: return Status::OK();
@@ -57,6 +49,9 @@ Status ServerClient::Connect(const ClientOptions& opts, std::unique_ptr<ServerCl
       failed = Status::IOError(s.message() + " (is xatmd running? [tm] server names where it listens)");
       continue;
     }
+    // A server silent this long while a reply is awaited (it answers every
+    // heartbeat at once) is frozen or gone: the read fails and the client
+    // resumes, with this server or another. 0 (the admin tool): never.
     SetReadTimeout(fd, opts.reconnect_ms);
     ReplyCode code;
     std::string message;

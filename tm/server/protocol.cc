@@ -154,6 +154,11 @@ Status ParseAddress(const std::string& text, Address* out) {
                                  "\": must begin with unix: or tcp: (unix:/run/xatm/xatmd.sock, tcp:127.0.0.1:7420)");
 }
 
+void SetReadTimeout(int fd, int ms) {
+  timeval tv{ms / 1000, (ms % 1000) * 1000};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
 Status ParseAddressList(const std::string& text, std::vector<Address>* out) {
   out->clear();
   size_t at = 0;

@@ -146,6 +146,8 @@ Status ParseAddress(const std::string& text, Address* out);
 Status ParseAddressList(const std::string& text, std::vector<Address>* out);
 // A connected socket (close-on-exec).
 Status Connect(const Address& a, int* fd);
+// Reads from fd fail (EAGAIN) after ms of silence; 0: wait for ever.
+void SetReadTimeout(int fd, int ms);
 // Whether a TCP host is a loopback address (127.0.0.0/8, ::1, localhost).
 bool IsLoopback(const std::string& host);
 // A listening socket. For a unix socket, a stale socket file left by a dead

@@ -332,8 +332,7 @@ void ServerImpl::AcceptLoop() {
         }
       }
       // HELLO must come soon; after it, silence is judged by client_timeout_s.
-      timeval tv{10, 0};
-      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      SetReadTimeout(fd, 10000);
       std::lock_guard<std::mutex> l(mu_);
       conns_.insert(conn);
       const uint64_t n = ++next_conn_;
@@ -356,8 +355,7 @@ void ServerImpl::Serve(std::shared_ptr<Conn> conn) {
   bool ok = s.ok() && Hello(conn, f, &session, &admin, &dead);
   if (!s.ok() && !s.message().empty() && s.IsCorruption()) log_->warn("connection dropped: {}", s.message());
   if (ok) {
-    timeval tv{0, 0};
-    ::setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    SetReadTimeout(conn->fd, 0);
   }
   while (ok && !stopping_) {
     s = reader.Next(&f);
@@ -678,7 +676,8 @@ std::string ServerImpl::DoCommit(Session* session, const std::string& payload,
     }
   }
   const auto t0 = Clock::now();
-  // The session's own store session: the server's, which never ends while it runs.
+  // Through the server's own store session: ended only if another server
+  // took the node over (then the commit is refused, the epoch fences it).
   Status s = tm_->store()->Commit(r, tm_->store()->Current().get(), ends);
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   if (s.ok()) {
@@ -1129,8 +1128,7 @@ void ServerImpl::MetricsLoop() {
     if (!(fds[0].revents & POLLIN)) continue;
     int fd = ::accept4(metrics_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) continue;
-    timeval tv{2, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    SetReadTimeout(fd, 2000);
     std::string req;
     char buf[1024];
     while (req.size() < 8192 && req.find("\r\n\r\n") == std::string::npos && req.find("\n\n") == std::string::npos) {

@@ -229,9 +229,9 @@ Status TransactionManager::Open(const TmConfig& cfg_in, std::unique_ptr<Transact
   }
   tm->logger_->info("opened: node {} ({}), incarnation {}, {}, {} resource manager(s)", ToHex(tm->node_id()),
                     tm->store_->node_name(), tm->incarnation(),
-                    cfg.log_store == TmConfig::LogStore::kPostgres ? std::string("decisions in PostgreSQL")
-                    : cfg.server.empty()                            ? "log " + cfg.log_dir
-                                                                    : "a session of xatmd at " + cfg.server,
+                    !cfg.server.empty()                             ? "a session of xatmd at " + cfg.server
+                    : cfg.log_store == TmConfig::LogStore::kPostgres ? std::string("decisions in PostgreSQL")
+                                                                     : "log " + cfg.log_dir,
                     tm->rms_.size());
   if (options.read_only) {
     *out = std::move(tm);

@@ -76,7 +76,10 @@ void CrashPoint(const char* name) {
   const char* pause_env = std::getenv("XATM_PAUSE_AT");
   if (pause_env != nullptr && Hit(pause_target(), pause_env, name)) {
     Say("xatm: pause point reached: ", name);
-    ::kill(::getpid(), SIGSTOP);
+    // To this thread (tgkill): it stops before raise returns. A signal to
+    // the process may be taken by another thread, and this one would run on
+    // past the point (send a decision) until the group stop reaches it.
+    ::raise(SIGSTOP);
   }
 }
 

@@ -88,6 +88,19 @@ class XatmdFailoverTest : public ::testing::Test {
     workers_.clear();
   }
 
+  // One transfer through tm; what xatm_commit returned (XATM_ERROR if the
+  // statements failed).
+  int Transfer(xatm* tm, long id) {
+    xatm_tx* tx = nullptr;
+    int rc = xatm_start(tm, &tx);
+    if (rc != XATM_OK) return rc;
+    rc = TransferStatements(xatm_pgconn(tx, "bank"), xatm_sqlite(tx, "ledger"), id, 3, 4, 1) ? xatm_commit(tx)
+                                                                                               : XATM_ERROR;
+    if (rc != XATM_OK) xatm_rollback(tx);
+    xatm_tx_free(tx);
+    return rc;
+  }
+
   // Every acknowledged transfer is on both sides, none refused on either,
   // nothing prepared.
   void ExpectAtomic() {
@@ -168,6 +181,44 @@ TEST_F(XatmdFailoverTest, ALeaderFrozenPastItsLeaseIsReplacedAndStopsWhenItWakes
   Join();
   ASSERT_EQ(XATM_OK, xatm_close(tm));
   ExpectAtomic();
+}
+
+// The leader frozen exactly at a client's decision: before it is written, and
+// after it is durable but before the reply. The client's commit is left
+// unknown (XATM_EUNKNOWN) with its SQLite branch prepared on its own
+// connection; b takes the node over; the client's next transaction asks b how
+// the first ended and finishes its branch accordingly. Woken, a decides
+// nothing more (its epoch moved) and stops: the transfer is on both sides
+// (after) or on neither (before), never on one.
+TEST_F(XatmdFailoverTest, ALeaderFrozenAtADecisionNeverContradictsWhatItsSuccessorSays) {
+  for (const char* point : {"server.commit.before_decision", "server.commit.after_decision"}) {
+    SCOPED_TRACE(point);
+    const bool decided = std::string(point) == "server.commit.after_decision";
+    const long id = decided ? 100 : 200;
+    XatmdProcess a(dir_ / "a.conf", dir_ / "a.log"), b(dir_ / "b.conf", dir_ / "b.log");
+    a.StartPausingAt(point);
+    b.StartUntil("standing by");
+    xatm* tm = nullptr;
+    ASSERT_EQ(XATM_OK, xatm_open(client_.c_str(), &tm)) << xatm_errmsg(tm);
+    xatm_tx* tx = nullptr;
+    ASSERT_EQ(XATM_OK, xatm_start(tm, &tx));
+    ASSERT_TRUE(TransferStatements(xatm_pgconn(tx, "bank"), xatm_sqlite(tx, "ledger"), id, 1, 2, 1));
+    EXPECT_EQ(XATM_EUNKNOWN, xatm_commit(tx)) << xatm_errmsg(tm) << "\na:\n" << a.Log();
+    xatm_tx_free(tx);
+    ASSERT_TRUE(WaitStopped(a.pid(), 5)) << "a did not freeze at " << point;
+    ASSERT_TRUE(WaitFor([&] { return b.Log().find("serving:") != std::string::npos; }, 15)) << b.Log();
+    // The next transaction settles the branch the client holds, then runs.
+    ASSERT_TRUE(WaitFor([&] { return Transfer(tm, id + 1) == XATM_OK; }, 20)) << b.Log();
+    EXPECT_EQ(decided ? 1u : 0u, bank_->SqliteTransfers().count(id)) << "a:\n" << a.Log() << "\nb:\n" << b.Log();
+    ::kill(a.pid(), SIGCONT);
+    EXPECT_EQ(6, WaitStatusCode(a.Wait())) << a.Log();
+    ASSERT_EQ(XATM_OK, xatm_close(tm));
+    ASSERT_TRUE(WaitFor([&] { return bank_->PgPrepared() == 0 && bank_->SqlitePrepared() == 0; }, 20)) << b.Log();
+    EXPECT_EQ(decided ? 1u : 0u, bank_->PgTransfers().count(id)) << b.Log();
+    EXPECT_EQ(bank_->PgTransfers(), bank_->SqliteTransfers());
+    EXPECT_EQ(2L * kAccounts * kOpening, bank_->PgSum() + bank_->SqliteSum());
+    b.Stop(SIGTERM);
+  }
 }
 
 TEST_F(XatmdFailoverTest, SeveralServersNeedAPostgresqlStoreAndAListenAddress) {

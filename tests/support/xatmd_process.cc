@@ -26,17 +26,21 @@ XatmdProcess::~XatmdProcess() {
 
 void XatmdProcess::StartUntil(const std::string& text) { Launch("", "", text); }
 
+void XatmdProcess::StartPausingAt(const std::string& point) { Launch("", "", "serving:", point); }
+
 void XatmdProcess::Start(const std::string& crash_at, const std::string& fault_at) {
   Launch(crash_at, fault_at, "serving:");
 }
 
-void XatmdProcess::Launch(const std::string& crash_at, const std::string& fault_at, const std::string& until) {
+void XatmdProcess::Launch(const std::string& crash_at, const std::string& fault_at, const std::string& until,
+                          const std::string& pause_at) {
   const size_t before = Log().size();
   pid_ = ::fork();
   if (pid_ == 0) {
     if (!crash_at.empty()) ::setenv("XATM_CRASH_AT", crash_at.c_str(), 1);
     if (!fault_at.empty()) ::setenv("XATM_FAULT_AT", fault_at.c_str(), 1);
-    ::unsetenv("XATM_PAUSE_AT");
+    if (pause_at.empty()) ::unsetenv("XATM_PAUSE_AT");
+    else ::setenv("XATM_PAUSE_AT", pause_at.c_str(), 1);
     FILE* f = std::fopen(log_.c_str(), "a");
     ::dup2(fileno(f), 2);
     ::execl(XATM_XATMD, "xatmd", "--config", config_.c_str(), static_cast<char*>(nullptr));

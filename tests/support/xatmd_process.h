@@ -22,6 +22,8 @@ class XatmdProcess {
   void Start(const std::string& crash_at = "", const std::string& fault_at = "");
   // Starts it and waits until its log says `text` (e.g. "standing by").
   void StartUntil(const std::string& text);
+  // Starts it to freeze itself (SIGSTOP) at crash point `point`.
+  void StartPausingAt(const std::string& point);
   // Sends sig and waits for the process; its wait status.
   int Stop(int sig);
   // Waits for it to end by itself (a crash point); its wait status.
@@ -36,7 +38,8 @@ class XatmdProcess {
   int MetricsPort() const;
 
  private:
-  void Launch(const std::string& crash_at, const std::string& fault_at, const std::string& until);
+  void Launch(const std::string& crash_at, const std::string& fault_at, const std::string& until,
+              const std::string& pause_at = "");
   std::string config_, log_;
   pid_t pid_ = -1;
 };

@@ -675,6 +675,7 @@ std::string ServerImpl::DoCommit(Session* session, const std::string& payload,
                                             " was declared dead; the server rolled its transactions back");
     }
   }
+  XATM_CRASH_POINT("server.commit.before_decision");
   const auto t0 = Clock::now();
   // Through the server's own store session: ended only if another server
   // took the node over (then the commit is refused, the epoch fences it).

@@ -9,6 +9,7 @@ packages=(
   libboost-program-options-dev libspdlog-dev libfmt-dev
   libgtest-dev libbenchmark-dev
   postgresql postgresql-contrib util-linux
+  mariadb-server libmariadb-dev
 )
 
 missing=()

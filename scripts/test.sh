@@ -16,6 +16,8 @@ bash scripts/deps.sh
 # tests use; they do nothing unless that variable is set.
 echo "== build (RelWithDebInfo)"
 bash scripts/build.sh build -DXATM_FAULT_INJECTION=ON
+echo "== build (Release: what a user's first build compiles, warnings as errors)"
+bash scripts/build.sh build-release -DCMAKE_BUILD_TYPE=Release -DXATM_BUILD_TESTS=OFF
 echo "== build (address,undefined sanitizers)"
 bash scripts/build.sh build-asan -DXATM_SANITIZE=address,undefined -DXATM_FAULT_INJECTION=ON \
   -DXATM_BUILD_BENCH=OFF -DXATM_BUILD_EXAMPLES=OFF

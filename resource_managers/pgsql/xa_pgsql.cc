@@ -244,7 +244,12 @@ std::string Literal(PGconn* c, const std::string& s) {
 
 // A gid is digits, '-', '_' and base64 ('+', '/', '='): a string literal
 // needs no escaping.
-std::string GidLiteral(const XID& xid) { return "'" + XidToGid(xid) + "'"; }
+std::string GidLiteral(const XID& xid) {
+  std::string out = "'";
+  out += XidToGid(xid);
+  out += '\'';
+  return out;
+}
 
 RmConn* Find(int rmid) {
   auto it = tls_conns.find(rmid);

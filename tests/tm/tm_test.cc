@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
+#include <sstream>
 #include <functional>
 #include <random>
 #include <thread>
@@ -77,6 +80,50 @@ TEST_F(TmTest, CommitsAcrossPostgresAndSqlite) {
   PGconn* c = ConnectOrDie(bank_->pg());
   EXPECT_EQ("0", Exec(c, "SELECT count(*) FROM pg_namespace WHERE nspname = 'xatm'"));
   PQfinish(c);
+}
+
+// A library is quiet by default: a configuration without log_level writes
+// nothing to the application's stderr for a transaction; at info, one line
+// per decision.
+TEST_F(TmTest, TheDefaultLogLevelIsQuietAndInfoSaysOneLinePerDecision) {
+  std::string path;
+  auto with_level = [&](const std::string& level) {
+    path = bank_->WriteConfigFile(60, "");
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string t = text.str();
+    const size_t at = t.find("log_level = warn\n");
+    EXPECT_NE(std::string::npos, at);
+    t.replace(at, 17, level.empty() ? "" : "log_level = " + level + "\n");
+    std::ofstream(path) << t;
+  };
+  const std::string err = dir_.path() + "/stderr.txt";
+  auto run = [&](long first_id) {
+    fflush(stderr);
+    const int saved = dup(2);
+    const int fd = ::open(err.c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0600);
+    dup2(fd, 2);
+    ::close(fd);
+    EXPECT_EQ(XATM_OK, xatm_open(path.c_str(), &tm_)) << xatm_errmsg(tm_);
+    for (long id = first_id; id < first_id + 3; ++id) EXPECT_EQ(XATM_OK, Transfer(id, 1, 2, 1));
+    xatm_close(tm_);
+    tm_ = nullptr;
+    fflush(stderr);
+    dup2(saved, 2);
+    ::close(saved);
+    std::ifstream in(err);
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
+  };
+  with_level("");
+  EXPECT_EQ(std::vector<std::string>{}, run(1));
+  with_level("info");
+  int decisions = 0;
+  for (const std::string& line : run(10)) decisions += line.find(" committed (2 branch(es))") != std::string::npos;
+  EXPECT_EQ(3, decisions);
+  ExpectConsistent();
 }
 
 TEST_F(TmTest, WithEveryBranchPreparedTheCommitPointIsALogRecord) {

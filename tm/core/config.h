@@ -9,7 +9,7 @@
 //   node_name = billing-1            (default: the host name) shown in logs and tools
 //   timeout_s = 60                   a transaction open longer is rolled back
 //   commit_retry_s = 30              how long phase two retries before leaving a branch to recovery
-//   log_level = info                 trace|debug|info|warn|error|off
+//   log_level = warn                 trace|debug|info|warn|error|off
 //   log_file = /var/log/xatm.log     (default: stderr)
 //   log_segment_kb = 4096            size of a decision-log segment
 //   recover_on_open = true           false: leave recovery to `xatm recover` (or xatm_recover)
@@ -86,7 +86,7 @@ struct TmConfig {
   std::string node_name;
   int timeout_s = 60;
   int commit_retry_s = 30;
-  std::string log_level = "info";
+  std::string log_level = "warn";
   std::string log_file;
   int log_segment_kb = 4096;
   bool recover_on_open = true;

@@ -23,6 +23,25 @@
 namespace xtm::tm {
 namespace {
 
+const char* OutcomeName(Outcome o) {
+  switch (o) {
+    case Outcome::kOk: return "committed";
+    case Outcome::kRolledBack: return "rolled back";
+    case Outcome::kTimedOut: return "rolled back (timeout)";
+    case Outcome::kPending: return "committed, some branches left to recovery";
+    case Outcome::kHeurMix: return "heuristic mix";
+    case Outcome::kHeurHaz: return "heuristic hazard";
+    case Outcome::kHeurRb: return "heuristic rollback";
+    case Outcome::kUnknown: return "outcome unknown";
+    case Outcome::kInvalid: return "invalid call";
+    case Outcome::kRmError: return "failed (resource manager)";
+    case Outcome::kNotFound: return "not found";
+    case Outcome::kLogError: return "failed (decision log)";
+    case Outcome::kFenced: return "rolled back (session ended)";
+  }
+  return "?";
+}
+
 // Whether a session's transactions are read-only by default (reported by the
 // server: default_transaction_read_only, or a hot standby). Such a branch
 // cannot write a decision row, so it is never the last resource.
@@ -1125,6 +1144,12 @@ Outcome Transaction::Commit(std::string* message) {
     case Outcome::kFenced: ++tm_->rolled_back_; break;
     default: break;
   }
+  // One line per decision, at info (off by default: a library is quiet).
+  if (tm_->logger().should_log(spdlog::level::info)) {
+    tm_->logger().info("{} {} ({} branch(es)){}{}", ToHex(gtrid_),
+                       OutcomeName(o), branches_.size(),
+                       message->empty() ? "" : ": ", *message);
+  }
   return o;
 }
 
@@ -1652,9 +1677,14 @@ bool TransactionManager::FenceDeadSessions(Rm* rm, const std::string& node_id, c
   // application cannot change them), and, for those whose registrations are
   // gone (a restarted server's earlier sessions), the sessions tagged with a
   // dead incarnation (xatm/<node>/<incarnation>, by OpenRms).
-  const std::string prefix = "xatm/" + ToHex(node_id) + "/";
+  std::string prefix = "xatm/";
+  prefix += ToHex(node_id);
+  prefix += '/';
   std::string live_list;
-  for (uint32_t i : live.live) live_list += (live_list.empty() ? "" : ",") + std::to_string(i);
+  for (uint32_t i : live.live) {
+    if (!live_list.empty()) live_list += ',';
+    live_list += std::to_string(i);
+  }
   const std::string inc = "split_part(application_name, '/', 3)";
   std::string where = "application_name LIKE '" + prefix + "%' AND " + inc + " ~ '^[0-9]{1,10}$' AND " + inc +
                       "::bigint <= " + std::to_string(live.max);

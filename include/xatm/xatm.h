@@ -59,6 +59,7 @@ typedef struct xatm_config xatm_config; /* a configuration built in code */
 /* libpq's and SQLite's handle types, without requiring their headers. */
 struct pg_conn;
 struct sqlite3;
+struct st_mysql; /* MYSQL */
 
 /* ----------------------------------------------------------------------
  * Return codes. XATM_OK is 0; failures are negative and distinct where a
@@ -160,6 +161,11 @@ XATM_EXTERN int xatm_config_add_pgsql(xatm_config *cfg, const char *name, const 
  * as for xatm_sqlite_switch. Returns XATM_OK or XATM_ECONFIG. */
 XATM_EXTERN int xatm_config_add_sqlite(xatm_config *cfg, const char *name, const char *xa_info);
 
+/* Adds a MySQL/MariaDB resource manager; xa_info is space-separated
+ * key=value pairs as for xatm_mysql_switch ("socket=/run/mysqld/mysqld.sock
+ * user=app database=shop"). Returns XATM_OK or XATM_ECONFIG. */
+XATM_EXTERN int xatm_config_add_mysql(xatm_config *cfg, const char *name, const char *xa_info);
+
 /* Adds any resource manager that has an xa_switch_t. The switch must outlive
  * every xatm opened from this configuration. Returns XATM_OK or XATM_ECONFIG. */
 XATM_EXTERN int xatm_config_add_switch(xatm_config *cfg, const char *name, struct xa_switch_t *sw,
@@ -192,6 +198,11 @@ XATM_EXTERN struct pg_conn *xatm_pgconn(xatm_tx *tx, const char *rm);
 /* The SQLite handle of resource manager `rm` inside tx, starting its branch
  * on first use. Borrowed, as for xatm_pgconn. NULL on error. */
 XATM_EXTERN struct sqlite3 *xatm_sqlite(xatm_tx *tx, const char *rm);
+
+/* The MySQL/MariaDB connection (MYSQL *) of resource manager `rm` inside tx,
+ * starting its branch on first use. Borrowed, as for xatm_pgconn; it may be
+ * another connection in the next transaction. NULL on error. */
+XATM_EXTERN struct st_mysql *xatm_mysql(xatm_tx *tx, const char *rm);
 
 /* Starts (or returns) the branch of any configured RM without touching its
  * native handle, for RMs added with xatm_config_add_switch.

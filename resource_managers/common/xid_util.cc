@@ -46,6 +46,23 @@ std::string Hex(std::string_view bytes) {
   return h;
 }
 
+bool FromHex(std::string_view hex, std::string* out) {
+  out->clear();
+  if (hex.size() % 2 != 0) return false;
+  auto val = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    const int a = val(hex[i]), b = val(hex[i + 1]);
+    if (a < 0 || b < 0) return false;
+    out->push_back(static_cast<char>(a * 16 + b));
+  }
+  return true;
+}
+
 std::string XidToString(const XID& x) {
   return std::to_string(x.formatID) + ":" + Hex(Gtrid(x)) + ":" + Hex(Bqual(x));
 }

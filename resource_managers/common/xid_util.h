@@ -24,6 +24,8 @@ void Base64Append(std::string_view in, std::string* out);
 // Strict: false on any character outside the alphabet or bad padding.
 bool Base64Decode(std::string_view in, std::string* out);
 
+// Lower-case hex, and back (false on an odd length or a non-hex digit).
 std::string Hex(std::string_view bytes);
+bool FromHex(std::string_view hex, std::string* out);
 
 }  // namespace xtm::rm

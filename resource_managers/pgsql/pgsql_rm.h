@@ -1,9 +1,15 @@
 // Internal interface of the PostgreSQL resource manager, for the TM.
 #pragma once
 
+#include <memory>
 #include <string>
 
+#include "common/rm_extras.h"
+
 namespace xtm::pgsql {
+
+// What this RM offers the TM beside its switch (pgsql_extras.cc).
+std::unique_ptr<rm::RmExtras> MakeExtras(const rm::RmParams& params);
 
 // The message of the last failed switch call on this thread for rmid, with
 // libpq's text where it had one ("" if none). Never contains a password.

@@ -5,11 +5,17 @@
 
 #include <cstdint>
 #include <set>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/rm_extras.h"
+
 namespace xtm::sqlite {
+
+// What this RM offers the TM beside its switch (sqlite_extras.cc).
+std::unique_ptr<rm::RmExtras> MakeExtras(const rm::RmParams& params);
 
 // The message of the last failed switch call on this thread for rmid ("" if
 // none). After a successful xa_open it may hold a notice (e.g. that the

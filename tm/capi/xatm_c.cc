@@ -10,6 +10,7 @@
 #include "core/gtrid.h"
 #include "core/transaction_manager.h"
 #include "log/decision_log.h"
+#include "mysql/mysql_rm.h"
 #include "xatm/xatm.h"
 
 struct xatm {
@@ -273,6 +274,20 @@ int xatm_config_add_sqlite(xatm_config* cfg, const char* name, const char* xa_in
   return AddRmSpec(cfg, std::move(r));
 }
 
+int xatm_config_add_mysql(xatm_config* cfg, const char* name, const char* xa_info) {
+  if (cfg == nullptr || name == nullptr || xa_info == nullptr) return XATM_EINVAL;
+  xtm::mysql::ConnParams p;
+  if (std::string why = xtm::mysql::ParseConnParams(xa_info, &p); !why.empty()) {
+    cfg->error = "xatm_config_add_mysql: " + why;
+    return XATM_ECONFIG;
+  }
+  xtm::tm::RmSpec r;
+  r.name = name;
+  r.type = xtm::tm::RmSpec::Type::kMysql;
+  r.conninfo = xa_info;
+  return AddRmSpec(cfg, std::move(r));
+}
+
 int xatm_config_add_switch(xatm_config* cfg, const char* name, struct xa_switch_t* sw, const char* xa_info) {
   if (cfg == nullptr || name == nullptr || sw == nullptr) return XATM_EINVAL;
   xtm::tm::RmSpec r;
@@ -326,6 +341,10 @@ struct pg_conn* xatm_pgconn(xatm_tx* tx, const char* rm) {
 
 struct sqlite3* xatm_sqlite(xatm_tx* tx, const char* rm) {
   return static_cast<struct sqlite3*>(Join(tx, rm, xtm::tm::RmSpec::Type::kSqlite));
+}
+
+struct st_mysql* xatm_mysql(xatm_tx* tx, const char* rm) {
+  return static_cast<struct st_mysql*>(Join(tx, rm, xtm::tm::RmSpec::Type::kMysql));
 }
 
 int xatm_join(xatm_tx* tx, const char* rm) {

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 namespace po = boost::program_options;
@@ -61,8 +62,35 @@ const char* RmTypeName(RmSpec::Type t) {
     case RmSpec::Type::kPostgres: return "postgresql";
     case RmSpec::Type::kSqlite: return "sqlite";
     case RmSpec::Type::kSwitch: return "xa_switch";
+    case RmSpec::Type::kMysql: return "mysql";
   }
   return "?";
+}
+
+namespace {
+
+const std::set<std::string> kMysqlKeys = {"host", "port", "socket", "user", "password", "database", "durability"};
+
+// A value inside the MySQL RM's single quotes: quotes and backslashes escaped.
+std::string QuoteForMysqlInfo(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\'' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+rm::RmParams RmParamsOf(const RmSpec& spec, int rmid, bool read_only) {
+  return {.name = spec.name,
+          .rmid = rmid,
+          .conninfo = spec.conninfo,
+          .path = spec.path,
+          .busy_timeout_ms = spec.busy_timeout_ms,
+          .read_only = read_only,
+          .xa_info = spec.xa_info};
 }
 
 Status SetTmKey(TmConfig* cfg, const std::string& key, const std::string& value) {
@@ -327,13 +355,15 @@ Status LoadConfig(const std::string& path, TmConfig* out) {
     RmSpec rm;
     rm.name = name;
     auto type = keys.find("type");
-    if (type == keys.end()) return Bad(where, "type is required (postgresql or sqlite)");
+    if (type == keys.end()) return Bad(where, "type is required (postgresql, sqlite or mysql)");
     if (type->second == "postgresql" || type->second == "postgres") {
       rm.type = RmSpec::Type::kPostgres;
     } else if (type->second == "sqlite") {
       rm.type = RmSpec::Type::kSqlite;
+    } else if (type->second == "mysql" || type->second == "mariadb") {
+      rm.type = RmSpec::Type::kMysql;
     } else {
-      return Bad(where, "type must be postgresql or sqlite, not \"" + type->second + "\"");
+      return Bad(where, "type must be postgresql, sqlite or mysql, not \"" + type->second + "\"");
     }
     for (const auto& [key, value] : keys) {
       const std::string kwhere = path + ":" + std::to_string(key_line[section + "." + key]) + ": [" + section + "] " + key;
@@ -344,9 +374,16 @@ Status LoadConfig(const std::string& path, TmConfig* out) {
         rm.path = value;
       } else if (rm.type == RmSpec::Type::kSqlite && key == "busy_timeout_ms") {
         if (!ParseInt(value, 0, 3600000, &rm.busy_timeout_ms)) return Bad(kwhere, "must be milliseconds, not \"" + value + "\"");
+      } else if (rm.type == RmSpec::Type::kMysql && kMysqlKeys.count(key)) {
+        // The RM's own key=value pairs, each value quoted.
+        if (!rm.conninfo.empty()) rm.conninfo += ' ';
+        rm.conninfo += key + "='" + QuoteForMysqlInfo(value) + "'";
       } else {
-        return Bad(kwhere, std::string("unknown key for type = ") + RmTypeName(rm.type) + " (known: " +
-                               (rm.type == RmSpec::Type::kPostgres ? "type, conninfo" : "type, path, busy_timeout_ms") + ")");
+        const char* known = rm.type == RmSpec::Type::kPostgres ? "type, conninfo"
+                            : rm.type == RmSpec::Type::kMysql
+                                ? "type, host, port, socket, user, password, database, durability"
+                                : "type, path, busy_timeout_ms";
+        return Bad(kwhere, std::string("unknown key for type = ") + RmTypeName(rm.type) + " (known: " + known + ")");
       }
     }
     rm.path = FromConfigDir(path, rm.path);

@@ -64,16 +64,17 @@
 #include <string>
 #include <vector>
 
+#include "common/rm_extras.h"
 #include "util/status.h"
 #include "xatm/xa.h"
 
 namespace xtm::tm {
 
 struct RmSpec {
-  enum class Type { kPostgres, kSqlite, kSwitch };
+  enum class Type { kPostgres, kSqlite, kSwitch, kMysql };
   std::string name;
   Type type = Type::kPostgres;
-  std::string conninfo;  // kPostgres
+  std::string conninfo;  // kPostgres: a libpq conninfo; kMysql: the RM's key=value pairs
   std::string path;      // kSqlite
   int busy_timeout_ms = -1;
   xa_switch_t* sw = nullptr;  // kSwitch
@@ -128,5 +129,7 @@ Status AddRm(TmConfig* cfg, RmSpec rm);
 Status ValidateConfig(const TmConfig& cfg);
 
 const char* RmTypeName(RmSpec::Type t);
+// What the RM's extras (resource_managers/common/rm_extras.h) get of spec.
+rm::RmParams RmParamsOf(const RmSpec& spec, int rmid = 0, bool read_only = false);
 
 }  // namespace xtm::tm

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "common/xid_util.h"
+
 namespace xtm::tm {
 
 std::string MakeGtrid(const std::string& node_id, uint32_t incarnation, uint64_t sequence) {
@@ -41,32 +43,8 @@ XID MakeXid(std::string_view gtrid, std::string_view bqual) {
   return x;
 }
 
-std::string ToHex(std::string_view bytes) {
-  static constexpr char d[] = "0123456789abcdef";
-  std::string h(bytes.size() * 2, '\0');
-  for (size_t i = 0; i < bytes.size(); ++i) {
-    const auto c = static_cast<unsigned char>(bytes[i]);
-    h[2 * i] = d[c >> 4];
-    h[2 * i + 1] = d[c & 15];
-  }
-  return h;
-}
+std::string ToHex(std::string_view bytes) { return rm::Hex(bytes); }
 
-bool FromHex(std::string_view hex, std::string* out) {
-  out->clear();
-  if (hex.size() % 2 != 0) return false;
-  auto val = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  for (size_t i = 0; i < hex.size(); i += 2) {
-    int a = val(hex[i]), b = val(hex[i + 1]);
-    if (a < 0 || b < 0) return false;
-    out->push_back(static_cast<char>(a * 16 + b));
-  }
-  return true;
-}
+bool FromHex(std::string_view hex, std::string* out) { return rm::FromHex(hex, out); }
 
 }  // namespace xtm::tm

@@ -97,6 +97,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/rm_extras.h"
 #include "core/config.h"
 #include "log/decision_log.h"
 #include "store/decision_store.h"
@@ -133,14 +134,11 @@ struct Rm {
   RmSpec spec;
   int rmid = 0;
   xa_switch_t* sw = nullptr;
-  std::string xa_info;    // what xa_open gets (for PostgreSQL: conninfo + session tag)
-  std::string plain_info;  // for PostgreSQL: the conninfo without the tag
-  // PostgreSQL with last_resource_commit = true: the decision table xatm.decision
-  // exists, so a branch on this RM can be the last resource.
-  bool decision_table = false;
-  // Decision rows written to xatm.decision since the TM last vacuumed it (a
-  // queue: one row in and one out per transaction).
-  std::atomic<uint64_t> rows_since_vacuum{0};
+  // What the RM offers beside its switch (resource_managers/common/rm_extras.h).
+  std::unique_ptr<rm::RmExtras> x;
+  // Whether a branch on it can be the last resource (its decision rows are
+  // enabled for the configured last_resource_commit).
+  bool last_resource = false;
 };
 
 // A branch seen during recovery or listing.
@@ -349,7 +347,7 @@ class TransactionManager {
   // before the scan) and SQLite's locked reads for the whole pass.
   struct DecisionRows {
     std::map<const Rm*, std::optional<std::set<std::string>>> by_rm;   // nullopt: could not be read
-    std::map<const Rm*, std::optional<std::set<std::string>>> locked;  // SQLite, under its write lock
+    std::map<const Rm*, rm::FencedRead> locked;  // what RMs read under their lock, for the whole pass
   };
   // An RM in prepared_in holds a prepared branch of gtrid, so it is not the
   // transaction's last resource (that branch is never prepared): no fenced
@@ -362,15 +360,9 @@ class TransactionManager {
   // 1, 0, or -1 (with *why).
   int FencedDecisionRow(Rm* rm, const std::string& gtrid, DecisionRows* rows, std::string* why);
   // The gtrids of rm's decision rows by a plain read (only `only`, if
-  // given): 0, or -1 if they cannot be read (no table is no rows; other RM
-  // kinds have none). Never "none" on an error.
+  // given): 0, or -1 if they cannot be read (no table is no rows; an RM
+  // without decision rows has none). Never "none" on an error.
   int ReadDecisionRows(Rm* rm, std::set<std::string>* out, const std::string* only = nullptr);
-  // Deletes rows outside any branch.
-  bool DeleteDecisionRows(const Rm* rm, const std::vector<std::string>& gtrids);
-  // VACUUM of xatm.decision on rm (see kVacuumEveryRows).
-  void VacuumDecisionTable(Rm* rm);
-  // Creates xatm.decision in a PostgreSQL RM if it is missing.
-  Status EnsureDecisionTable(Rm* rm);
   // Decision rows no longer needed, per RM: deleted inside a later
   // last-resource transaction on the same RM.
   void ForgetDecision(Rm* rm, const std::string& gtrid);

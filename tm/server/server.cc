@@ -28,7 +28,6 @@
 #include "core/transaction_manager.h"
 #include "log/decision_log.h"
 #include "server/protocol.h"
-#include "sqlite/sqlite_rm.h"
 #include "util/coding.h"
 #include "util/crash_point.h"
 
@@ -800,8 +799,8 @@ std::string ServerImpl::CheckClientRms(const std::vector<ClientRm>& rms) {
       missing += (missing.empty() ? "" : ", ") + ("\"" + c.name + "\" (" + tm::RmTypeName(type) + ")");
       continue;
     }
-    if (type == tm::RmSpec::Type::kSqlite && !c.identity.empty()) {
-      const std::string id = sqlite::DatabaseIdOf(mine->spec.path);
+    if (mine->x->HasIdentity() && !c.identity.empty()) {
+      const std::string id = mine->x->Identity();
       if (!id.empty() && id != c.identity) other += (other.empty() ? "" : ", ") + ("\"" + c.name + "\" (" + mine->spec.path + ")");
     }
   }

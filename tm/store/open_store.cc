@@ -1,7 +1,7 @@
 #include "store/open_store.h"
 
+#include "registry.h"
 #include "server/client.h"
-#include "sqlite/sqlite_rm.h"
 #include "store/file_store.h"
 #include "store/postgres_store.h"
 #include "store/server_store.h"
@@ -31,7 +31,7 @@ Status OpenServerStore(const tm::TmConfig& cfg, std::unique_ptr<DecisionStore>* 
     server::ClientRm r;
     r.name = spec.name;
     r.type = static_cast<uint8_t>(spec.type);
-    if (spec.type == tm::RmSpec::Type::kSqlite) r.identity = sqlite::DatabaseIdOf(spec.path);
+    r.identity = rm::IdentityOf(tm::RmTypeName(spec.type), tm::RmParamsOf(spec));
     co.rms.push_back(std::move(r));
   }
   return ServerStore::Connect(co, out);
@@ -42,8 +42,7 @@ Status OpenServerStore(const tm::TmConfig& cfg, std::unique_ptr<DecisionStore>* 
 std::vector<RmIdentity> RmIdentities(const tm::TmConfig& cfg) {
   std::vector<RmIdentity> rms;
   for (const tm::RmSpec& spec : cfg.rms) {
-    rms.push_back({spec.name, tm::RmTypeName(spec.type),
-                   spec.type == tm::RmSpec::Type::kSqlite ? sqlite::DatabaseIdOf(spec.path) : ""});
+    rms.push_back({spec.name, tm::RmTypeName(spec.type), rm::IdentityOf(tm::RmTypeName(spec.type), tm::RmParamsOf(spec))});
   }
   return rms;
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds xatm (a normal build and an AddressSanitizer+UBSan build), starts a
-# private PostgreSQL, runs every test in both builds, stops the server.
+# private PostgreSQL and a private MariaDB, runs every test in both builds,
+# stops the servers.
 # Exits non-zero on any failure. Run it from anywhere, as root or not.
 #
 #   scripts/test.sh            everything but the long soaks (label long)
@@ -27,14 +28,19 @@ bash scripts/build.sh build-tsan -DXATM_SANITIZE=thread -DXATM_FAULT_INJECTION=O
   -DXATM_BUILD_BENCH=OFF -DXATM_BUILD_EXAMPLES=OFF
 
 pgdir=$(mktemp -d /tmp/xatm-pg-XXXXXX)
+mydir=$(mktemp -d /tmp/xatm-mysql-XXXXXX)
 cleanup() {
   bash scripts/pg-cluster.sh stop "$pgdir" immediate >/dev/null 2>&1 || true
-  rm -rf "$pgdir"
+  bash scripts/mariadb-server.sh stop "$mydir" immediate >/dev/null 2>&1 || true
+  rm -rf "$pgdir" "$mydir"
 }
 trap cleanup EXIT
 echo "== private PostgreSQL in $pgdir"
 pgenv=$(bash scripts/pg-cluster.sh start "$pgdir")
 eval "$pgenv"
+echo "== private MariaDB in $mydir"
+myenv=$(bash scripts/mariadb-server.sh start "$mydir")
+eval "$myenv"
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

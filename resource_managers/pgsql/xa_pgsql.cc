@@ -807,7 +807,7 @@ int PgRecover(XID* xids, long count, int rmid, long flags) {
     }
     rc->scan.Start(std::move(found));
   } else if (!rc->scan.open()) {
-    return Fail(rmid, XAER_PROTO, "no recovery scan is open: start one with TMSTARTRSCAN");
+    return Fail(rmid, XAER_INVAL, "no recovery scan is open: start one with TMSTARTRSCAN");
   }
   return rc->scan.Take(xids, count, flags);
 }

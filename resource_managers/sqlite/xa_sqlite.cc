@@ -1375,6 +1375,9 @@ int SqRollback(XID* xid, int rmid, long flags) {
     if (prepared) DeleteRecordUnforced(rc, x);
     return XA_OK;
   }
+  for (const XID& d : rc->done) {
+    if (rm::XidEqual(d, *xid)) return Fail(rmid, XAER_NOTA, "the branch is already committed");
+  }
   Record r;
   int found = ReadRecord(rc, *xid, &r);
   if (found < 0) return Fail(rmid, XAER_RMERR, "cannot read the sidecar: " + Err(rc->side));
@@ -1411,7 +1414,7 @@ int SqRecover(XID* xids, long count, int rmid, long flags) {
     }
     rc->scan.Start(std::move(in_doubt));
   } else if (!rc->scan.open()) {
-    return Fail(rmid, XAER_PROTO, "no recovery scan is open: start one with TMSTARTRSCAN");
+    return Fail(rmid, XAER_INVAL, "no recovery scan is open: start one with TMSTARTRSCAN");
   }
   return rc->scan.Take(xids, count, flags);
 }

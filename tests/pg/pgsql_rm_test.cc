@@ -531,7 +531,7 @@ TEST_F(PgRmTest, BadArgumentsAndAsyncAreRefused) {
   EXPECT_EQ(XAER_PROTO, Start(x, 77));
   XID buf[4];
   EXPECT_EQ(XAER_PROTO, sw.xa_recover_entry(buf, 4, 77, TMSTARTRSCAN));
-  EXPECT_EQ(XAER_PROTO, sw.xa_recover_entry(buf, 4, 1, TMNOFLAGS));  // no scan open
+  EXPECT_EQ(XAER_INVAL, sw.xa_recover_entry(buf, 4, 1, TMNOFLAGS));  // no scan open
   EXPECT_EQ(XAER_INVAL, sw.xa_recover_entry(nullptr, 4, 1, TMSTARTRSCAN));
   int ret = 0, handle = 0;
   EXPECT_EQ(XAER_PROTO, sw.xa_complete_entry(&handle, &ret, 1, TMNOFLAGS));
@@ -559,7 +559,7 @@ TEST_F(PgRmTest, RecoverCursorHandsOutBranchesInSmallBatches) {
   EXPECT_EQ(1, sw.xa_recover_entry(buf, 2, 2, TMNOFLAGS | TMENDRSCAN));
   got.insert(rm::XidToString(buf[0]));
   EXPECT_EQ(want, got);
-  EXPECT_EQ(XAER_PROTO, sw.xa_recover_entry(buf, 2, 2, TMNOFLAGS));  // scan closed
+  EXPECT_EQ(XAER_INVAL, sw.xa_recover_entry(buf, 2, 2, TMNOFLAGS));  // scan closed
   // A scan in one call.
   EXPECT_EQ(5u, RecoverAll(2, 100).size());
   for (const XID& x : RecoverAll(2)) EXPECT_EQ(XA_OK, Rollback(x, 2));

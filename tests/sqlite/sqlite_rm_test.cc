@@ -178,7 +178,7 @@ TEST_F(SqliteRmTest, StateTableWrongSequences) {
   EXPECT_EQ(XAER_INVAL, ssw().xa_start_entry(nullptr, 1, TMNOFLAGS));
   EXPECT_EQ(XAER_PROTO, SqStart(x, 55));
   XID buf[2];
-  EXPECT_EQ(XAER_PROTO, ssw().xa_recover_entry(buf, 2, 1, TMNOFLAGS));
+  EXPECT_EQ(XAER_INVAL, ssw().xa_recover_entry(buf, 2, 1, TMNOFLAGS));
   EXPECT_STREQ("xatm_sqlite", ssw().name);
 }
 

@@ -32,6 +32,11 @@ std::string CheckVersion(const std::string& version);
 // wrong and what to set.
 std::string CheckDurability(const std::string& flush_log, const std::string& log_bin, const std::string& sync_binlog);
 
+// For the admin tool: how many XA branches the server holds prepared (all
+// of the server's: XA is not per database) and how long the oldest has been
+// (-1 if none). False, with *error, if the server cannot be asked.
+bool PreparedSummary(const std::string& info, int64_t* count, int64_t* oldest_s, std::string* error);
+
 // The message of the last failed switch call on this thread for rmid ("" if none).
 std::string LastError(int rmid);
 

@@ -1,4 +1,6 @@
 // The MySQL RM's xa_info and the checks of the server it connects to.
+#include <mysql.h>
+
 #include <cstdlib>
 #include <string>
 
@@ -116,6 +118,44 @@ std::string CheckDurability(const std::string& flush_log, const std::string& log
            "and the server then disagree); set sync_binlog = 1 (SET GLOBAL, and in the server's configuration)";
   }
   return "";
+}
+
+bool PreparedSummary(const std::string& info, int64_t* count, int64_t* oldest_s, std::string* error) {
+  ConnParams p;
+  if (std::string why = ParseConnParams(info, &p); !why.empty()) {
+    *error = why;
+    return false;
+  }
+  MYSQL* my = mysql_init(nullptr);
+  const char* nul = nullptr;
+  bool ok = false;
+  if (my && mysql_real_connect(my, p.host.empty() ? nul : p.host.c_str(), p.user.empty() ? nul : p.user.c_str(),
+                               p.has_password ? p.password.c_str() : nul, nullptr, p.port,
+                               p.socket.empty() ? nul : p.socket.c_str(), 0)) {
+    // A prepared branch no session holds is an InnoDB transaction of no
+    // thread; XA RECOVER counts those a session still holds too.
+    const char* sql =
+        "SELECT (SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = 0), "
+        "(SELECT COALESCE(MAX(TIMESTAMPDIFF(SECOND, trx_started, NOW())), -1) FROM information_schema.INNODB_TRX "
+        "WHERE trx_mysql_thread_id = 0)";
+    if (mysql_query(my, "XA RECOVER") == 0) {
+      MYSQL_RES* res = mysql_store_result(my);
+      *count = res ? static_cast<int64_t>(mysql_num_rows(res)) : 0;
+      mysql_free_result(res);
+      if (mysql_query(my, sql) == 0) {
+        MYSQL_RES* r2 = mysql_store_result(my);
+        MYSQL_ROW row = r2 ? mysql_fetch_row(r2) : nullptr;
+        *oldest_s = row && row[1] ? std::strtoll(row[1], nullptr, 10) : -1;
+        mysql_free_result(r2);
+        ok = true;
+      }
+    }
+    if (!ok) *error = mysql_error(my);
+  } else {
+    *error = my ? mysql_error(my) : "out of memory";
+  }
+  if (my) mysql_close(my);
+  return ok;
 }
 
 }  // namespace xtm::mysql

@@ -272,3 +272,46 @@ INSTANTIATE_TEST_SUITE_P(Pairs, TmMysqlCrash, ::testing::ValuesIn(kPairs), PairN
 
 }  // namespace
 }  // namespace xtm::test
+
+namespace xtm::test {
+namespace {
+
+#ifdef XATM_FAULT_INJECTION
+// The admin tool sees a MySQL branch left prepared by a dead process, with
+// the transaction's decision, and recovery finishes it.
+TEST(MysqlAdmin, ListHealthAndRecoverShowAndFinishAMysqlBranch) {
+  TempDir dir;
+  ThreeBanks banks(dir.path());
+  const std::string config = banks.WriteConfig("last_resource_commit = false\nrecover_on_open = false\n");
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setenv("XATM_CRASH_AT", "tm.commit.after_decision", 1);
+    xatm* tm = nullptr;
+    if (xatm_open(config.c_str(), &tm) != XATM_OK) ::_exit(2);
+    xatm_tx* tx = nullptr;
+    if (xatm_start(tm, &tx) != XATM_OK || !ThreeBanks::Transfer(tx, Side::kPg, Side::kMysql, 1, 1, 2, 5)) ::_exit(3);
+    xatm_commit(tx);
+    ::_exit(4);
+  }
+  ASSERT_EQ(128 + SIGKILL, WaitChild(pid)) << "the child did not die at the crash point";
+  ASSERT_EQ(1, banks.Prepared(Side::kMysql));
+
+  ShellResult list = RunShell(std::string(XATM_CLI) + " -c " + config + " list");
+  EXPECT_EQ(1, list.code) << list.out;
+  EXPECT_NE(std::string::npos, list.out.find("shop")) << list.out;
+  EXPECT_NE(std::string::npos, list.out.find("commit")) << list.out;
+  ShellResult health = RunShell(std::string(XATM_CLI) + " -c " + config + " health --json");
+  EXPECT_NE(std::string::npos, health.out.find("\"mysql\"")) << health.out;
+  EXPECT_NE(std::string::npos, health.out.find("\"in_doubt\":1")) << health.out;
+
+  ShellResult rec = RunShell(std::string(XATM_CLI) + " -c " + config + " recover");
+  EXPECT_EQ(0, rec.code) << rec.out;
+  EXPECT_EQ(0, banks.Prepared(Side::kMysql));
+  EXPECT_EQ(banks.Transfers(Side::kPg), banks.Transfers(Side::kMysql));
+  EXPECT_EQ(1u, banks.Transfers(Side::kMysql).count(1));
+  EXPECT_EQ(0, RunShell(std::string(XATM_CLI) + " -c " + config + " list").code);
+}
+#endif
+
+}  // namespace
+}  // namespace xtm::test

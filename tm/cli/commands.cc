@@ -24,6 +24,7 @@
 #include "core/gtrid.h"
 #include "core/transaction_manager.h"
 #include "log/decision_log.h"
+#include "mysql/mysql_rm.h"
 #include "pgsql/gid.h"
 #include "server/client.h"
 #include "sqlite/sqlite_rm.h"
@@ -725,6 +726,9 @@ int CmdHealth(Ctx& c) {
         }
       }
       PQfinish(pg);
+    } else if (rm->spec.type == tm::RmSpec::Type::kMysql) {
+      // Server-wide: XA branches belong to the server, not to a database.
+      if (!mysql::PreparedSummary(rm->spec.conninfo, &h.in_doubt, &h.oldest_s, &h.error)) h.in_doubt = 0;
     } else if (rm->spec.type == tm::RmSpec::Type::kSqlite) {
       if (SqliteHandle side = OpenSidecar(rm->spec)) {
         sqlite3* db = side.get();

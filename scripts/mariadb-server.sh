@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # A private MariaDB server for xatm's tests and demo.
 #
-#   scripts/mariadb-server.sh start DIR           mariadb-install-db DIR (if new) and start mariadbd;
+#   scripts/mariadb-server.sh start DIR [--tcp PORT]
+#                                                 mariadb-install-db DIR (if new) and start mariadbd;
 #                                                 prints shell assignments to eval
 #   scripts/mariadb-server.sh stop DIR [MODE]     stop it (MODE: fast, the default, or immediate: SIGKILL)
 #   scripts/mariadb-server.sh restart DIR [MODE]  stop (immediate by default) and start again
 #   scripts/mariadb-server.sh env DIR             print the assignments again
 #
-# The server listens on a Unix socket inside DIR only (no TCP), with the
+# The server listens on a Unix socket inside DIR only (with --tcp PORT, also
+# on 127.0.0.1:PORT, where root@127.0.0.1 has no password either), with the
 # durable settings xatm requires (innodb_flush_log_at_trx_commit = 1, binary
-# log off). root@localhost has no password, reachable over the socket only.
+# log off). root@localhost has no password, reachable over the socket.
 # As root, the server runs as the mysql user.
 # The assignments: XATM_TEST_MYSQL_SOCKET (the socket), XATM_TEST_MYSQL_DIR.
 set -euo pipefail
 
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,14p' "$0" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,16p' "$0" >&2; exit 2; }
 command -v mariadbd >/dev/null 2>&1 || PATH=$PATH:/usr/sbin
 command -v mariadbd >/dev/null 2>&1 || {
   echo "mariadb-server: mariadbd not found; run scripts/deps.sh" >&2
@@ -36,6 +38,8 @@ running() {
 }
 
 start() {
+  local port=${1:-}
+  [ -z "$port" ] && [ -f "$dir/port" ] && port=$(cat "$dir/port")
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
   if [ "$(id -u)" -eq 0 ]; then
@@ -50,14 +54,23 @@ start() {
       --skip-test-db --skip-name-resolve "${user[@]}" >"$dir/install.log" 2>&1 || { cat "$dir/install.log" >&2; exit 1; }
   fi
   running && { print_env; return; }
+  local net=(--skip-networking)
+  if [ -n "$port" ]; then
+    net=(--port="$port" --bind-address=127.0.0.1)
+    echo "$port" >"$dir/port"
+  fi
   # setsid: the server outlives the shell that started it, and a test's
   # process group signals never reach it.
-  setsid mariadbd --no-defaults --datadir="$dir/data" --socket="$dir/mysqld.sock" --skip-networking \
+  setsid mariadbd --no-defaults --datadir="$dir/data" --socket="$dir/mysqld.sock" "${net[@]}" \
     --pid-file="$dir/mariadbd.pid" --log-error="$dir/server.log" --skip-name-resolve \
     --innodb-buffer-pool-size=64M --innodb-log-file-size=48M --innodb-flush-log-at-trx-commit=1 \
     --max-connections=300 --innodb-lock-wait-timeout=10 "${user[@]}" </dev/null >/dev/null 2>&1 &
   for _ in $(seq 1 300); do
     if [ -S "$dir/mysqld.sock" ] && mariadb-admin --no-defaults --socket="$dir/mysqld.sock" -uroot ping >/dev/null 2>&1; then
+      if [ -n "$port" ]; then
+        mariadb --no-defaults --socket="$dir/mysqld.sock" -uroot -e \
+          "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION" >&2
+      fi
       print_env
       return
     fi
@@ -87,9 +100,10 @@ stop() {
 }
 
 case "$cmd" in
-  start) start ;;
+  start)
+    if [ "${3:-}" = --tcp ]; then start "${4:?--tcp needs a port}"; else start; fi ;;
   stop) dir=$(cd "$dir" 2>/dev/null && pwd) || exit 0; stop "${3:-fast}" ;;
   restart) dir=$(cd "$dir" && pwd); stop "${3:-immediate}"; start >/dev/null ;;
   env) dir=$(cd "$dir" && pwd); print_env ;;
-  *) sed -n '2,14p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,16p' "$0" >&2; exit 2 ;;
 esac

@@ -107,7 +107,9 @@ std::string ThreeBanks::WriteConfig(const std::string& tm_extra, const std::stri
   std::ofstream f(path);
   f << "[tm]\nlog_dir = " << log_dir_ << "\nnode_name = test\ncommit_retry_s = 5\nlog_level = warn\n" << tm_extra
     << "\n[rm.bank]\ntype = postgresql\nconninfo = " << pg_.conninfo() << "\n\n"
-    << "[rm.shop]\ntype = mysql\nsocket = " << socket_ << "\nuser = root\ndatabase = " << my_db_ << "\n\n"
+    << "[rm.shop]\ntype = mysql\n"
+    << (mysql_port_ ? "host = 127.0.0.1\nport = " + std::to_string(mysql_port_) : "socket = " + socket_)
+    << "\nuser = root\ndatabase = " << my_db_ << "\n\n"
     << "[rm.ledger]\ntype = sqlite\npath = " << sqlite_ << "\nbusy_timeout_ms = 10000\n";
   return path;
 }

@@ -26,6 +26,9 @@ class ThreeBanks {
   explicit ThreeBanks(const std::string& dir, const std::string& mysql_socket = "");
   ~ThreeBanks();
 
+  // The RM reaches MariaDB over TCP at 127.0.0.1:port (a proxy) instead of
+  // the socket.
+  void UseMysqlPort(int port) { mysql_port_ = port; }
   // A configuration file with the three RMs; tm_extra: more [tm] lines.
   std::string WriteConfig(const std::string& tm_extra = "", const std::string& file = "xatm.conf") const;
 
@@ -47,6 +50,7 @@ class ThreeBanks {
  private:
   ScratchDb pg_;
   std::string dir_, sqlite_, log_dir_, socket_, my_db_;
+  int mysql_port_ = 0;
 };
 
 }  // namespace xtm::test

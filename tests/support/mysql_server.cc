@@ -1,6 +1,9 @@
 #include "support/mysql_server.h"
 
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -36,10 +39,25 @@ std::string Env(const char* name) {
   return v ? v : "";
 }
 
-// Starts the server of dir with the script; false if it did not start.
-bool StartIn(const std::string& dir) {
-  const std::string cmd = Script() + " start '" + dir + "' >/dev/null";
+// Starts the server of dir with the script (on port too, if not 0); false
+// if it did not start.
+bool StartIn(const std::string& dir, int port = 0) {
+  const std::string cmd =
+      Script() + " start '" + dir + "'" + (port ? " --tcp " + std::to_string(port) : std::string()) + " >/dev/null";
   return std::system(cmd.c_str()) == 0;
+}
+
+// A loopback port nobody listens on now.
+int FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t l = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &l);
+  ::close(fd);
+  return ntohs(a.sin_port);
 }
 
 }  // namespace
@@ -142,7 +160,7 @@ ScratchMysqlDb::~ScratchMysqlDb() {
   mysql_close(my);
 }
 
-OwnMysql::OwnMysql() : owner_(getpid()) {
+OwnMysql::OwnMysql(bool tcp) : owner_(getpid()), port_(tcp ? FreePort() : 0) {
   char tmpl[] = "/tmp/xatm-ownmysql-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) {
     ADD_FAILURE() << "mkdtemp failed";
@@ -161,7 +179,7 @@ OwnMysql::~OwnMysql() {
 }
 
 void OwnMysql::Start() {
-  if (!StartIn(dir_)) ADD_FAILURE() << "cannot start MariaDB in " << dir_;
+  if (!StartIn(dir_, port_)) ADD_FAILURE() << "cannot start MariaDB in " << dir_;
 }
 
 void OwnMysql::Stop(const std::string& mode) {

@@ -53,12 +53,14 @@ int MysqlPrepared(const std::string& socket);
 // constructor, stopped and removed by the destructor.
 class OwnMysql {
  public:
-  OwnMysql();
+  // tcp: also listen on 127.0.0.1 (port()), for the message-loss proxy.
+  explicit OwnMysql(bool tcp = false);
   ~OwnMysql();
   OwnMysql(const OwnMysql&) = delete;
   OwnMysql& operator=(const OwnMysql&) = delete;
   const std::string& socket() const { return socket_; }
   const std::string& dir() const { return dir_; }
+  int port() const { return port_; }
   // mode: immediate (SIGKILL) or fast.
   void Restart(const std::string& mode = "immediate");
   void Stop(const std::string& mode = "immediate");
@@ -68,6 +70,7 @@ class OwnMysql {
   std::string dir_;
   std::string socket_;
   pid_t owner_;
+  int port_ = 0;
 };
 
 }  // namespace xtm::test

@@ -41,9 +41,22 @@ bool NextMessage(std::string& buf, bool untyped, char* type, std::string* msg) {
   return true;
 }
 
+// MySQL packets: a 3-byte little-endian length, a sequence number, the
+// payload. A command starts a sequence (number 0); its first payload byte
+// says which (0x03: COM_QUERY, the SQL follows). Other packets get type 0.
+bool NextMysqlPacket(std::string& buf, bool from_client, char* type, std::string* msg) {
+  if (buf.size() < 4) return false;
+  const size_t len = size_t(uint8_t(buf[0])) | size_t(uint8_t(buf[1])) << 8 | size_t(uint8_t(buf[2])) << 16;
+  if (buf.size() < 4 + len) return false;
+  *type = from_client && buf[3] == 0 && len > 0 && buf[4] == 0x03 ? 'Q' : 0;
+  msg->assign(buf, 0, 4 + len);
+  buf.erase(0, 4 + len);
+  return true;
+}
+
 }  // namespace
 
-PgProxy::PgProxy(int server_port) : server_port_(server_port) {
+PgProxy::PgProxy(int server_port, Protocol protocol) : server_port_(server_port), protocol_(protocol) {
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;
   ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -144,10 +157,14 @@ void PgProxy::Serve(int client) {
       char type;
       std::string msg;
       bool cut = false;
-      while (NextMessage(from_client, startup, &type, &msg)) {
+      const bool mysql = protocol_ == Protocol::kMysql;
+      while (mysql ? NextMysqlPacket(from_client, true, &type, &msg) : NextMessage(from_client, startup, &type, &msg)) {
         startup = false;
         Rule r;
-        if (type == 'Q' && Match(std::string(msg.data() + 5, msg.size() - 6), &r)) {
+        // The SQL: after the type and length (PostgreSQL: without the final
+        // NUL), or after the header and the command byte (MySQL).
+        const std::string sql = mysql ? msg.substr(5) : std::string(msg.data() + 5, msg.size() - 6);
+        if (type == 'Q' && Match(sql, &r)) {
           ++cuts_;
           if (r.how == Cut::kBeforeForward) {
             if (r.on_cut) r.on_cut();
@@ -171,9 +188,12 @@ void PgProxy::Serve(int client) {
       char type;
       std::string msg;
       bool done = false;
-      while (NextMessage(from_server, false, &type, &msg)) {
+      const bool mysql = protocol_ == Protocol::kMysql;
+      while (mysql ? NextMysqlPacket(from_server, false, &type, &msg) : NextMessage(from_server, false, &type, &msg)) {
         if (swallowing) {
-          if (type == 'Z') {  // the statement has run; its answer is lost
+          // The statement has run (PostgreSQL: ReadyForQuery; MySQL: the
+          // OK or error packet that answers it); its answer is lost.
+          if (mysql || type == 'Z') {
             if (pending.on_cut) pending.on_cut();
             done = true;
             break;

@@ -1,11 +1,12 @@
-// A PostgreSQL wire-protocol proxy on loopback for message-loss tests: it
-// forwards everything, except that a rule can cut the connection right before
-// or right after a simple-query message whose SQL starts with a prefix is
-// forwarded (the "lost message" and "lost reply" of the 2PC literature), and
-// run a callback at that moment (e.g. restart the server).
+// A PostgreSQL (or MySQL) wire-protocol proxy on loopback for message-loss
+// tests: it forwards everything, except that a rule can cut the connection
+// right before or right after a simple-query message (MySQL: COM_QUERY) whose
+// SQL starts with a prefix is forwarded (the "lost message" and "lost reply"
+// of the 2PC literature), and run a callback at that moment (e.g. restart the
+// server).
 //
 // Connect through it with "host=127.0.0.1 port=<port()> sslmode=disable
-// gssencmode=disable ...".
+// gssencmode=disable ..." (MySQL: host=127.0.0.1 port=<port()>).
 #pragma once
 
 #include <atomic>
@@ -24,8 +25,9 @@ class PgProxy {
     kBeforeForward,  // the server never sees the statement
     kAfterReply,     // the server runs it; the client never sees the answer
   };
+  enum class Protocol { kPostgres, kMysql };
   // Forwards 127.0.0.1:<port()> to 127.0.0.1:server_port.
-  explicit PgProxy(int server_port);
+  explicit PgProxy(int server_port, Protocol protocol = Protocol::kPostgres);
   ~PgProxy();
   int port() const { return port_; }
 
@@ -54,6 +56,7 @@ class PgProxy {
   bool Match(const std::string& sql, Rule* out);
 
   int server_port_;
+  Protocol protocol_;
   int listen_fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stop_{false};

@@ -35,10 +35,19 @@
 //                in a PostgreSQL store (log_store = postgresql; with --store)
 //   xatm-2pc-store2, xatm-store2-pg2  the same in a second store (--store2:
 //                e.g. one whose primary has a synchronous standby)
+//   with --mysql-socket S --mysql-db D, the UPDATE's second half on MariaDB:
+//   local-my     a local commit on PostgreSQL and one on MariaDB
+//   xatm-my      a global transaction over both through xatm (default
+//                settings: both prepared, the decision logged)
+//   xatm-lrc-my  last_resource_commit = true (PostgreSQL commits last, in one
+//                phase, holding the decision; MariaDB prepared)
+//   manual-my    PREPARE TRANSACTION and XA PREPARE by hand, then COMMIT
+//                PREPARED and XA COMMIT (no decision log: the floor for 2PC)
 //
 //   xatm-bench --pg CONNINFO --pg2 CONNINFO --dir DIR [--seconds S] [--rounds N]
 //              [--threads 1,4,16] [--modes local,xatm,...] [--csv FILE]
 //              [--pg-data PGDATA] [--store CONNINFO] [--store2 CONNINFO]
+//              [--mysql-socket SOCKET --mysql-db DB]
 //
 // Prints a table (median round per cell; "time vs local" is the median over
 // the rounds of each round's ratio to the local mode run just before it, so
@@ -48,6 +57,7 @@
 // --pg-data the PostgreSQL cluster's processes too) and, from the TMs'
 // counters, how many commits shared each sync of the decision log.
 #include <libpq-fe.h>
+#include <mysql.h>
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -85,6 +95,7 @@ struct Args : xtm::bench::TransferArgs {
   std::string pg_data;             // the cluster's data directory: its CPU time is counted too
   std::string store;               // a PostgreSQL decision store's conninfo: the -store modes
   std::string store2;              // another one: the -store2 modes
+  std::string mysql_socket, mysql_db;  // a MariaDB database: the -my modes
 };
 
 void Die(const std::string& m) {
@@ -101,7 +112,9 @@ struct Local {
   PGconn* pg = nullptr;
   PGconn* pg2 = nullptr;
   sqlite3* db = nullptr;
+  MYSQL* my = nullptr;
   ~Local() {
+    if (my) mysql_close(my);
     if (pg) PQfinish(pg);
     if (pg2) PQfinish(pg2);
     if (db) sqlite3_close(db);
@@ -197,6 +210,12 @@ Result Run(const Args& a, int threads, const Op& op) {
       sqlite3_open((a.dir + "/bench.db").c_str(), &l.db);
       sqlite3_busy_timeout(l.db, 60000);
       sqlite3_exec(l.db, "PRAGMA synchronous = FULL", nullptr, nullptr, nullptr);
+      if (!a.mysql_socket.empty()) {
+        l.my = mysql_init(nullptr);
+        if (!mysql_real_connect(l.my, nullptr, "root", nullptr, a.mysql_db.c_str(), 0, a.mysql_socket.c_str(), 0)) {
+          Die(std::string("MariaDB: ") + mysql_error(l.my));
+        }
+      }
       std::mt19937 rng(static_cast<unsigned>(t * 7919 + 1));
       ready++;
       while (ready < threads) std::this_thread::yield();
@@ -252,6 +271,10 @@ int main(int argc, char** argv) {
       a.store = v;
     } else if (k == "--store2") {
       a.store2 = v;
+    } else if (k == "--mysql-socket") {
+      a.mysql_socket = v;
+    } else if (k == "--mysql-db") {
+      a.mysql_db = v;
     } else {
       Die("unknown option " + k);
     }
@@ -264,6 +287,23 @@ int main(int argc, char** argv) {
     if (std::string e = xtm::bench::MakePgAccounts(ci, 1, kAccounts); !e.empty()) Die(e);
   }
   if (std::string e = xtm::bench::MakeSqliteAccounts(a.dir + "/bench.db", 1, kAccounts); !e.empty()) Die(e);
+  const bool with_mysql = !a.mysql_socket.empty();
+  if (with_mysql) {
+    MYSQL* my = mysql_init(nullptr);
+    if (!mysql_real_connect(my, nullptr, "root", nullptr, nullptr, 0, a.mysql_socket.c_str(), 0)) {
+      Die(std::string("MariaDB: ") + mysql_error(my));
+    }
+    const std::string db = a.mysql_db;
+    for (const std::string& sql :
+         {"DROP DATABASE IF EXISTS " + db, "CREATE DATABASE " + db,
+          "CREATE TABLE " + db + ".accounts (id int PRIMARY KEY, balance bigint NOT NULL) ENGINE=InnoDB",
+          "INSERT INTO " + db + ".accounts SELECT seq, 0 FROM seq_1_to_" + std::to_string(kAccounts)}) {
+      if (mysql_query(my, sql.c_str()) != 0) Die("MariaDB: " + sql + ": " + mysql_error(my));
+      if (sql.rfind("CREATE DATABASE", 0) == 0) mysql_select_db(my, db.c_str());
+    }
+    mysql_close(my);
+  }
+  const std::string mysql_info = "socket=" + a.mysql_socket + " user=root database=" + a.mysql_db;
   // One TM per setting, each with its own log.
   auto open_tm = [&](const std::string& name, std::vector<std::pair<const char*, const char*>> settings) {
     std::filesystem::create_directories(a.dir + "/" + name);
@@ -275,6 +315,7 @@ int main(int argc, char** argv) {
     xatm_config_add_pgsql(cfg, "bank", a.pg.c_str());
     xatm_config_add_pgsql(cfg, "bank2", a.pg2.c_str());
     xatm_config_add_sqlite(cfg, "ledger", ("path=" + a.dir + "/bench.db busy_timeout_ms=60000").c_str());
+    if (with_mysql) xatm_config_add_mysql(cfg, "shop", mysql_info.c_str());
     xatm* t = nullptr;
     if (xatm_open_config(cfg, &t) != XATM_OK) Die(xatm_errmsg(t));
     xatm_config_free(cfg);
@@ -326,6 +367,28 @@ int main(int argc, char** argv) {
     xatm_tx_free(tx);
     return ok;
   };
+  auto my_ok = [](MYSQL* my, const std::string& sql) { return my && mysql_real_query(my, sql.data(), sql.size()) == 0; };
+  modes["local-my"] = [&](Local& l, std::mt19937& r, long) {
+    return PgOk(l.pg, "BEGIN") && PgOk(l.pg, Update(pick(r))) && PgOk(l.pg, "COMMIT") && my_ok(l.my, "BEGIN") &&
+           my_ok(l.my, Update(pick(r))) && my_ok(l.my, "COMMIT");
+  };
+  auto pg_my = [&](xatm* t, std::mt19937& r) {
+    xatm_tx* tx = nullptr;
+    if (xatm_start(t, &tx) != XATM_OK) return false;
+    PGconn* pg = xatm_pgconn(tx, "bank");
+    MYSQL* my = xatm_mysql(tx, "shop");
+    bool ok = pg && my && PgOk(pg, Update(pick(r))) && my_ok(my, Update(pick(r)));
+    ok = ok ? xatm_commit(tx) == XATM_OK : (xatm_rollback(tx), false);
+    xatm_tx_free(tx);
+    return ok;
+  };
+  modes["manual-my"] = [&](Local& l, std::mt19937& r, long id) {
+    const std::string g = "bench-my-" + std::to_string(id);
+    const std::string x = "'" + g + "'";
+    return PgOk(l.pg, "BEGIN") && PgOk(l.pg, Update(pick(r))) && my_ok(l.my, "XA START " + x) &&
+           my_ok(l.my, Update(pick(r))) && my_ok(l.my, "XA END " + x) && PgOk(l.pg, "PREPARE TRANSACTION " + x) &&
+           my_ok(l.my, "XA PREPARE " + x) && PgOk(l.pg, "COMMIT PREPARED " + x) && my_ok(l.my, "XA COMMIT " + x);
+  };
   // The xatm modes: one TM per setting, each mode on one of them. Its
   // counters tell how many commits shared each sync of the decision log.
   std::map<std::string, xatm*> tm_of = {{"xatm", tm},       {"xatm-lrc", lrc},    {"xatm-bg", bg},
@@ -336,7 +399,8 @@ int main(int argc, char** argv) {
   for (const auto& [name, t] : tm_of) {
     modes[name] = [&transfer, t = t](Local&, std::mt19937& r, long) { return transfer(t, r); };
     modes[name + "-pg2"] = [&pg2, t = t](Local&, std::mt19937& r, long) { return pg2(t, r); };
-    tm_of_mode[name] = tm_of_mode[name + "-pg2"] = t;
+    modes[name + "-my"] = [&pg_my, t = t](Local&, std::mt19937& r, long) { return pg_my(t, r); };
+    tm_of_mode[name] = tm_of_mode[name + "-pg2"] = tm_of_mode[name + "-my"] = t;
   }
   // By hand, nothing recorded: PostgreSQL prepared, SQLite committed; then
   // PostgreSQL's COMMIT PREPARED on the caller's thread or a background one.
@@ -373,6 +437,9 @@ int main(int argc, char** argv) {
     tm_of_mode["xatm-" + suffix + "-pg2"] = t;
     order.insert(order.begin() + 3, "xatm-2pc-" + suffix);
     order.push_back("xatm-" + suffix + "-pg2");
+  }
+  if (with_mysql) {
+    for (const char* m : {"local-my", "xatm-my", "xatm-lrc-my", "manual-my"}) order.push_back(m);
   }
   if (!a.modes.empty()) {
     for (const std::string& m : a.modes) {
@@ -437,8 +504,9 @@ int main(int argc, char** argv) {
     for (const std::string& m : order) {
       Result r = median(results[{m, threads}]);
       const bool two = m.find("pg2") != std::string::npos;
-      const double ratio = paired(m, two ? "local-pg2" : "local");
-      const double c = cpu(m, threads), cref = two ? cbase2 : cbase;
+      const bool my = m.size() > 3 && m.compare(m.size() - 3, 3, "-my") == 0;
+      const double ratio = paired(m, two ? "local-pg2" : my ? "local-my" : "local");
+      const double c = cpu(m, threads), cref = two ? cbase2 : my ? cpu("local-my", threads) : cbase;
       const double cratio = cref > 0 ? c / cref : 0.0;
       // Over every round: commits / syncs of the decision log ("–": none synced).
       uint64_t commits = 0, syncs = 0;

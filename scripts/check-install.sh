@@ -11,7 +11,8 @@ trap 'rm -rf "$prefix" "$work"' EXIT
 
 cmake --install "$build" --prefix "$prefix" >/dev/null
 libdir=$(ls -d "$prefix"/lib*/ | head -n 1)
-for f in include/xatm/xa.h include/xatm/xatm.h include/xatm/rm_pgsql.h include/xatm/rm_sqlite.h; do
+for f in include/xatm/xa.h include/xatm/xatm.h include/xatm/xatm.hpp include/xatm/rm_pgsql.h include/xatm/rm_sqlite.h \
+         include/xatm/rm_mysql.h; do
   [ -f "$prefix/$f" ] || { echo "check-install: missing $f" >&2; exit 1; }
 done
 ls "$libdir"/libxatm.so* >/dev/null
@@ -28,6 +29,7 @@ cat > "$work/app.c" <<'C'
 #include <xatm/xatm.h>
 #include <xatm/rm_pgsql.h>
 #include <xatm/rm_sqlite.h>
+#include <xatm/rm_mysql.h>
 int main(void) {
   printf("xatm %s: %s\n", xatm_version(), xatm_errstr(XATM_EROLLEDBACK));
   return strcmp(xatm_errstr(XATM_OK), "ok") != 0;
@@ -37,6 +39,21 @@ export PKG_CONFIG_PATH="$libdir/pkgconfig"
 # shellcheck disable=SC2046
 cc -std=c99 -pedantic -Wall -Wextra -Werror "$work/app.c" -o "$work/app-pc" $(pkg-config --cflags --libs xatm)
 LD_LIBRARY_PATH="$libdir" "$work/app-pc"
+# A C++17 consumer of xatm.hpp, with pkg-config too.
+cat > "$work/app.cpp" <<'CPP'
+#include <xatm/xatm.hpp>
+int main() {
+  try {
+    xatmpp::TransactionManager tm("/nonexistent.conf");
+  } catch (const xatmpp::Error& e) {
+    return e.code() == XATM_ECONFIG ? 0 : 1;
+  }
+  return 1;
+}
+CPP
+# shellcheck disable=SC2046
+c++ -std=c++17 -pedantic -Wall -Wextra -Werror "$work/app.cpp" -o "$work/app-cpp" $(pkg-config --cflags --libs xatm)
+LD_LIBRARY_PATH="$libdir" "$work/app-cpp"
 
 mkdir -p "$work/cm"
 cat > "$work/cm/CMakeLists.txt" <<'CM'

@@ -2,8 +2,9 @@
 # The main job of xatm, end to end on a fresh machine: installs what is
 # missing, builds, starts a private PostgreSQL, and runs money transfers and
 # travel bookings as global transactions across that PostgreSQL and a SQLite
-# file, then shows what each database holds, and runs the transfers again
-# through xatmd. Everything it creates lives in
+# file, then shows what each database holds, runs the transfers again
+# through xatmd, and transfers between PostgreSQL and a private MariaDB.
+# Everything it creates lives in
 # one temporary directory, removed at the end (keep it with XATM_DEMO_KEEP=1).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,6 +18,7 @@ work=$(mktemp -d /tmp/xatm-demo-XXXXXX)
 chmod 755 "$work"  # the private server runs as the postgres user when we are root
 cleanup() {
   bash scripts/pg-cluster.sh stop "$work/pg" >/dev/null 2>&1 || true
+  bash scripts/mariadb-server.sh stop "$work/mysql" >/dev/null 2>&1 || true
   if [ "${XATM_DEMO_KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -84,3 +86,28 @@ echo "  through the server: xatm --server unix:$work/xatmd.sock list"
 ./build/tm/xatm --server "unix:$work/xatmd.sock" list
 kill -TERM "$xatmd_pid"
 wait "$xatmd_pid" && echo "  xatmd stopped cleanly (SIGTERM)"
+
+echo "== a third database: transfers between PostgreSQL (alice) and MariaDB (carol)"
+echo "   starting a private MariaDB in $work/mysql"
+myenv=$(bash scripts/mariadb-server.sh start "$work/mysql")
+eval "$myenv"
+mariadb --no-defaults --socket="$XATM_TEST_MYSQL_SOCKET" -uroot -e "CREATE DATABASE shop"
+mariadb --no-defaults --socket="$XATM_TEST_MYSQL_SOCKET" -uroot shop < examples/bank_mysql.sql
+cat > "$work/mysql.conf" <<CONF
+[tm]
+log_dir = $work/log
+node_name = demo
+log_level = warn
+
+[rm.bank]
+type = postgresql
+conninfo = $bank
+
+[rm.shop]
+type = mysql
+socket = $XATM_TEST_MYSQL_SOCKET
+user = root
+database = shop
+CONF
+./build/examples/transfer_mysql "$work/mysql.conf"
+echo "  prepared XA branches left in MariaDB: $(mariadb --no-defaults --socket="$XATM_TEST_MYSQL_SOCKET" -uroot -N -e 'XA RECOVER' | wc -l)"

@@ -20,8 +20,9 @@ bash scripts/build.sh build -DXATM_FAULT_INJECTION=ON
 echo "== build (Release: what a user's first build compiles, warnings as errors)"
 bash scripts/build.sh build-release -DCMAKE_BUILD_TYPE=Release -DXATM_BUILD_TESTS=OFF
 echo "== build (address,undefined sanitizers)"
+# The examples too: their tests run them under the sanitizers.
 bash scripts/build.sh build-asan -DXATM_SANITIZE=address,undefined -DXATM_FAULT_INJECTION=ON \
-  -DXATM_BUILD_BENCH=OFF -DXATM_BUILD_EXAMPLES=OFF
+  -DXATM_BUILD_BENCH=OFF -DXATM_BUILD_EXAMPLES=ON
 
 echo "== build (thread sanitizer, for the concurrent parts)"
 bash scripts/build.sh build-tsan -DXATM_SANITIZE=thread -DXATM_FAULT_INJECTION=ON \

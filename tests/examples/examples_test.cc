@@ -9,6 +9,7 @@
 #include <sstream>
 #include <string>
 
+#include "support/mysql_server.h"
 #include "support/pg_cluster.h"
 #include "support/temp_dir.h"
 
@@ -74,6 +75,16 @@ TEST_F(ExamplesTest, TransferCommitsAndRollsBackAcrossBoth) {
   PQfinish(c);
 }
 
+TEST_F(ExamplesTest, TransferInCppCommitsAndRollsBackAcrossBoth) {
+  std::string out = Run("transfer_cpp", dir_ / "xatm.conf");
+  EXPECT_NE(std::string::npos, out.find("every outcome as expected")) << out;
+  EXPECT_NE(std::string::npos, out.find("CHECK fails in SQLite")) << out;
+  PGconn* c = ConnectOrDie(db_.conninfo());
+  EXPECT_EQ("100", Exec(c, "SELECT balance FROM accounts WHERE name = 'alice'"));
+  EXPECT_EQ("0", Exec(c, "SELECT count(*) FROM pg_prepared_xacts"));
+  PQfinish(c);
+}
+
 TEST_F(ExamplesTest, TravelBookingBooksBothOrNeither) {
   std::string out = Run("travel_booking", dir_ / "xatm.conf");
   EXPECT_NE(std::string::npos, out.find("every outcome as expected")) << out;
@@ -87,6 +98,31 @@ TEST_F(ExamplesTest, RecoverListsNothingAfterCleanRuns) {
   Run("transfer", dir_ / "xatm.conf");
   std::string out = Run("recover", dir_ / "xatm.conf");
   EXPECT_NE(std::string::npos, out.find("0 in-doubt branch(es)")) << out;
+}
+
+TEST_F(ExamplesTest, TransferMysqlCommitsAndRollsBackAcrossPostgresAndMariadb) {
+  ScratchMysqlDb shop;
+  MYSQL* my = MysqlConnectOrDie(Mysql().socket, shop.name());
+  const std::string schema = Slurp(std::string(XATM_SOURCE_DIR) + "/examples/bank_mysql.sql");
+  size_t at = 0;
+  for (size_t semi; (semi = schema.find(';', at)) != std::string::npos; at = semi + 1) {
+    std::string stmt = schema.substr(at, semi - at);
+    if (stmt.find_first_not_of(" \n") != std::string::npos) MysqlExec(my, stmt);
+  }
+  std::ofstream conf(dir_ / "mysql.conf");
+  conf << "[tm]\nlog_dir = " << (dir_ / "log") << "\nlog_level = warn\n\n[rm.bank]\ntype = postgresql\nconninfo = "
+       << db_.conninfo() << "\n\n[rm.shop]\ntype = mysql\nsocket = " << Mysql().socket
+       << "\nuser = root\ndatabase = " << shop.name() << "\n";
+  conf.close();
+  std::string out = Run("transfer_mysql", dir_ / "mysql.conf");
+  EXPECT_NE(std::string::npos, out.find("every outcome as expected")) << out;
+  EXPECT_NE(std::string::npos, out.find("CHECK fails in MariaDB")) << out;
+  EXPECT_EQ("100", MysqlExec(my, "SELECT balance FROM accounts WHERE name = 'carol'"));
+  mysql_close(my);
+  PGconn* c = ConnectOrDie(db_.conninfo());
+  EXPECT_EQ("100", Exec(c, "SELECT balance FROM accounts WHERE name = 'alice'"));
+  PQfinish(c);
+  EXPECT_EQ(0, MysqlPrepared(Mysql().socket));
 }
 
 }  // namespace

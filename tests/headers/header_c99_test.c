@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "xatm/rm_mysql.h"
 #include "xatm/rm_pgsql.h"
 #include "xatm/rm_sqlite.h"
 #include "xatm/xa.h"

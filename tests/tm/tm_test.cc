@@ -479,7 +479,7 @@ TEST_F(TmTest, BadConfigurationIsAClearErrorAndNoHalfOpenTm) {
       {"[rm.x]\ntype = sqlite\npath = /tmp/x.db\n", XATM_ECONFIG, "[tm] section is missing"},
       {"[tm]\nlog_dir = " + bank_->log_dir() + "\n[rm.a]\ntype = sqlite\npath = /tmp/a.db\n[rm.a]\ntype = sqlite\npath = /tmp/b.db\n",
        XATM_ECONFIG, "appears twice"},
-      {"[tm]\nlog_dir = " + bank_->log_dir() + "\n[rm.a]\ntype = oracle\n", XATM_ECONFIG, "type must be postgresql or sqlite"},
+      {"[tm]\nlog_dir = " + bank_->log_dir() + "\n[rm.a]\ntype = oracle\n", XATM_ECONFIG, "type must be postgresql, sqlite or mysql"},
       {"[tm]\nlog_dir = " + bank_->log_dir() + "\ntimeout_s = soon\n", XATM_ECONFIG, "timeout_s"},
       {"[tm]\nlog_dir = " + bank_->log_dir() + "\n[rm.pg]\ntype = postgresql\nconninfo = host=/nonexistent password=hunter2\n",
        XATM_ERM, "\"pg\""},

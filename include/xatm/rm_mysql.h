@@ -13,7 +13,10 @@
  * RM finishes it on that session when the same thread commits it, and
  * otherwise ends the session at the thread's next xa_start, so the
  * connection for the branch may change: ask xatm_mysql_conn again for each
- * branch.
+ * branch. Use the connection inside branches only: the RM reads the
+ * session's counters to tell a branch that wrote nothing and one whose
+ * statement failed, and what runs between branches counts toward the next
+ * one (at worst it prepares instead of voting read-only, or votes no).
  *
  * Thread-safety: XA's thread-of-control model. xa_open opens one connection
  * per (thread, rmid); every other call acts on the calling thread's

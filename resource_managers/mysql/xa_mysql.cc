@@ -3,8 +3,8 @@
 //
 // A branch is the XA transaction of the calling thread's session:
 //
-//   xa_start     XA START xid, and the session's Handler_* counters read in
-//                the same round trip
+//   xa_start     XA START xid (and, when the RM does not know them, the
+//                session's Handler_* counters, in the same round trip)
 //   ...          the application's statements, on xatm_mysql_conn(rmid)
 //   xa_end       the association ends (XA END is sent with the vote). A last
 //                statement that failed, or TMFAIL, rolls the branch back.
@@ -86,7 +86,11 @@ struct RmConn {
   BranchState state = BranchState::kNone;
   XID xid{};
   int rb_code = XA_RBROLLBACK;
+  // The counters when the branch started: read with XA START, or known from
+  // the last vote when nothing since could have moved them (a status read
+  // costs the server about four times a plain statement).
   Counters at_start;
+  bool counters_known = false;
   // A branch this session prepared and still holds (PITFALLS 28).
   bool held = false;
   XID held_xid{};
@@ -244,6 +248,7 @@ int Connect(RmConn* rc, bool first) {
   if (rc->my) mysql_close(rc->my);
   rc->my = my;
   rc->broken = false;
+  rc->counters_known = false;
   rc->session = std::strtoul(v[4].c_str(), nullptr, 10);
   rc->server_start = std::strtoll(v[5].c_str(), nullptr, 10);
   return XA_OK;
@@ -333,6 +338,7 @@ int Detach(RmConn* rc) {
 
 // Drops the branch, rolling back what the server still has of it.
 void ForgetBranch(RmConn* rc, bool ended) {
+  rc->counters_known = false;  // a rollback moves Handler_rollback
   if (!rc->broken && rc->state != BranchState::kNone) {
     Run(rc->my, (ended ? "" : "XA END " + XidSql(rc->xid) + "; ") + "XA ROLLBACK " + XidSql(rc->xid));
   }
@@ -343,6 +349,7 @@ void ForgetBranch(RmConn* rc, bool ended) {
 // The branch becomes rollback-only: its work is rolled back at once (so no
 // lock outlives it), and later calls report code.
 int MarkRollbackOnly(RmConn* rc, int code, std::string why) {
+  rc->counters_known = false;
   if (!rc->broken) Run(rc->my, "XA END " + XidSql(rc->xid) + "; XA ROLLBACK " + XidSql(rc->xid));
   rc->state = BranchState::kRollbackOnly;
   rc->rb_code = code;
@@ -416,14 +423,16 @@ int MyStart(XID* xid, int rmid, long flags) {
   }
   // A session that holds a prepared branch can start nothing else.
   if (rc->held && Detach(rc) != XA_OK) return XAER_RMFAIL;
-  std::vector<Outcome> rs = Run(rc->my, "XA START " + XidSql(*xid) + "; " + kCountersSql);
-  if (!AllRan(rs, 2) || !ParseCounters(rs[1], &rc->at_start)) {
+  const bool read = !rc->counters_known;
+  std::vector<Outcome> rs = Run(rc->my, "XA START " + XidSql(*xid) + (read ? std::string("; ") + kCountersSql : ""));
+  if (!AllRan(rs, read ? 2 : 1) || (read && !ParseCounters(rs[1], &rc->at_start))) {
     const Outcome& bad = Last(rs);
     if (LostError(bad.error)) {
       rc->broken = true;
       return Fail(rmid, XAER_RMFAIL, "cannot begin the branch: " + bad.message);
     }
-    if (rs.size() == 2) Run(rc->my, "XA END " + XidSql(*xid) + "; XA ROLLBACK " + XidSql(*xid));
+    rc->counters_known = false;
+    if (read && rs.size() == 2) Run(rc->my, "XA END " + XidSql(*xid) + "; XA ROLLBACK " + XidSql(*xid));
     if (bad.error == ER_XAER_DUPID) return Fail(rmid, XAER_DUPID, "a branch with this XID already exists: " + bad.message);
     if (bad.error == ER_XAER_OUTSIDE) {
       return Fail(rmid, XAER_OUTSIDE,
@@ -470,7 +479,13 @@ int EndForVote(RmConn* rc, bool* wrote) {
   Counters now;
   if (AllRan(rs, 2) && ParseCounters(rs[0], &now)) {
     *wrote = now.written != rc->at_start.written;
-    if (now.rolled_back == rc->at_start.rolled_back) return XA_OK;
+    if (now.rolled_back == rc->at_start.rolled_back) {
+      // What the session does next (XA PREPARE, XA COMMIT) moves neither
+      // counter: they are the next branch's start, unless a rollback comes.
+      rc->at_start = now;
+      rc->counters_known = true;
+      return XA_OK;
+    }
     ForgetBranch(rc, /*ended=*/true);
     return Fail(rc->rmid, XA_RBROLLBACK,
                 "a statement of the branch failed and was undone by the server (a duplicate key, a failed "
@@ -527,7 +542,10 @@ int MyPrepare(XID* xid, int rmid, long flags) {
   if (!wrote) {
     // Nothing to keep: a prepared read-only branch would vanish at a server
     // restart and cannot be committed from another session (PITFALLS 34).
-    ForgetBranch(rc, /*ended=*/true);
+    // Committed in one phase (a rollback would move Handler_rollback).
+    if (!AllRan(Run(rc->my, "XA COMMIT " + XidSql(*xid) + " ONE PHASE"), 1)) ForgetBranch(rc, /*ended=*/true);
+    rc->state = BranchState::kNone;
+    std::memset(&rc->xid, 0, sizeof rc->xid);
     return XA_RDONLY;
   }
   const unsigned long session = rc->session;
@@ -558,6 +576,7 @@ int MyPrepare(XID* xid, int rmid, long flags) {
 int FinishPrepared(RmConn* rc, const XID& xid, bool commit) {
   const std::string sql = std::string(commit ? "XA COMMIT " : "XA ROLLBACK ") + XidSql(xid);
   const char* what = commit ? "XA COMMIT" : "XA ROLLBACK";
+  if (!commit) rc->counters_known = false;  // a rollback moves Handler_rollback
   if (rc->held && rm::XidEqual(rc->held_xid, xid)) {
     XATM_CRASH_POINT(commit ? "mysql.commit.before_send" : "mysql.rollback.before_send");
     std::vector<Outcome> rs = Run(rc->my, sql);

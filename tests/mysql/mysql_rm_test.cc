@@ -151,7 +151,7 @@ TEST_F(MysqlOwnServer, ABranchHeldByItsSessionIsCommittedElsewhereOnceItLetsGo) 
   ASSERT_EQ(XA_OK, sw().xa_end_entry(&x, rmid, TMSUCCESS));
   ASSERT_EQ(XA_OK, sw().xa_prepare_entry(&x, rmid, TMNOFLAGS));
   EXPECT_TRUE(mysql::HoldsPrepared(rmid));
-  MYSQL* first = xatm_mysql_conn(rmid);
+  const unsigned long first_session = mysql_thread_id(xatm_mysql_conn(rmid));
   int other_rc = 0;
   std::thread([&] {
     sw().xa_open_entry(info_.data(), rmid, TMNOFLAGS);
@@ -163,7 +163,7 @@ TEST_F(MysqlOwnServer, ABranchHeldByItsSessionIsCommittedElsewhereOnceItLetsGo) 
   // The next branch on this thread lets the prepared one go: a new session.
   XID y = MakeXid("next", "b");
   ASSERT_EQ(XA_OK, sw().xa_start_entry(&y, rmid, TMNOFLAGS));
-  EXPECT_NE(first, xatm_mysql_conn(rmid)) << "the session holding the prepared branch was kept";
+  EXPECT_NE(first_session, mysql_thread_id(xatm_mysql_conn(rmid))) << "the session holding the prepared branch was kept";
   EXPECT_FALSE(mysql::HoldsPrepared(rmid));
   ASSERT_EQ(XA_OK, sw().xa_end_entry(&y, rmid, TMSUCCESS));
   ASSERT_EQ(XA_OK, sw().xa_rollback_entry(&y, rmid, TMNOFLAGS));

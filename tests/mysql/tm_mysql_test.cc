@@ -101,6 +101,41 @@ TEST_P(TmMysql, AFailedMysqlStatementTheApplicationIgnoredRollsEverythingBack) {
   EXPECT_EQ(1u, banks_->Transfers(Side::kMysql).size());
 }
 
+// Whatever the thread's session did before (a read-only branch, a rollback,
+// a commit, a branch that voted no), a failed statement the application
+// ignored is seen in the next branch, and a clean branch commits.
+TEST_P(TmMysql, FailedStatementsAreSeenWhateverTheSessionDidBefore) {
+  Open();
+  const Side other = a() == Side::kMysql ? b() : a();
+  auto run = [&](long id, bool read_only, bool fail, bool rollback) {
+    xatm_tx* tx = nullptr;
+    EXPECT_EQ(XATM_OK, xatm_start(tm_, &tx));
+    EXPECT_TRUE(ThreeBanks::Exec(tx, other, "INSERT INTO transfers VALUES (" + std::to_string(id) + ")"));
+    if (read_only) {
+      EXPECT_TRUE(ThreeBanks::Exec(tx, Side::kMysql, "SELECT count(*) FROM accounts"));
+    } else {
+      if (fail) {
+        EXPECT_FALSE(ThreeBanks::Exec(tx, Side::kMysql, "INSERT INTO transfers VALUES (1)"));
+      }
+      EXPECT_TRUE(ThreeBanks::Exec(tx, Side::kMysql, "INSERT INTO transfers VALUES (" + std::to_string(id) + ")"));
+    }
+    const int rc = rollback ? xatm_rollback(tx) : xatm_commit(tx);
+    xatm_tx_free(tx);
+    return rc;
+  };
+  ASSERT_EQ(XATM_OK, run(1, false, false, false));
+  EXPECT_EQ(XATM_OK, run(2, true, false, false));           // read-only on MySQL
+  EXPECT_EQ(XATM_EROLLEDBACK, run(3, false, true, false));  // after a read-only branch
+  EXPECT_EQ(XATM_EROLLEDBACK, run(4, false, true, false));  // after a branch that voted no
+  EXPECT_EQ(XATM_OK, run(5, false, true, true));            // rolled back by the application
+  EXPECT_EQ(XATM_EROLLEDBACK, run(6, false, true, false));  // after an application's rollback
+  EXPECT_EQ(XATM_OK, run(7, false, false, false));
+  EXPECT_EQ(XATM_EROLLEDBACK, run(8, false, true, false));  // after a commit
+  EXPECT_EQ((std::set<long>{1, 7}), banks_->Transfers(Side::kMysql));
+  EXPECT_EQ((std::set<long>{1, 2, 7}), banks_->Transfers(other));
+  EXPECT_EQ(0, banks_->Prepared(Side::kMysql));
+}
+
 // The MySQL branch's last statement fails (a CHECK): rolled back at xa_end.
 TEST_P(TmMysql, AFailedLastStatementRollsBack) {
   Open();

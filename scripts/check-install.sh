@@ -12,7 +12,7 @@ trap 'rm -rf "$prefix" "$work"' EXIT
 cmake --install "$build" --prefix "$prefix" >/dev/null
 libdir=$(ls -d "$prefix"/lib*/ | head -n 1)
 for f in include/xatm/xa.h include/xatm/xatm.h include/xatm/xatm.hpp include/xatm/rm_pgsql.h include/xatm/rm_sqlite.h \
-         include/xatm/rm_mysql.h; do
+         include/xatm/rm_mysql.h include/xatm/tx.h; do
   [ -f "$prefix/$f" ] || { echo "check-install: missing $f" >&2; exit 1; }
 done
 ls "$libdir"/libxatm.so* >/dev/null
@@ -67,7 +67,7 @@ cmake -S "$work/cm" -B "$work/cm/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$work/cm/build" >/dev/null
 LD_LIBRARY_PATH="$libdir" "$work/cm/build/app"
 # Only the documented API is exported.
-if nm -D --defined-only "$libdir/libxatm.so" | awk '{print $3}' | grep -v -E '^(xatm_|_init|_fini|__bss|_edata|_end)' | grep -q .; then
+if nm -D --defined-only "$libdir/libxatm.so" | awk '{print $3}' | grep -v -E '^(xatm_|tx_|_init|_fini|__bss|_edata|_end)' | grep -q .; then
   echo "check-install: libxatm exports symbols outside the C API:" >&2
   nm -D --defined-only "$libdir/libxatm.so" | awk '{print $3}' | grep -v -E '^(xatm_|_init|_fini)' | head >&2
   exit 1

@@ -85,6 +85,18 @@ TEST_F(ExamplesTest, TransferInCppCommitsAndRollsBackAcrossBoth) {
   PQfinish(c);
 }
 
+TEST_F(ExamplesTest, TxTransferUsesTheXOpenTxInterface) {
+  std::string out;
+  ASSERT_EQ(0, RunCommand("XATM_CONFIG='" + (dir_ / "xatm.conf") + "' " + XATM_EXAMPLES_DIR + "/tx_transfer", &out))
+      << out;
+  EXPECT_NE(std::string::npos, out.find("every outcome as expected")) << out;
+  EXPECT_NE(std::string::npos, out.find("TX_ROLLBACK")) << out;
+  PGconn* c = ConnectOrDie(db_.conninfo());
+  EXPECT_EQ("100", Exec(c, "SELECT balance FROM accounts WHERE name = 'alice'"));
+  EXPECT_EQ("0", Exec(c, "SELECT count(*) FROM pg_prepared_xacts"));
+  PQfinish(c);
+}
+
 TEST_F(ExamplesTest, TravelBookingBooksBothOrNeither) {
   std::string out = Run("travel_booking", dir_ / "xatm.conf");
   EXPECT_NE(std::string::npos, out.find("every outcome as expected")) << out;

@@ -6,6 +6,7 @@
 #include "xatm/rm_mysql.h"
 #include "xatm/rm_pgsql.h"
 #include "xatm/rm_sqlite.h"
+#include "xatm/tx.h"
 #include "xatm/xa.h"
 #include "xatm/xatm.h"
 
@@ -19,6 +20,8 @@ static int failures;
   } while (0)
 
 int main(void) {
+  CHECK(TX_ROLLBACK_NO_BEGIN == -102);
+  CHECK(TX_COMMIT_DECISION_LOGGED == 1 && TX_CHAINED == 1 && TX_TIMEOUT_ROLLBACK_ONLY == 1);
   XID x;
   struct xa_switch_t sw;
   memset(&x, 0, sizeof x);

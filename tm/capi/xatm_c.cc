@@ -6,6 +6,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "capi/handles.h"
 #include "core/config.h"
 #include "core/gtrid.h"
 #include "core/transaction_manager.h"
@@ -13,21 +14,6 @@
 #include "mysql/mysql_rm.h"
 #include "xatm/xatm.h"
 
-struct xatm {
-  std::unique_ptr<xtm::tm::TransactionManager> tm;
-  std::string open_error;  // why xatm_open failed
-  std::atomic<long> transactions{0};  // xatm_tx not freed yet: xatm_close refuses while any is
-};
-
-struct xatm_tx {
-  xatm* owner = nullptr;
-  std::unique_ptr<xtm::tm::Transaction> tx;
-};
-
-struct xatm_config {
-  xtm::tm::TmConfig cfg;
-  std::string error;
-};
 
 namespace {
 

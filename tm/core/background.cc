@@ -15,6 +15,7 @@ namespace xtm::tm {
 
 bool TransactionManager::HandOff(Handoff&& h) {
   std::lock_guard<std::mutex> l(mu_);
+  if (phase_two_.empty()) return false;  // no phase-two threads (background_phase_two = false)
   if (handoffs_.size() >= kPhaseTwoQueue) return false;  // busy: the caller does it
   handoffs_.push_back(std::move(h));
   phase_two_cv_.notify_one();

@@ -82,7 +82,7 @@ Outcome Transaction::CommitWithLastResource(Branch* last, std::string* message) 
   for (Branch& b : branches_) {
     if (b.st == Branch::St::kPrepared) writers.push_back(&b);
   }
-  if (tm_->cfg_.background_phase_two && !writers.empty()) {
+  if (background_phase_two_ && !writers.empty()) {
     TransactionManager::Handoff h;
     h.gtrid = gtrid_;
     h.decision_rm = last->rm;

@@ -19,6 +19,7 @@ namespace xtm::tm {
 
 Status TransactionManager::Begin(std::unique_ptr<Transaction>* out) {
   if (options_.read_only) return Status::InvalidArgument("opened read-only: no transactions");
+  if (XATM_FAULT_POINT("tm.begin")) return Status::IOError("cannot begin: injected fault tm.begin");
   std::shared_ptr<store::Session> session = store_->Current();
   // A session the store ended (xatmd's heartbeats find out within a beat):
   // the next transactions run in a new one.
@@ -73,7 +74,19 @@ void TransactionManager::SettleThreadInDoubt() {
 
 Transaction::Transaction(TransactionManager* tm, std::string gtrid, std::shared_ptr<store::Session> session)
     : tm_(tm), gtrid_(std::move(gtrid)), session_(std::move(session)),
-      deadline_(Clock::now() + std::chrono::seconds(tm->cfg_.timeout_s)) {}
+      deadline_(Clock::now() + std::chrono::seconds(tm->cfg_.timeout_s)) {
+  background_phase_two_ = tm->cfg_.background_phase_two;
+}
+
+void Transaction::SetTimeout(int seconds) {
+  std::lock_guard<std::mutex> l(tm_->mu_);  // the reaper reads deadline_ under it
+  deadline_ = seconds <= 0 ? Clock::time_point::max() : Clock::now() + std::chrono::seconds(seconds);
+}
+
+bool Transaction::timed_out() {
+  std::lock_guard<std::mutex> l(mu_);
+  return timed_out_;
+}
 
 Transaction::~Transaction() {
   tm_->Unregister(this);
@@ -359,7 +372,7 @@ Outcome Transaction::PhaseTwo(std::string* message) {
   }
   std::vector<Branch*> left;
   Outcome worst = Outcome::kOk;
-  if (logged && tm_->cfg_.background_phase_two) {
+  if (logged && background_phase_two_) {
     // Branches that live in this thread's connections now (SQLite's), the
     // others in the background.
     std::vector<Branch*> now, later;

@@ -417,6 +417,13 @@ class Transaction {
   Outcome Commit(std::string* message);
   Outcome Rollback(std::string* message);
   bool finished() const { return state_ == State::kCommitted || state_ == State::kRolledBack; }
+  // The TX interface's per-transaction settings. The timeout counts from
+  // now (0: none). Background phase two is honoured only by a TM opened with
+  // background_phase_two = true (its threads exist); false is always honoured.
+  void SetTimeout(int seconds);
+  void SetBackgroundPhaseTwo(bool on) { background_phase_two_ = on; }
+  // Rolled back (or to be) by the transaction timeout.
+  bool timed_out();
 
  private:
   friend class TransactionManager;
@@ -462,6 +469,7 @@ class Transaction {
   State state_ = State::kActive;
   bool timed_out_ = false;
   bool one_phase_done_ = false;
+  bool background_phase_two_ = false;  // the TM's setting unless SetBackgroundPhaseTwo
   std::vector<Branch> branches_;
   std::thread::id owner_;
   std::chrono::steady_clock::time_point deadline_;

@@ -31,6 +31,7 @@
 #include "store/decision_store.h"
 #include "store/postgres_store.h"
 #include "util/coding.h"
+#include "util/version.h"
 
 namespace po = boost::program_options;
 
@@ -938,12 +939,12 @@ int RunImpl(int argc, char** argv, std::ostream& out, std::ostream& err, tm::Tra
     return kExitBadInput;
   }
   if (vm.count("version")) {
-    out << "xatm " << XATM_VERSION_STRING << "\n";
+    out << "xatm " << VersionWithCommit() << "\n";
     return kExitOk;
   }
   std::vector<std::string> words = vm.count("words") ? vm["words"].as<std::vector<std::string>>() : std::vector<std::string>();
   if (vm.count("help") || words.empty() || words[0] == "help") {
-    out << kUsage;
+    out << kUsage << "\n" << tm::ConfigKeysHelp();
     return words.empty() && !vm.count("help") ? kExitBadInput : kExitOk;
   }
   c.o.command = words[0];

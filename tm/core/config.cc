@@ -83,6 +83,47 @@ std::string QuoteForMysqlInfo(const std::string& v) {
 
 }  // namespace
 
+const char* ConfigKeysHelp() {
+  return R"(configuration file (INI; relative paths are relative to the file's directory):
+  [tm]
+    log_dir                 the decision log's directory (required with the file store; must exist)
+    node_name               this node's name (default: the host name); unique in a postgresql store
+    timeout_s               a transaction open longer is rolled back, its locks released (60)
+    commit_retry_s          how long phase two retries before leaving a branch to recovery (30)
+    log_level               trace|debug|info|warn|error|off (warn; info: one line per decision)
+    log_file                where the TM logs (default: stderr)
+    log_segment_kb          size of a decision-log segment (4096)
+    recover_on_open         false: leave recovery to `xatm recover` (true)
+    last_resource_commit    sqlite|true|false: which branch commits last holding the decision (sqlite)
+    background_phase_two    true: commit returns once decided; phase two on the TM's threads (false)
+    server                  xatmd's address(es): use its decisions (unix:/path, tcp:host:port; A,B)
+    log_store               file|postgresql: where the decisions are kept (file)
+    log_conninfo            the postgresql store's libpq conninfo
+    lease_s                 a node's lease in the postgresql store (10)
+    log_synchronous_commit  on|remote_apply: the store's decisions commit at least so (on)
+    takeover                true: take over nodes whose lease expired (false)
+  [server]  (xatmd; token_file for clients of a tcp: server too)
+    listen                  this xatmd's address among [tm] server = A,B
+    tcp                     also listen on this TCP address (needs token_file)
+    token_file              the shared secret of TCP connections (mode 0600)
+    socket_mode             the unix socket's mode, 0600 or 0660 (0660)
+    client_timeout_s        a client silent this long is declared dead (5)
+    recovery_interval_s     how often the server resolves in-doubt branches (5)
+    metrics                 Prometheus text on GET /metrics at this address, or off (127.0.0.1:9464)
+    admin_uids              uids or user names that may run admin commands over the socket
+  [rm.NAME]
+    type                    postgresql | sqlite | mysql
+    conninfo                postgresql: the libpq conninfo (needs max_prepared_transactions > 0)
+    path                    sqlite: the database file (must exist)
+    busy_timeout_ms         sqlite: how long to wait for the write lock (5000)
+    host, port, socket      mysql: where the server is
+    user, password          mysql: who connects
+    database                mysql: the database
+    durability              mysql: require (default) | warn: accept a server that could lose a commit
+More: docs/operations.md and docs/architecture.md ("Configuration").
+)";
+}
+
 rm::RmParams RmParamsOf(const RmSpec& spec, int rmid, bool read_only) {
   return {.name = spec.name,
           .rmid = rmid,

@@ -129,6 +129,10 @@ Status AddRm(TmConfig* cfg, RmSpec rm);
 Status ValidateConfig(const TmConfig& cfg);
 
 const char* RmTypeName(RmSpec::Type t);
+
+// Every key of the file, one line each with its meaning (for --help of xatm
+// and xatmd; docs/operations.md and this header say more).
+const char* ConfigKeysHelp();
 // What the RM's extras (resource_managers/common/rm_extras.h) get of spec.
 rm::RmParams RmParamsOf(const RmSpec& spec, int rmid = 0, bool read_only = false);
 

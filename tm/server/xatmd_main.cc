@@ -7,6 +7,7 @@
 
 #include "core/config.h"
 #include "server/server.h"
+#include "util/version.h"
 
 namespace po = boost::program_options;
 
@@ -48,11 +49,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (vm.count("help")) {
-    std::cout << kUsage;
+    std::cout << kUsage << "\n" << xtm::tm::ConfigKeysHelp();
     return 0;
   }
   if (vm.count("version")) {
-    std::cout << "xatmd " << XATM_VERSION_STRING << "\n";
+    std::cout << "xatmd " << xtm::VersionWithCommit() << "\n";
     return 0;
   }
   if (config.empty()) {

@@ -2,8 +2,9 @@
 # The main job of xatm, end to end on a fresh machine: installs what is
 # missing, builds, starts a private PostgreSQL, and runs money transfers and
 # travel bookings as global transactions across that PostgreSQL and a SQLite
-# file, then shows what each database holds, runs the transfers again
-# through xatmd, and transfers between PostgreSQL and a private MariaDB.
+# file, then shows what each database holds, kills a transfer process right
+# after its commit decision and lets recovery finish it, runs the transfers
+# again through xatmd, and transfers between PostgreSQL and a private MariaDB.
 # Everything it creates lives in
 # one temporary directory, removed at the end (keep it with XATM_DEMO_KEEP=1).
 set -euo pipefail
@@ -12,7 +13,9 @@ cd "$root"
 
 bash scripts/deps.sh
 echo "== building xatm"
-bash scripts/build.sh build >/dev/null
+# The test build's settings (scripts/test.sh): its named crash points let the
+# demo kill a process at the worst moment; they do nothing unless asked for.
+bash scripts/build.sh build -DXATM_FAULT_INJECTION=ON >/dev/null
 
 work=$(mktemp -d /tmp/xatm-demo-XXXXXX)
 chmod 755 "$work"  # the private server runs as the postgres user when we are root
@@ -73,6 +76,26 @@ echo "   last with the decision inside its own transaction (a row in xatm_decisi
 echo "   transaction or at close), so the decision log holds only the TM's incarnations"
 echo "  decision rows left in SQLite: $(sqlite3 "$work/ledger.db" 'SELECT count(*) FROM xatm_decision')"
 ./build/tm/xatm -c "$work/xatm.conf" log dump
+
+echo "== why xatm exists: a transfer process killed at the worst moment"
+echo "   the classic protocol (last_resource_commit = false): both branches prepared, the COMMIT"
+echo "   decision durable in the log, and the process SIGKILLed before it commits either branch"
+sed 's/^log_level = warn$/log_level = warn\nlast_resource_commit = false\nrecover_on_open = false/' \
+  "$work/xatm.conf" > "$work/crash.conf"
+# (An inner shell takes bash's "Killed" report.)
+XATM_CRASH_AT=tm.commit.after_decision bash -c '"$@" > "$0" 2>&1; true' "$work/crash.out" \
+  ./build/examples/transfer "$work/crash.conf" 2>/dev/null
+sed 's/^/  /' "$work/crash.out"
+echo "  alice (PostgreSQL): $(psql -X -q -A -t "$bank" -c "SELECT balance FROM accounts WHERE name = 'alice'")," \
+  "prepared there: $(psql -X -q -A -t "$bank" -c 'SELECT count(*) FROM pg_prepared_xacts');" \
+  "bob (SQLite): $(sqlite3 "$work/ledger.db" "SELECT balance FROM accounts WHERE name = 'bob'") — neither side committed yet"
+echo "  the admin tool finds the transaction in doubt, with its decision and the plan:"
+./build/tm/xatm -c "$work/crash.conf" list | sed 's/^/    /' || true
+echo "  recovery finishes it (xatm_open does the same by itself):"
+./build/tm/xatm -c "$work/crash.conf" recover | sed 's/^/    /'
+echo "  alice (PostgreSQL): $(psql -X -q -A -t "$bank" -c "SELECT balance FROM accounts WHERE name = 'alice'")," \
+  "bob (SQLite): $(sqlite3 "$work/ledger.db" "SELECT balance FROM accounts WHERE name = 'bob'"): the two databases agree;" \
+  "prepared left: $(psql -X -q -A -t "$bank" -c 'SELECT count(*) FROM pg_prepared_xacts')"
 
 echo "== the same transfers through xatmd, the server many processes share"
 mkdir -p "$work/server-log"

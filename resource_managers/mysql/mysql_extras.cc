@@ -30,17 +30,13 @@ class MysqlExtras final : public rm::RmExtras {
   bool AbortFromAnotherThread(void* native) const override {
     const unsigned long id = mysql_thread_id(static_cast<MYSQL*>(native));
     ConnParams cp;
+    std::string why;
     if (id == 0 || !ParseConnParams(p_.conninfo, &cp).empty()) return false;
-    MYSQL* my = mysql_init(nullptr);
-    const char* nul = nullptr;
-    bool ok = false;
-    if (my && mysql_real_connect(my, cp.host.empty() ? nul : cp.host.c_str(), cp.user.empty() ? nul : cp.user.c_str(),
-                                 cp.has_password ? cp.password.c_str() : nul, nullptr, cp.port,
-                                 cp.socket.empty() ? nul : cp.socket.c_str(), 0)) {
-      const std::string sql = "KILL CONNECTION " + std::to_string(id);
-      ok = mysql_real_query(my, sql.data(), sql.size()) == 0;
-    }
-    if (my) mysql_close(my);
+    MYSQL* my = ConnectWith(cp, /*with_database=*/false, 0, &why);
+    if (my == nullptr) return false;
+    const std::string sql = "KILL CONNECTION " + std::to_string(id);
+    const bool ok = mysql_real_query(my, sql.data(), sql.size()) == 0;
+    mysql_close(my);
     return ok;
   }
 

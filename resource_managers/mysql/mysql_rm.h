@@ -6,6 +6,8 @@
 
 #include "common/rm_extras.h"
 
+struct st_mysql;
+
 namespace xtm::mysql {
 
 // What this RM offers the TM beside its switch (mysql_extras.cc).
@@ -23,6 +25,9 @@ struct ConnParams {
 std::string ParseConnParams(const std::string& info, ConnParams* out);
 // For messages: the pairs without the password.
 std::string Describe(const ConnParams& p);
+// A new connection to p's server (p's database unless with_database is
+// false); nullptr with *error if it cannot be had. mysql_close it.
+st_mysql* ConnectWith(const ConnParams& p, bool with_database, unsigned long client_flags, std::string* error);
 
 // Whether a server of this @@version can take part: its prepared branches
 // must outlive the session (MariaDB 10.5, MySQL 5.7.7). "" or why not.

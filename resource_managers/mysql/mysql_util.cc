@@ -120,18 +120,33 @@ std::string CheckDurability(const std::string& flush_log, const std::string& log
   return "";
 }
 
+MYSQL* ConnectWith(const ConnParams& p, bool with_database, unsigned long client_flags, std::string* error) {
+  MYSQL* my = mysql_init(nullptr);
+  if (my == nullptr) {
+    *error = "out of memory";
+    return nullptr;
+  }
+  const unsigned timeout = 10;
+  mysql_optionsv(my, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+  auto opt = [](const std::string& v) { return v.empty() ? nullptr : v.c_str(); };
+  if (!mysql_real_connect(my, opt(p.host), opt(p.user), p.has_password ? p.password.c_str() : nullptr,
+                          with_database ? opt(p.database) : nullptr, p.port, opt(p.socket), client_flags)) {
+    *error = mysql_error(my);
+    mysql_close(my);
+    return nullptr;
+  }
+  return my;
+}
+
 bool PreparedSummary(const std::string& info, int64_t* count, int64_t* oldest_s, std::string* error) {
   ConnParams p;
   if (std::string why = ParseConnParams(info, &p); !why.empty()) {
     *error = why;
     return false;
   }
-  MYSQL* my = mysql_init(nullptr);
-  const char* nul = nullptr;
+  MYSQL* my = ConnectWith(p, /*with_database=*/false, 0, error);
   bool ok = false;
-  if (my && mysql_real_connect(my, p.host.empty() ? nul : p.host.c_str(), p.user.empty() ? nul : p.user.c_str(),
-                               p.has_password ? p.password.c_str() : nul, nullptr, p.port,
-                               p.socket.empty() ? nul : p.socket.c_str(), 0)) {
+  if (my) {
     // A prepared branch no session holds is an InnoDB transaction of no
     // thread; XA RECOVER counts those a session still holds too.
     const char* sql =
@@ -151,10 +166,8 @@ bool PreparedSummary(const std::string& info, int64_t* count, int64_t* oldest_s,
       }
     }
     if (!ok) *error = mysql_error(my);
-  } else {
-    *error = my ? mysql_error(my) : "out of memory";
+    mysql_close(my);
   }
-  if (my) mysql_close(my);
   return ok;
 }
 

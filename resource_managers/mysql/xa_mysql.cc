@@ -211,17 +211,11 @@ bool ParseCounters(const Outcome& o, Counters* c) {
 // prepared branches outlive their session, and durable commits.
 int Connect(RmConn* rc, bool first) {
   const ConnParams& p = rc->params;
-  MYSQL* my = mysql_init(nullptr);
-  if (my == nullptr) return Fail(rc->rmid, XAER_RMERR, "out of memory");
-  const unsigned timeout = 10;
-  mysql_optionsv(my, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
-  const char* nul = nullptr;
-  if (!mysql_real_connect(my, p.host.empty() ? nul : p.host.c_str(), p.user.empty() ? nul : p.user.c_str(),
-                          p.has_password ? p.password.c_str() : nul, p.database.empty() ? nul : p.database.c_str(),
-                          p.port, p.socket.empty() ? nul : p.socket.c_str(), CLIENT_MULTI_STATEMENTS)) {
-    std::string m = mysql_error(my);
-    mysql_close(my);
-    return Fail(rc->rmid, first ? XAER_RMERR : XAER_RMFAIL, "cannot connect to MySQL/MariaDB (" + Describe(p) + "): " + m);
+  std::string why_not;
+  MYSQL* my = ConnectWith(p, /*with_database=*/true, CLIENT_MULTI_STATEMENTS, &why_not);
+  if (my == nullptr) {
+    return Fail(rc->rmid, first ? XAER_RMERR : XAER_RMFAIL,
+                "cannot connect to MySQL/MariaDB (" + Describe(p) + "): " + why_not);
   }
   std::vector<Outcome> rs =
       Run(my, "SELECT @@version, @@innodb_flush_log_at_trx_commit, @@log_bin, @@sync_binlog, CONNECTION_ID(), "

@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "sqlite/sqlite_rm.h"
+#include "tm/bank.h"
 
 namespace xtm::test {
 namespace {
@@ -76,28 +76,7 @@ ThreeBanks::ThreeBanks(const std::string& dir, const std::string& mysql_socket)
 ThreeBanks::~ThreeBanks() {
   // Prepared branches hold locks DROP DATABASE would wait for.
   MYSQL* my = MysqlConnectOrDie(socket_);
-  if (mysql_query(my, "XA RECOVER") == 0) {
-    if (MYSQL_RES* res = mysql_store_result(my)) {
-      std::vector<std::string> xids;
-      while (MYSQL_ROW row = mysql_fetch_row(res)) {
-        unsigned long* len = mysql_fetch_lengths(res);
-        const size_t g = std::strtoul(row[1], nullptr, 10);
-        const std::string data(row[3], len[3]);
-        auto hex = [](const std::string& b) {
-          static const char* d = "0123456789abcdef";
-          std::string h;
-          for (unsigned char ch : b) {
-            h += d[ch >> 4];
-            h += d[ch & 15];
-          }
-          return h;
-        };
-        xids.push_back("X'" + hex(data.substr(0, g)) + "',X'" + hex(data.substr(g)) + "'," + row[0]);
-      }
-      mysql_free_result(res);
-      for (const std::string& x : xids) mysql_query(my, ("XA ROLLBACK " + x).c_str());
-    }
-  }
+  MysqlRollbackEveryPrepared(my);
   mysql_query(my, ("DROP DATABASE IF EXISTS " + my_db_).c_str());
   mysql_close(my);
 }
@@ -201,25 +180,7 @@ int ThreeBanks::Prepared(Side s) const {
     return n;
   }
   if (s == Side::kMysql) return MysqlPrepared(socket_);
-  // Records whose marker is in the main database are committed branches
-  // whose sidecar delete is still pending: not in doubt.
-  const std::string side = sqlite::SidecarPath(sqlite_);
-  if (!std::filesystem::exists(side)) return 0;
-  sqlite3* db = nullptr;
-  sqlite3_open(sqlite_.c_str(), &db);
-  sqlite3_busy_timeout(db, 10000);
-  sqlite3_exec(db, ("ATTACH '" + side + "' AS side").c_str(), nullptr, nullptr, nullptr);
-  sqlite3_stmt* st = nullptr;
-  int n = -1;
-  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM side.prepared p WHERE NOT EXISTS "
-                             "(SELECT 1 FROM main.xatm_marker m WHERE m.token = p.token)",
-                         -1, &st, nullptr) == SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW) {
-    n = sqlite3_column_int(st, 0);
-  }
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return n;
+  return SqlitePreparedIn(sqlite_);
 }
 
 }  // namespace xtm::test

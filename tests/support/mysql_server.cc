@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
+#include <vector>
 
 namespace xtm::test {
 namespace {
@@ -122,6 +123,30 @@ int MysqlPrepared(const std::string& socket) {
   return n;
 }
 
+void MysqlRollbackEveryPrepared(MYSQL* my) {
+  if (mysql_query(my, "XA RECOVER") != 0) return;
+  MYSQL_RES* res = mysql_store_result(my);
+  if (res == nullptr) return;
+  std::vector<std::string> xids;
+  auto hex = [](const std::string& b) {
+    static const char* d = "0123456789abcdef";
+    std::string h;
+    for (unsigned char c : b) {
+      h += d[c >> 4];
+      h += d[c & 15];
+    }
+    return h;
+  };
+  while (MYSQL_ROW row = mysql_fetch_row(res)) {
+    unsigned long* len = mysql_fetch_lengths(res);
+    const size_t g = std::strtoul(row[1], nullptr, 10);
+    const std::string data(row[3], len[3]);
+    xids.push_back("X'" + hex(data.substr(0, g)) + "',X'" + hex(data.substr(g)) + "'," + row[0]);
+  }
+  mysql_free_result(res);
+  for (const std::string& x : xids) mysql_query(my, ("XA ROLLBACK " + x).c_str());
+}
+
 ScratchMysqlDb::ScratchMysqlDb() {
   name_ = "xatm_t" + std::to_string(getpid()) + "_" + std::to_string(db_counter++);
   MYSQL* my = MysqlConnectOrDie(Mysql().socket);
@@ -132,30 +157,8 @@ ScratchMysqlDb::ScratchMysqlDb() {
 
 ScratchMysqlDb::~ScratchMysqlDb() {
   MYSQL* my = MysqlConnectOrDie(Mysql().socket);
-  // Prepared branches hold locks that DROP DATABASE would wait for; the
-  // tests of one binary run one at a time, so every branch is this test's.
-  if (mysql_query(my, "XA RECOVER") == 0) {
-    if (MYSQL_RES* res = mysql_store_result(my)) {
-      std::vector<std::string> xids;
-      while (MYSQL_ROW row = mysql_fetch_row(res)) {
-        unsigned long* len = mysql_fetch_lengths(res);
-        const size_t g = std::strtoul(row[1], nullptr, 10);
-        const std::string data(row[3], len[3]);
-        auto hex = [](const std::string& b) {
-          static const char* d = "0123456789abcdef";
-          std::string h;
-          for (unsigned char c : b) {
-            h += d[c >> 4];
-            h += d[c & 15];
-          }
-          return h;
-        };
-        xids.push_back("X'" + hex(data.substr(0, g)) + "',X'" + hex(data.substr(g)) + "'," + row[0]);
-      }
-      mysql_free_result(res);
-      for (const std::string& x : xids) mysql_query(my, ("XA ROLLBACK " + x).c_str());
-    }
-  }
+  // The tests of one binary run one at a time: every branch is this test's.
+  MysqlRollbackEveryPrepared(my);
   mysql_query(my, ("DROP DATABASE IF EXISTS " + name_).c_str());
   mysql_close(my);
 }

@@ -48,6 +48,9 @@ MYSQL* MysqlConnectOrDie(const std::string& socket, const std::string& db = "");
 std::string MysqlExec(MYSQL* my, const std::string& sql);
 // How many prepared XA branches the server lists.
 int MysqlPrepared(const std::string& socket);
+// Rolls back every prepared XA branch the server lists (they hold locks a
+// DROP DATABASE would wait for).
+void MysqlRollbackEveryPrepared(MYSQL* my);
 
 // A server of a test's own, for tests that kill or restart it. Started by the
 // constructor, stopped and removed by the destructor.

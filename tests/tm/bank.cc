@@ -123,13 +123,13 @@ int Bank::PgPrepared() {
   return n;
 }
 
-int Bank::SqlitePrepared() {
+int SqlitePreparedIn(const std::string& path) {
   // Records whose marker is in the main database are committed branches whose
   // sidecar delete is still pending: not in doubt.
-  const std::string side = sqlite::SidecarPath(sqlite_);
+  const std::string side = sqlite::SidecarPath(path);
   if (!std::filesystem::exists(side)) return 0;
   sqlite3* db = nullptr;
-  sqlite3_open(sqlite_.c_str(), &db);
+  sqlite3_open(path.c_str(), &db);
   sqlite3_busy_timeout(db, 10000);
   std::string attach = "ATTACH '" + side + "' AS side";
   sqlite3_exec(db, attach.c_str(), nullptr, nullptr, nullptr);
@@ -145,6 +145,8 @@ int Bank::SqlitePrepared() {
   sqlite3_close(db);
   return n;
 }
+
+int Bank::SqlitePrepared() { return SqlitePreparedIn(sqlite_); }
 
 bool TransferStatements(PGconn* pg, sqlite3* db, long id, int from, int to, int amount) {
   const std::string a = std::to_string(amount);

@@ -50,6 +50,10 @@ class Bank {
   std::string pg_, sqlite_, log_dir_, dir_;
 };
 
+// Branches left prepared in the SQLite RM's sidecar of database `path` (not
+// those committed whose sidecar record is still to be deleted).
+int SqlitePreparedIn(const std::string& path);
+
 // Moves amount from PostgreSQL account `from` to SQLite account `to` and
 // records transfer `id` on both sides, inside the global transaction of the
 // given PGconn/sqlite3 handles. false if a statement failed.

@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
-#include <regex>
+#include <set>
 #include <sstream>
 
 #include "support/temp_dir.h"
@@ -39,13 +39,35 @@ std::string ConfigError(const std::string& text) {
   return m;
 }
 
+// "xatm 0.1.0 (commit 0123456789ab)\n", "-dirty" after the hash, or "unknown".
+bool VersionLine(const std::string& out, const std::string& program) {
+  const std::string head = program + " " + xatm_version() + " (commit ";
+  if (out.rfind(head, 0) != 0 || out.size() < head.size() + 2 || out.substr(out.size() - 2) != ")\n") return false;
+  std::string commit = out.substr(head.size(), out.size() - head.size() - 2);
+  if (commit == "unknown") return true;
+  if (commit.size() > 6 && commit.compare(commit.size() - 6, 6, "-dirty") == 0) commit.resize(commit.size() - 6);
+  return commit.size() == 12 && commit.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+// The keys a --help explains: the first column of its lines indented by four
+// ("    host, port, socket      mysql: where the server is").
+std::set<std::string> ExplainedKeys(const std::string& help) {
+  std::set<std::string> keys;
+  std::istringstream in(help);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("    ", 0) != 0 || line.size() < 5 || line[4] == ' ') continue;
+    const std::string column = line.substr(4, line.find("  ", 4) - 4);
+    std::stringstream list(column);
+    for (std::string k; std::getline(list, k, ',');) keys.insert(k.substr(k.find_first_not_of(' ')));
+  }
+  return keys;
+}
+
 TEST(ProgramHelp, VersionNamesTheSourceCommit) {
-  for (const std::string& program : {std::string(XATM_CLI), std::string(XATM_XATMD)}) {
-    ShellResult r = RunShell(program + " --version");
+  for (const std::string& program : {std::string("xatm"), std::string("xatmd")}) {
+    ShellResult r = RunShell(std::string(program == "xatm" ? XATM_CLI : XATM_XATMD) + " --version");
     EXPECT_EQ(0, r.code) << r.out;
-    EXPECT_TRUE(std::regex_search(r.out, std::regex(std::string("^xatmd? ") + xatm_version() +
-                                                    " \\(commit ([0-9a-f]{12}(-dirty)?|unknown)\\)\n$")))
-        << r.out;
+    EXPECT_TRUE(VersionLine(r.out, program)) << r.out;
   }
 }
 
@@ -67,9 +89,9 @@ TEST(ProgramHelp, HelpExplainsEveryKeyTheConfigurationAccepts) {
   for (const std::string& program : {std::string(XATM_CLI), std::string(XATM_XATMD)}) {
     ShellResult r = RunShell(program + " --help");
     EXPECT_EQ(0, r.code) << r.out;
+    const std::set<std::string> explained = ExplainedKeys(r.out);
     for (const std::string& k : keys) {
-      EXPECT_TRUE(std::regex_search(r.out, std::regex("\n    ([a-z_]+, )*" + k + "(, [a-z_]+)* ")))
-          << program << " --help does not explain \"" << k << "\"";
+      EXPECT_TRUE(explained.count(k)) << program << " --help does not explain \"" << k << "\"";
     }
   }
 }

@@ -9,13 +9,16 @@
 //   tx.commit();                                 // throws xatmpp::Error; code() is the XATM_E* value
 //
 // A Transaction destroyed before commit() or rollback() rolls back (a
-// destructor never throws). Both types are move-only. The namespace is
+// destructor never throws). Both types are move-only. The transaction
+// manager closes when the last of it and its transactions goes, whatever
+// the order. The namespace is
 // xatmpp because C++ forbids a namespace named like the C handle type xatm;
 // the C API stays usable from C++ as it is.
 #ifndef XATM_XATM_HPP
 #define XATM_XATM_HPP
 
 #include <cstddef>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -61,13 +64,25 @@ struct InDoubt {
 
 class TransactionManager;
 
+namespace detail {
+// The C handle, closed with the last owner (the manager and its transactions).
+struct Handle {
+  xatm* tm = nullptr;
+  explicit Handle(xatm* t) noexcept : tm(t) {}
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  ~Handle() { xatm_close(tm); }
+};
+}  // namespace detail
+
 // One global transaction. Belongs to the thread that began it.
 class Transaction {
  public:
-  Transaction(Transaction&& o) noexcept : tm_(o.tm_), tx_(std::exchange(o.tx_, nullptr)) {}
+  Transaction(Transaction&& o) noexcept : handle_(std::move(o.handle_)), tm_(o.tm_), tx_(std::exchange(o.tx_, nullptr)) {}
   Transaction& operator=(Transaction&& o) noexcept {
     if (this != &o) {
       xatm_tx_free(tx_);
+      handle_ = std::move(o.handle_);
       tm_ = o.tm_;
       tx_ = std::exchange(o.tx_, nullptr);
     }
@@ -76,7 +91,7 @@ class Transaction {
   Transaction(const Transaction&) = delete;
   Transaction& operator=(const Transaction&) = delete;
   // Rolls back what is not finished; never throws.
-  ~Transaction() { xatm_tx_free(tx_); }
+  ~Transaction() { xatm_tx_free(tx_); }  // before handle_ may close the manager
 
   // The native handle of resource manager `rm`'s branch, started on first
   // use. Borrowed: valid until the transaction ends.
@@ -103,7 +118,8 @@ class Transaction {
 
  private:
   friend class TransactionManager;
-  Transaction(xatm* tm, xatm_tx* tx) noexcept : tm_(tm), tx_(tx) {}
+  Transaction(std::shared_ptr<detail::Handle> handle, xatm_tx* tx) noexcept
+      : handle_(std::move(handle)), tm_(handle_->tm), tx_(tx) {}
   xatm_tx* Tx() const {
     if (tx_ == nullptr) throw Error(XATM_EINVAL, "the transaction was moved from");
     return tx_;
@@ -121,6 +137,7 @@ class Transaction {
     return h;
   }
 
+  std::shared_ptr<detail::Handle> handle_;
   xatm* tm_;
   xatm_tx* tx_;
 };
@@ -136,35 +153,30 @@ class TransactionManager {
       xatm_close(tm);
       throw Error(rc, why);
     }
-    tm_ = tm;
+    handle_ = std::make_shared<detail::Handle>(tm);
   }
-  TransactionManager(TransactionManager&& o) noexcept : tm_(std::exchange(o.tm_, nullptr)) {}
-  TransactionManager& operator=(TransactionManager&& o) noexcept {
-    if (this != &o) {
-      xatm_close(tm_);
-      tm_ = std::exchange(o.tm_, nullptr);
-    }
-    return *this;
-  }
+  TransactionManager(TransactionManager&& o) noexcept = default;
+  TransactionManager& operator=(TransactionManager&& o) noexcept = default;
   TransactionManager(const TransactionManager&) = delete;
   TransactionManager& operator=(const TransactionManager&) = delete;
-  // Closes; what could not be finished is left to recovery. Destroy every
-  // Transaction first. Never throws.
-  ~TransactionManager() { xatm_close(tm_); }
+  // The manager closes (what could not be finished is left to recovery) when
+  // the last of it and its Transactions is gone. Never throws.
+  ~TransactionManager() = default;
   // Closes now, and says if something was left to recovery (XATM_EPENDING)
-  // or a Transaction is still alive (XATM_EINVAL: the handle stays open).
+  // or a Transaction is still alive (XATM_EINVAL: nothing closed).
   void close() {
-    if (tm_ == nullptr) return;
-    const int rc = xatm_close(tm_);
-    if (rc == XATM_EINVAL) throw Error(rc, xatm_errmsg(tm_));
-    tm_ = nullptr;
+    if (!handle_) return;
+    const int rc = xatm_close(handle_->tm);
+    if (rc == XATM_EINVAL) throw Error(rc, xatm_errmsg(handle_->tm));
+    handle_->tm = nullptr;  // closed
+    handle_.reset();
     if (rc != XATM_OK) throw Error(rc, "closed; some branches are left to recovery");
   }
 
   Transaction begin() {
     xatm_tx* tx = nullptr;
     Check(xatm_start(Tm(), &tx));
-    return Transaction(tm_, tx);
+    return Transaction(handle_, tx);
   }
   // Recovery now: commits what was decided, rolls back what no one can decide.
   void recover() { Check(xatm_recover(Tm())); }
@@ -180,20 +192,20 @@ class TransactionManager {
       out.push_back({list[i].xid, list[i].rm, list[i].decision, list[i].ours != 0, list[i].age_s});
     }
     xatm_indoubt_free(list);
-    if (rc == XATM_ERM) throw Error(rc, xatm_errmsg(tm_));
+    if (rc == XATM_ERM) throw Error(rc, xatm_errmsg(handle_->tm));
     return out;
   }
-  xatm* native() const noexcept { return tm_; }
+  xatm* native() const noexcept { return handle_ ? handle_->tm : nullptr; }
 
  private:
   xatm* Tm() const {
-    if (tm_ == nullptr) throw Error(XATM_EINVAL, "the transaction manager is closed or was moved from");
-    return tm_;
+    if (!handle_) throw Error(XATM_EINVAL, "the transaction manager is closed or was moved from");
+    return handle_->tm;
   }
   void Check(int rc) const {
-    if (rc != XATM_OK) throw Error(rc, xatm_errmsg(tm_));
+    if (rc != XATM_OK) throw Error(rc, xatm_errmsg(handle_ ? handle_->tm : nullptr));
   }
-  xatm* tm_ = nullptr;
+  std::shared_ptr<detail::Handle> handle_;
 };
 
 }  // namespace xatmpp

@@ -120,6 +120,23 @@ TEST_F(XatmHpp, PrepareThenCommitAndMovesKeepOwnership) {
   ExpectConsistent();
 }
 
+// The manager goes first: its transaction still commits, and the manager
+// closes with it (no leak under the sanitizers, nothing left open).
+TEST_F(XatmHpp, ATransactionOutlivingItsManagerStillCommitsAndClosesIt) {
+  std::unique_ptr<xatmpp::Transaction> tx;
+  {
+    xatmpp::TransactionManager tm(bank_->WriteConfigFile());
+    tx = std::make_unique<xatmpp::Transaction>(tm.begin());
+  }
+  ASSERT_TRUE(TransferStatements(tx->pg("bank"), tx->sqlite("ledger"), 5, 1, 2, 10));
+  tx->commit();
+  tx.reset();
+  EXPECT_EQ(1u, bank_->PgTransfers().count(5));
+  // Closed: the log is free for another manager at once.
+  xatmpp::TransactionManager again(bank_->WriteConfigFile());
+  ExpectConsistent();
+}
+
 TEST_F(XatmHpp, CloseSaysWhenATransactionIsStillAlive) {
   xatmpp::TransactionManager tm(bank_->WriteConfigFile());
   {

@@ -52,10 +52,10 @@ for b in build build-asan; do
   ctest --test-dir "$b" --output-on-failure -j "$(nproc)" -LE long ${XATM_TEST_ARGS:-} || status=1
 done
 
-echo "== ctest (build-tsan: group commit, concurrent transfers, timeouts, the reaper, xatmd, the decision store)"
+echo "== ctest (build-tsan: group commit, concurrent transfers (MySQL too), timeouts, the reaper, xatmd, the decision store, the TX interface)"
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 ctest --test-dir build-tsan --output-on-failure -j "$(nproc)" \
-  -R 'GroupCommit|DecisionLogCrash|Concurrent|Timeout|Threads|LastResource|Xatmd|BackgroundPhaseTwo|StoreFailover' || status=1
+  -R 'GroupCommit|DecisionLogCrash|Concurrent|Timeout|Threads|LastResource|Xatmd|BackgroundPhaseTwo|StoreFailover|TxTest' || status=1
 
 # The 2PC failure cases, as a table: case, injection, expected, observed.
 [ -f build/tests/failure-cases.tsv ] && bash scripts/failure-table.sh build/tests/failure-cases.tsv || true

@@ -161,10 +161,9 @@ void PgProxy::Serve(int client) {
       while (mysql ? NextMysqlPacket(from_client, true, &type, &msg) : NextMessage(from_client, startup, &type, &msg)) {
         startup = false;
         Rule r;
-        // The SQL: after the type and length (PostgreSQL: without the final
-        // NUL), or after the header and the command byte (MySQL).
-        const std::string sql = mysql ? msg.substr(5) : std::string(msg.data() + 5, msg.size() - 6);
-        if (type == 'Q' && Match(sql, &r)) {
+        // The SQL of a query: after the type and length (PostgreSQL: without
+        // the final NUL), or after the header and the command byte (MySQL).
+        if (type == 'Q' && Match(mysql ? msg.substr(5) : std::string(msg.data() + 5, msg.size() - 6), &r)) {
           ++cuts_;
           if (r.how == Cut::kBeforeForward) {
             if (r.on_cut) r.on_cut();

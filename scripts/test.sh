@@ -46,15 +46,17 @@ eval "$myenv"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 status=0
+# A test that runs past --timeout fails with its output instead of holding
+# the run (a hung child, a server that never answers).
 for b in build build-asan; do
   echo "== ctest ($b)"
   # shellcheck disable=SC2086
-  ctest --test-dir "$b" --output-on-failure -j "$(nproc)" -LE long ${XATM_TEST_ARGS:-} || status=1
+  ctest --test-dir "$b" --output-on-failure --timeout 600 -j "$(nproc)" -LE long ${XATM_TEST_ARGS:-} || status=1
 done
 
 echo "== ctest (build-tsan: group commit, concurrent transfers (MySQL too), timeouts, the reaper, xatmd, the decision store, the TX interface)"
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
-ctest --test-dir build-tsan --output-on-failure -j "$(nproc)" \
+ctest --test-dir build-tsan --output-on-failure --timeout 600 -j "$(nproc)" \
   -R 'GroupCommit|DecisionLogCrash|Concurrent|Timeout|Threads|LastResource|Xatmd|BackgroundPhaseTwo|StoreFailover|TxTest' || status=1
 
 # The 2PC failure cases, as a table: case, injection, expected, observed.

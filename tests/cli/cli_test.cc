@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "core/gtrid.h"
+#include "support/fork_child.h"
 #include "support/json_lite.h"
 #include "tm/bank.h"
 #include "xatm/xatm.h"
@@ -56,7 +57,7 @@ class CliTest : public ::testing::Test {
       text.replace(text.find("[tm]\n") + 5, 0, "recover_on_open = false\n");
       std::ofstream(no_recovery, std::ios::trunc) << text;
     }
-    pid_t pid = ::fork();
+    pid_t pid = ForkChild();
     if (pid == 0) {
       ::setenv("XATM_CRASH_AT", at.c_str(), 1);
       xatm* tm = nullptr;

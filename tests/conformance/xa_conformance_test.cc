@@ -140,6 +140,8 @@ struct Kind {
   const char* name;
   std::function<std::unique_ptr<Target>()> make;
 };
+// Its name in the test listings (not its bytes).
+void PrintTo(const Kind& k, std::ostream* os) { *os << k.name; }
 
 class XaConformance : public ::testing::TestWithParam<Kind> {
  protected:

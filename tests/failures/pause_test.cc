@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/gtrid.h"
+#include "support/fork_child.h"
 #include "support/temp_dir.h"
 #include "support/xatmd_process.h"
 #include "tm/bank.h"
@@ -102,7 +103,7 @@ class PauseTest : public ::testing::Test {
     int g[2], r[2];
     ASSERT_EQ(0, ::pipe(g));
     ASSERT_EQ(0, ::pipe(r));
-    f->pid = ::fork();
+    f->pid = ForkChild();
     if (f->pid == 0) {
       ::setenv("XATM_PAUSE_AT", point.c_str(), 1);
       xatm* tm = OpenOrExit(config, 10);
@@ -407,7 +408,7 @@ class PauseSoak : public PauseTest {
     const std::string stop = dir_ / "stop", out = dir_ / "outcomes";
     ::unlink(stop.c_str());
     ::unlink(out.c_str());
-    pid_t pid = ::fork();
+    pid_t pid = ForkChild();
     if (pid == 0) SoakWorker(config, mode, stop, out, 4);
     std::mt19937 rng(static_cast<unsigned>(seconds * 31 + static_cast<int>(mode)));
     const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);

@@ -16,6 +16,7 @@
 #include <random>
 #include <thread>
 
+#include "support/fork_child.h"
 #include "support/pg_proxy.h"
 #include "tm/bank.h"
 #include "xatm/xatm.h"
@@ -80,13 +81,11 @@ void Soak(const int rounds, bool last_resource) {
   for (int round = 0; round < rounds && Clock::now() < deadline; ++round) {
     int fds[2];
     ASSERT_EQ(0, ::pipe(fds));
-    auto hold = proxy.HoldForFork();
-    pid_t pid = ::fork();
+    pid_t pid = ForkChild();
     if (pid == 0) {
       ::close(fds[0]);
       Worker(config, (round + 1) * 1000000L, fds[1]);
     }
-    hold.unlock();
     ::close(fds[1]);
     // Disruptions for this round.
     const char* stmt = rng() % 2 ? "PREPARE TRANSACTION" : "COMMIT PREPARED";

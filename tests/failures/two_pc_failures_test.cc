@@ -19,6 +19,7 @@
 
 #include "log/decision_log.h"
 #include "pgsql/pgsql_rm.h"
+#include "support/fork_child.h"
 #include "support/pg_proxy.h"
 #include "tm/bank.h"
 #include "xatm/xatm.h"
@@ -69,8 +70,7 @@ class TwoPcFailure : public ::testing::Test {
   }
   // One transfer in a child process that dies at crash point `at`.
   void TransferInChildDyingAt(const std::string& at, long id) {
-    auto hold = proxy_.HoldForFork();
-    pid_t pid = ::fork();
+    pid_t pid = ForkChild();
     if (pid == 0) {
       ::setenv("XATM_CRASH_AT", at.c_str(), 1);
       xatm* tm = nullptr;
@@ -83,22 +83,19 @@ class TwoPcFailure : public ::testing::Test {
       xatm_commit(tx);
       ::_exit(3);  // the crash point was not reached
     }
-    hold.unlock();
     int st = 0;
     ::waitpid(pid, &st, 0);
     ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "the child did not die at " << at;
   }
   // Recovery in a child that dies at crash point `at`.
   void RecoverInChildDyingAt(const std::string& at) {
-    auto hold = proxy_.HoldForFork();
-    pid_t pid = ::fork();
+    pid_t pid = ForkChild();
     if (pid == 0) {
       ::setenv("XATM_CRASH_AT", at.c_str(), 1);
       xatm* tm = nullptr;
       xatm_open(config_.c_str(), &tm);
       ::_exit(3);
     }
-    hold.unlock();
     int st = 0;
     ::waitpid(pid, &st, 0);
     ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "the recovering child did not die at " << at;

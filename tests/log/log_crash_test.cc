@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "log/log_test_util.h"
+#include "support/fork_child.h"
 #include "support/temp_dir.h"
 
 namespace xtm::test {
@@ -45,7 +46,7 @@ TEST(DecisionLogCrash, EveryAcknowledgedCommitSurvivesSigkill) {
     SCOPED_TRACE("round " + std::to_string(round));
     int fds[2];
     ASSERT_EQ(0, ::pipe(fds));
-    pid_t pid = ::fork();
+    pid_t pid = ForkChild();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
       ::close(fds[0]);

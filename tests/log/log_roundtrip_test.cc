@@ -5,6 +5,7 @@
 
 #include "log/log_test_util.h"
 #include "log/segment_reader.h"
+#include "support/fork_child.h"
 #include "support/temp_dir.h"
 #include "util/coding.h"
 #include "util/crc32c.h"
@@ -151,7 +152,7 @@ TEST(DecisionLog, UnwritableDirIsRefusedWithThePath) {
     // root writes anywhere; test as an unprivileged child instead.
     TempDir d;
     ::chmod(d.path().c_str(), 0555);
-    pid_t pid = ::fork();
+    pid_t pid = ForkChild();
     if (pid == 0) {
       if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(3);
       std::unique_ptr<DecisionLog> l;
@@ -197,7 +198,7 @@ TEST(DecisionLog, AnotherProcessHoldingTheLogIsNamed) {
   int ready[2], done[2];
   ASSERT_EQ(0, ::pipe(ready));
   ASSERT_EQ(0, ::pipe(done));
-  pid_t pid = ::fork();
+  pid_t pid = ForkChild();
   if (pid == 0) {
     std::unique_ptr<DecisionLog> l;
     if (!DecisionLog::Open({.dir = d.path()}, &l).ok()) ::_exit(1);

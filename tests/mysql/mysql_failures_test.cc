@@ -16,6 +16,7 @@
 
 #include "mysql/mysql_rm.h"
 #include "mysql/three_banks.h"
+#include "support/fork_child.h"
 #include "support/pg_proxy.h"
 #include "support/temp_dir.h"
 
@@ -30,6 +31,8 @@ struct Pair {
   Side other;
   const char* name;
 };
+// Its name in the test listings (not its bytes, which hold pointers).
+void PrintTo(const Pair& p, std::ostream* os) { *os << p.name; }
 
 class MysqlFailure : public ::testing::TestWithParam<Pair> {
  protected:
@@ -158,8 +161,7 @@ TEST_P(MysqlFailure, ServerKilledRightAfterXaCommitCommitsOnce) {
 // The server killed after the decision while the coordinator is dead too:
 // recovery, once both are back, commits the branch that survived.
 TEST_P(MysqlFailure, CoordinatorAndServerBothKilledAfterTheDecision) {
-  auto hold = proxy_.HoldForFork();
-  pid_t pid = ::fork();
+  pid_t pid = ForkChild();
   if (pid == 0) {
     ::setenv("XATM_CRASH_AT", "tm.commit.after_decision", 1);
     xatm* tm = nullptr;
@@ -170,7 +172,6 @@ TEST_P(MysqlFailure, CoordinatorAndServerBothKilledAfterTheDecision) {
     xatm_commit(tx);
     ::_exit(3);
   }
-  hold.unlock();
   int st = 0;
   ::waitpid(pid, &st, 0);
   ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "the child did not die at the crash point";

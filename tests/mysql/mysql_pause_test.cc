@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "mysql/three_banks.h"
+#include "support/fork_child.h"
 #include "support/temp_dir.h"
 #include "support/xatmd_process.h"
 
@@ -37,7 +38,7 @@ class MysqlPause : public ::testing::Test {
   pid_t FreezeAt(const std::string& point, long id, int* rc_fd) {
     int r[2];
     EXPECT_EQ(0, ::pipe(r));
-    const pid_t pid = ::fork();
+    const pid_t pid = ForkChild();
     if (pid == 0) {
       ::setenv("XATM_PAUSE_AT", point.c_str(), 1);
       xatm* tm = OpenOrExit(config_, 10);

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "mysql/three_banks.h"
+#include "support/fork_child.h"
 #include "support/temp_dir.h"
 #include "support/xatmd_process.h"
 #include "xatm/rm_mysql.h"
@@ -26,6 +27,8 @@ struct Pair {
   const char* tm_extra;
   const char* name;
 };
+// Its name in the test listings (not its bytes, which hold pointers).
+void PrintTo(const Pair& p, std::ostream* os) { *os << p.name; }
 
 class TmMysql : public ::testing::TestWithParam<Pair> {
  protected:
@@ -216,7 +219,7 @@ class TmMysqlCrash : public TmMysql {
  protected:
   void CrashOne(const char* at, long id) {
     const std::string config = Config();
-    pid_t pid = ::fork();
+    pid_t pid = ForkChild();
     if (pid == 0) {
       ::setenv("XATM_CRASH_AT", at, 1);
       TransferLoop(config, a(), b(), id, ::open("/dev/null", O_WRONLY), 1);
@@ -270,7 +273,7 @@ TEST_P(TmMysqlCrash, KilledAtRandomMomentsLosesNothing) {
     SCOPED_TRACE("round " + std::to_string(round));
     int fds[2];
     ASSERT_EQ(0, ::pipe(fds));
-    pid_t pid = ::fork();
+    pid_t pid = ForkChild();
     if (pid == 0) {
       ::close(fds[0]);
       TransferLoop(config, a(), b(), (round + 1) * 100000L, fds[1], -1);
@@ -318,7 +321,7 @@ TEST(MysqlAdmin, ListHealthAndRecoverShowAndFinishAMysqlBranch) {
   TempDir dir;
   ThreeBanks banks(dir.path());
   const std::string config = banks.WriteConfig("last_resource_commit = false\nrecover_on_open = false\n");
-  pid_t pid = ::fork();
+  pid_t pid = ForkChild();
   if (pid == 0) {
     ::setenv("XATM_CRASH_AT", "tm.commit.after_decision", 1);
     xatm* tm = nullptr;

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "support/fork_child.h"
 #include "support/pg_cluster.h"
 
 namespace xtm::test {
@@ -41,7 +42,7 @@ TEST(PrivateCluster, AcceptsPrepareTransaction) {
 TEST(PrivateCluster, AnAbortedProcessStopsItsOwnCluster) {
   int fds[2];
   ASSERT_EQ(0, ::pipe(fds));
-  pid_t child = ::fork();
+  pid_t child = ForkChild();
   if (child == 0) {
     ::close(fds[0]);
     OwnCluster c;

@@ -16,6 +16,7 @@
 #include "common/xid_util.h"
 #include "pgsql/gid.h"
 #include "pgsql/pgsql_rm.h"
+#include "support/fork_child.h"
 #include "support/pg_cluster.h"
 #include "support/pg_proxy.h"
 #include "xatm/rm_pgsql.h"
@@ -700,7 +701,7 @@ TEST_F(PgRmTest, ChildKilledAfterPrepareIsRecoveredAndCommittedByAnotherProcess)
   XID x = MakeXid("child-prepared", "b");
   int fds[2];
   ASSERT_EQ(0, ::pipe(fds));
-  pid_t pid = ::fork();
+  pid_t pid = ForkChild();
   if (pid == 0) {
     // A fresh process: its own connection.
     if (Open(61, db_.conninfo()) != XA_OK || Start(x, 61) != XA_OK) ::_exit(1);

@@ -20,6 +20,7 @@
 
 #include "core/gtrid.h"
 #include "server/protocol.h"
+#include "support/fork_child.h"
 #include "support/temp_dir.h"
 #include "support/xatmd_process.h"
 #include "tm/bank.h"
@@ -112,7 +113,7 @@ class XatmdTest : public ::testing::Test {
   }
   // A child process: n transfers through xatm_open(config), ids from first.
   pid_t Transfers(const std::string& config, long first, int n) {
-    pid_t pid = ::fork();
+    pid_t pid = ForkChild();
     if (pid != 0) return pid;
     xatm* tm = nullptr;
     if (xatm_open(config.c_str(), &tm) != XATM_OK) {
@@ -140,7 +141,7 @@ class XatmdTest : public ::testing::Test {
   std::string TransferDyingAt(const std::string& at, long id) {
     int fds[2];
     EXPECT_EQ(0, ::pipe(fds));
-    pid_t pid = ::fork();
+    pid_t pid = ForkChild();
     if (pid == 0) {
       ::setenv("XATM_CRASH_AT", at.c_str(), 1);
       xatm* tm = nullptr;
@@ -279,7 +280,7 @@ TEST_F(XatmdTest, KilledLastResourceClientIsResolvedFromTheDecisionRow) {
     long id;
   } cases[] = {{"tm.lrc.before_last", 1}, {"tm.lrc.after_last", 2}, {"pgsql.onephase.after_send", 3}};
   for (const Case& c : cases) {
-    pid_t pid = ::fork();
+    pid_t pid = ForkChild();
     if (pid == 0) {
       ::setenv("XATM_CRASH_AT", c.crash_at, 1);
       xatm* tm = nullptr;
@@ -319,7 +320,7 @@ TEST_F(XatmdTest, KilledLastResourceClientIsResolvedFromTheDecisionRow) {
 TEST_F(XatmdTest, KilledServerGivesAClearErrorAndRestartFinishesTheDecision) {
   // The server dies right after the decision is durable, before it answers.
   server_->Start("server.commit.after_decision");
-  pid_t pid = ::fork();
+  pid_t pid = ForkChild();
   if (pid == 0) {
     xatm* tm = nullptr;
     xatm_tx* tx = ChildBegins(config_, &tm);
@@ -353,7 +354,7 @@ TEST_F(XatmdTest, LateCommitFromAFencedClientIsRefusedAndNothingIsHalfCommitted)
   int ready[2], go[2];
   ASSERT_EQ(0, ::pipe(ready));
   ASSERT_EQ(0, ::pipe(go));
-  pid_t pid = ::fork();
+  pid_t pid = ForkChild();
   if (pid == 0) {
     xatm* tm = nullptr;
     xatm_tx* tx = ChildBegins(config_, &tm);
@@ -631,7 +632,7 @@ TEST_F(XatmdTest, AClientGoesOnInANewSessionAfterTheServerRestarts) {
   int ready[2], go[2];
   ASSERT_EQ(0, ::pipe(ready));
   ASSERT_EQ(0, ::pipe(go));
-  pid_t pid = ::fork();
+  pid_t pid = ForkChild();
   if (pid == 0) {
     xatm* tm = nullptr;
     if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(kChildOpenFailed);

@@ -10,6 +10,7 @@
 #include <functional>
 
 #include "sqlite/sqlite_test_util.h"
+#include "support/fork_child.h"
 #include "support/temp_dir.h"
 
 namespace xtm::test {
@@ -64,7 +65,7 @@ std::string Expected(const TempDir& d) {
 // Runs body in a child process with XATM_CRASH_AT=crash_at (if not empty);
 // returns how the child ended: the signal that killed it, or -exit status.
 int InChild(const std::string& crash_at, const std::function<int()>& body) {
-  pid_t pid = ::fork();
+  pid_t pid = ForkChild();
   if (pid == 0) {
     if (!crash_at.empty()) ::setenv("XATM_CRASH_AT", crash_at.c_str(), 1);
     ::_exit(body());
@@ -112,7 +113,7 @@ TEST(SqliteCrash, KilledAfterPrepareReturnedCanBeRolledBack) {
   XID x = SqXid("killed-prepared");
   int fds[2];
   ASSERT_EQ(0, ::pipe(fds));
-  pid_t pid = ::fork();
+  pid_t pid = ForkChild();
   if (pid == 0) {
     int rc = PrepareBranch(db, 9, x);
     if (::write(fds[1], &rc, sizeof rc) != sizeof rc) ::_exit(1);
@@ -214,7 +215,7 @@ TEST(SqliteCrash, HundredThousandRowBranchPreparedKilledAndRecovered) {
   XID x = SqXid("big");
   int fds[2];
   ASSERT_EQ(0, ::pipe(fds));
-  pid_t pid = ::fork();
+  pid_t pid = ForkChild();
   if (pid == 0) {
     double ms = -1;
     if (SqOpen(9, "path=" + db) == XA_OK && SqStart(x, 9) == XA_OK) {
@@ -256,7 +257,7 @@ TEST(SqliteCrash, TwoProcessesWithBranchesOnOneFileSerialize) {
                                      "INSERT INTO n VALUES (1, 0)"));
   std::vector<pid_t> kids;
   for (int k = 0; k < 2; ++k) {
-    pid_t pid = ::fork();
+    pid_t pid = ForkChild();
     if (pid == 0) {
       if (SqOpen(9, "path=" + db + " busy_timeout_ms=20000") != XA_OK) ::_exit(30);
       for (int i = 0; i < 25; ++i) {

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "support/fork_child.h"
 #include "support/pg_cluster.h"
 #include "support/temp_dir.h"
 #include "support/xatmd_process.h"
@@ -45,7 +46,7 @@ TEST_F(StoreCliTest, InitNodesDumpVerifyAndHealthWorkAgainstTheStore) {
   ASSERT_EQ(0, r.code) << r.out;
   EXPECT_EQ("t", Store("SELECT to_regclass('xatm.record') IS NOT NULL"));
   // The node dies with its decision recorded and its branches prepared.
-  const pid_t pid = ::fork();
+  const pid_t pid = ForkChild();
   if (pid == 0) {
     ::setenv("XATM_CRASH_AT", "tm.commit.after_decision", 1);
     xatm* tm = nullptr;

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "support/fork_child.h"
 #include "support/pg_cluster.h"
 #include "support/temp_dir.h"
 #include "tm/bank.h"
@@ -78,7 +79,7 @@ TEST_F(TmOnPostgresStore, AKilledNodeIsRecoveredFromTheStoreByItsNextOpen) {
   } cases[] = {{"tm.commit.after_decision", 31, true}, {"tm.prepare.after_all", 32, false}};
   for (const Case& c : cases) {
     SCOPED_TRACE(c.crash_at);
-    pid_t pid = ::fork();
+    pid_t pid = ForkChild();
     if (pid == 0) {
       ::setenv("XATM_CRASH_AT", c.crash_at, 1);
       xatm* tm = nullptr;

@@ -1,5 +1,7 @@
 #include "support/pg_proxy.h"
 
+#include "support/fork_child.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -102,7 +104,10 @@ bool PgProxy::Match(const std::string& sql, Rule* out) {
   return false;
 }
 
+// The proxy's threads are gated (support/fork_child.h): they allocate only
+// while holding ForkGate(), so a test may fork while they run.
 void PgProxy::AcceptLoop() {
+  GatedThread gated;
   while (!stop_) {
     pollfd p{listen_fd_, POLLIN, 0};
     if (::poll(&p, 1, 100) <= 0) continue;
@@ -114,15 +119,16 @@ void PgProxy::AcceptLoop() {
       ::close(c);
       continue;
     }
-    std::shared_lock<std::shared_mutex> g(gate_);
+    std::shared_lock<std::shared_mutex> g(ForkGate());
     std::lock_guard<std::mutex> l(mu_);
     workers_.emplace_back([this, c] { Serve(c); });
   }
 }
 
 void PgProxy::Serve(int client) {
+  GatedThread gated;
   // Released only while waiting in poll; destroyed last, after the buffers.
-  std::shared_lock<std::shared_mutex> g(gate_);
+  std::shared_lock<std::shared_mutex> g(ForkGate());
   int server = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;

@@ -37,11 +37,6 @@ class PgProxy {
   // While refusing, new connections are closed at once (the server looks down).
   void Refuse(bool refuse) { refuse_ = refuse; }
   int cuts() const { return cuts_; }
-  // Held around a fork(): no proxy thread is inside malloc (or any lock) at
-  // that moment, so the child cannot inherit a lock nobody will release
-  // (under AddressSanitizer its allocator lock hangs the child's first
-  // malloc). The proxy's threads wait while it is held.
-  std::unique_lock<std::shared_mutex> HoldForFork() { return std::unique_lock<std::shared_mutex>(gate_); }
 
  private:
   struct Rule {
@@ -63,7 +58,6 @@ class PgProxy {
   std::atomic<bool> refuse_{false};
   std::atomic<int> cuts_{0};
   std::thread acceptor_;
-  std::shared_mutex gate_;  // shared by the proxy's threads while they work
   std::mutex mu_;
   std::vector<Rule> rules_;
   std::vector<std::thread> workers_;

@@ -1,3 +1,4 @@
+#include "support/fork_child.h"
 #include "support/xatmd_process.h"
 
 #include <gtest/gtest.h>
@@ -35,7 +36,7 @@ void XatmdProcess::Start(const std::string& crash_at, const std::string& fault_a
 void XatmdProcess::Launch(const std::string& crash_at, const std::string& fault_at, const std::string& until,
                           const std::string& pause_at) {
   const size_t before = Log().size();
-  pid_ = ::fork();
+  pid_ = ForkChild();
   if (pid_ == 0) {
     if (!crash_at.empty()) ::setenv("XATM_CRASH_AT", crash_at.c_str(), 1);
     if (!fault_at.empty()) ::setenv("XATM_FAULT_AT", fault_at.c_str(), 1);

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "log/decision_log.h"
+#include "support/fork_child.h"
 #include "support/xatmd_process.h"
 #include "tm/bank.h"
 #include "xatm/xatm.h"
@@ -67,7 +68,7 @@ void ExpectAtomic(Bank& bank, const std::set<long>& acked) {
 
 // Runs one transfer in a child that dies at crash point `at`.
 void CrashOneTransfer(const std::string& config, const char* at, long id) {
-  pid_t pid = ::fork();
+  pid_t pid = ForkChild();
   if (pid == 0) {
     ::setenv("XATM_CRASH_AT", at, 1);
     int null_fd = ::open("/dev/null", O_WRONLY);
@@ -107,7 +108,7 @@ std::set<long> KillAtRandomMoments(Bank& bank, const std::string& config, int ro
     SCOPED_TRACE("round " + std::to_string(round));
     int fds[2];
     EXPECT_EQ(0, ::pipe(fds));
-    pid_t pid = ::fork();
+    pid_t pid = ForkChild();
     if (pid == 0) {
       ::close(fds[0]);
       TransferLoop(config, (round + 1) * 100000L, fds[1], -1);
@@ -140,7 +141,7 @@ TEST_F(TmCrash, RecoveryEndsADeadProcesssBackendByIdentityEvenIfTheApplicationRe
                  $$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$)");
   Exec(admin, "CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON transfers DEFERRABLE INITIALLY DEFERRED "
               "FOR EACH ROW EXECUTE FUNCTION slow()");
-  pid_t pid = ::fork();
+  pid_t pid = ForkChild();
   if (pid == 0) {
     xatm* tm = nullptr;
     if (xatm_open(config_.c_str(), &tm) != XATM_OK) ::_exit(2);
@@ -333,7 +334,7 @@ TEST(TmCrashRestart, PostgresRestartedImmediatelyMidRunKeepsEveryTransferAtomic)
   std::set<long> acked;
   int fds[2];
   ASSERT_EQ(0, ::pipe(fds));
-  pid_t pid = ::fork();
+  pid_t pid = ForkChild();
   if (pid == 0) {
     ::close(fds[0]);
     TransferLoop(config, 1, fds[1], -1);

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "log/decision_log.h"
+#include "support/fork_child.h"
 #include "support/sync_counting_vfs.h"
 #include "tm/bank.h"
 #include "xatm/xatm.h"
@@ -35,7 +36,7 @@ using Statements = std::function<bool(xatm_tx* tx, long id)>;
 // process that ends between transactions without closing its TM).
 void TransfersInAChildThatDies(const std::string& config, const char* crash_at, long first, int n,
                                const Statements& statements) {
-  pid_t pid = ::fork();
+  pid_t pid = ForkChild();
   if (pid == 0) {
     if (crash_at) ::setenv("XATM_CRASH_AT", crash_at, 1);
     xatm* tm = nullptr;
@@ -299,7 +300,7 @@ TEST_F(LastResource, CrashAfterTheLastResourceCommittedIsFinishedAtRecovery) {
 // PostgreSQL's branch from the row.
 TEST_F(LastResource, WithBackgroundPhaseTwoACrashBeforeTheBackgroundCommitIsFinishedAtRecovery) {
   WithBackgroundPhaseTwo();
-  pid_t pid = ::fork();
+  pid_t pid = ForkChild();
   if (pid == 0) {
     ::setenv("XATM_CRASH_AT", "tm.background.before_commit", 1);
     xatm* tm = nullptr;
@@ -681,7 +682,7 @@ TEST_F(PgLastResource, RandomKillsLoseNothingAcknowledged) {
   for (int round = 0; round < 6; ++round) {
     int fds[2];
     ASSERT_EQ(0, ::pipe(fds));
-    pid_t pid = ::fork();
+    pid_t pid = ForkChild();
     if (pid == 0) {
       ::close(fds[0]);
       xatm* tm = nullptr;

@@ -16,6 +16,7 @@
 
 #include "core/gtrid.h"
 #include "log/decision_log.h"
+#include "support/fork_child.h"
 #include "tm/bank.h"
 #include "xatm/xatm.h"
 
@@ -208,7 +209,7 @@ TEST_F(TmTest, SingleWritingBranchCommitsInOnePhaseWithoutALogRecord) {
 // child with a crash point on it lives), and none stays behind.
 TEST_F(TmTest, ReadingSqliteBranchLeavesThePostgresWriterToCommitInOnePhase) {
   const std::string config = bank_->WriteConfigFile();
-  pid_t pid = ::fork();
+  pid_t pid = ForkChild();
   if (pid == 0) {
     ::setenv("XATM_CRASH_AT", "pgsql.prepare.before_send", 1);
     xatm* tm = nullptr;

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <thread>
 
+#include "support/fork_child.h"
 #include "support/xatmd_process.h"
 #include "tm/bank.h"
 
@@ -218,7 +219,7 @@ TEST_F(TxTest, DecisionLoggedHandsPhaseTwoOffAndCompletedDoesNot) {
   for (COMMIT_RETURN when : {TX_COMMIT_DECISION_LOGGED, TX_COMMIT_COMPLETED}) {
     SCOPED_TRACE(when);
     const long id = 10 + when;
-    pid_t pid = ::fork();
+    pid_t pid = ForkChild();
     if (pid == 0) {
       ::setenv("XATM_CRASH_AT", "tm.lrc.handed_off", 1);
       if (tx_open() != TX_OK || tx_set_commit_return(when) != TX_OK || tx_begin() != TX_OK || !Statements(id)) {

@@ -9,7 +9,10 @@
 //                xa_prepare needs is sent, not waited for: its round trip
 //                overlaps the TM's work on other branches until the next call
 //   xa_prepare   read-only? COMMIT, XA_RDONLY. Else PREPARE TRANSACTION 'gid',
-//                which succeeded only if the command tag says so
+//                which succeeded only if the command tag says so. With TMASYNC
+//                the PREPARE is sent and a handle returned; xa_complete reads
+//                its answer and gives the vote (so that a TM's prepares of
+//                several databases wait for their WAL flushes together)
 //   xa_commit    COMMIT PREPARED 'gid' (or COMMIT, with TMONEPHASE)
 //   xa_rollback  ROLLBACK, or ROLLBACK PREPARED 'gid'
 //   xa_recover   the decodable gids of pg_prepared_xacts in this database
@@ -100,6 +103,18 @@ struct RmConn {
   // Every xid this connection starts is new (TrustFreshXids): xa_start does
   // not ask the server whether a prepared transaction has it.
   bool fresh_xids = false;
+
+  // An xa_prepare(TMASYNC) whose answer xa_complete has not read yet.
+  struct AsyncPrepare {
+    bool active = false;
+    int handle = 0;
+    bool sent = false;         // PREPARE was sent; false: `code` is the vote already
+    bool send_failed = false;  // ... or could not be: the connection is gone
+    int code = XA_OK;
+    XID xid{};
+    std::string pid, start, pg_xid;  // what a lost answer is resolved with
+  } async;
+  int async_seq = 0;
 
   rm::RecoverCursor scan;
 
@@ -408,12 +423,17 @@ int MarkRollbackOnly(RmConn* rc, int code, std::string why) {
 
 // Common checks of every call but xa_open; sets *rc.
 int Enter(int rmid, long flags, long allowed, RmConn** rc) {
-  if (flags & TMASYNC) return Fail(rmid, XAER_ASYNC, "asynchronous XA calls are not supported");
+  if ((flags & TMASYNC) && !(allowed & TMASYNC)) {
+    return Fail(rmid, XAER_ASYNC, "asynchronous XA calls are not supported but for xa_prepare");
+  }
   if (flags & ~allowed) return Fail(rmid, XAER_INVAL, "unsupported flags for this call");
   *rc = Find(rmid);
   if (*rc == nullptr) {
     return Fail(rmid, XAER_PROTO, "xa_open was not called for rmid " + std::to_string(rmid) +
                                       " on this thread");
+  }
+  if ((*rc)->async.active) {
+    return Fail(rmid, XAER_ASYNC, "an asynchronous xa_prepare is outstanding: xa_complete it first");
   }
   TakeXidQuery(*rc);
   // A connection lost while no branch was open is replaced silently.
@@ -563,9 +583,12 @@ int ResolvePrepare(RmConn* rc, const XID& xid, const std::string& pid, const std
                   "); the branch was not prepared and is rolled back");
 }
 
-int PgPrepare(XID* xid, int rmid, long flags) {
-  RmConn* rc;
-  if (int r = Enter(rmid, flags, 0, &rc); r != XA_OK) return r;
+// The checks and the vote's query of xa_prepare. *send: PREPARE is to be
+// sent (the branch wrote; *pg_xid is its transaction id, if known); else the
+// return value is the vote.
+int PrepareChecks(RmConn* rc, XID* xid, std::string* pg_xid, bool* send) {
+  const int rmid = rc->rmid;
+  *send = false;
   if (!rm::XidValid(xid)) return Fail(rmid, XAER_INVAL, "invalid XID");
   if (!Mine(rc, xid)) {
     int prepared = PQtransactionStatus(rc->pg) == PQTRANS_IDLE ? GidPrepared(rc->pg, *xid) : 0;
@@ -592,7 +615,6 @@ int PgPrepare(XID* xid, int rmid, long flags) {
   // The transaction id (recorded to resolve a lost PREPARE) tells a
   // read-only branch too: no id was assigned. After a write the RM saw,
   // there is one: PREPARE at once.
-  std::string pg_xid;
   if (rc->xid_result || !rc->wrote) {
     Result r = rc->xid_result ? std::move(rc->xid_result) : Exec(rc->pg, XidSql(rc));
     if (!Ok(r)) {
@@ -614,12 +636,16 @@ int PgPrepare(XID* xid, int rmid, long flags) {
       if (Lost(rc, rc->pg, c.get())) return XA_RDONLY;  // nothing was written either way
       return Fail(rmid, RollbackCode(c.get()), "read-only branch failed to commit: " + ErrorText(rc->pg, c.get()));
     }
-    pg_xid = PQgetvalue(r.get(), 0, 0);
+    *pg_xid = PQgetvalue(r.get(), 0, 0);
   }
-  const std::string pid = rc->backend_pid, start = rc->backend_start;
-  XATM_CRASH_POINT("pgsql.prepare.before_send");
-  Result p = Exec(rc->pg, "PREPARE TRANSACTION " + GidLiteral(*xid));
-  XATM_CRASH_POINT("pgsql.prepare.after_reply");
+  *send = true;
+  return XA_OK;
+}
+
+// The vote from PREPARE TRANSACTION's answer p (null: none came).
+int PrepareAnswered(RmConn* rc, const XID& xid, Result p, const std::string& pid, const std::string& start,
+                    const std::string& pg_xid) {
+  const int rmid = rc->rmid;
   if (p && PQresultStatus(p.get()) == PGRES_COMMAND_OK &&
       std::strcmp(PQcmdStatus(p.get()), "PREPARE TRANSACTION") == 0) {
     rc->state = BranchState::kNone;
@@ -634,7 +660,7 @@ int PgPrepare(XID* xid, int rmid, long flags) {
                                          ": the transaction had been aborted, nothing was prepared");
   }
   if (Lost(rc, rc->pg, p.get())) {
-    return ResolvePrepare(rc, *xid, pid, start, pg_xid, ErrorText(rc->pg, p.get()));
+    return ResolvePrepare(rc, xid, pid, start, pg_xid, ErrorText(rc->pg, p.get()));
   }
   std::string code = SqlState(p.get());
   std::string m = ErrorText(rc->pg, p.get());
@@ -642,6 +668,39 @@ int PgPrepare(XID* xid, int rmid, long flags) {
   if (code == "53200") m += " (every prepared-transaction slot is in use: raise max_prepared_transactions, or resolve forgotten prepared transactions with `xatm list`)";
   if (code == "42710") m += " (another prepared transaction has this XID)";
   return Fail(rmid, code == "42710" ? XA_RBOTHER : RollbackCode(p.get()), "PREPARE TRANSACTION failed: " + m);
+}
+
+int PgPrepare(XID* xid, int rmid, long flags) {
+  RmConn* rc;
+  if (int r = Enter(rmid, flags, TMASYNC, &rc); r != XA_OK) return r;
+  std::string pg_xid;
+  bool send = false;
+  const int vote = PrepareChecks(rc, xid, &pg_xid, &send);
+  if (!(flags & TMASYNC)) {
+    if (!send) return vote;
+    const std::string pid = rc->backend_pid, start = rc->backend_start;
+    XATM_CRASH_POINT("pgsql.prepare.before_send");
+    Result p = Exec(rc->pg, "PREPARE TRANSACTION " + GidLiteral(*xid));
+    XATM_CRASH_POINT("pgsql.prepare.after_reply");
+    return PrepareAnswered(rc, *xid, std::move(p), pid, start, pg_xid);
+  }
+  // Asynchronous: the vote, or PREPARE sent; xa_complete(handle) answers.
+  RmConn::AsyncPrepare& a = rc->async;
+  a = RmConn::AsyncPrepare{};
+  a.active = true;
+  a.handle = rc->async_seq = rc->async_seq % 1000000 + 1;
+  a.code = vote;
+  if (send) {
+    a.xid = *xid;
+    a.pid = rc->backend_pid;
+    a.start = rc->backend_start;
+    a.pg_xid = pg_xid;
+    XATM_CRASH_POINT("pgsql.prepare.before_send");
+    // A failed send is a lost connection: xa_complete resolves it like one.
+    a.sent = true;
+    a.send_failed = PQsendQuery(rc->pg, ("PREPARE TRANSACTION " + GidLiteral(*xid)).c_str()) != 1;
+  }
+  return a.handle;
 }
 
 // COMMIT PREPARED / ROLLBACK PREPARED of a prepared branch by gid, retrying
@@ -825,9 +884,37 @@ int PgForget(XID* xid, int rmid, long flags) {
   return Fail(rmid, XAER_NOTA, "PostgreSQL keeps no heuristic outcomes");
 }
 
-int PgComplete(int*, int*, int rmid, long flags) {
-  if (flags & TMASYNC) return Fail(rmid, XAER_ASYNC, "asynchronous XA calls are not supported");
-  return Fail(rmid, XAER_PROTO, "no asynchronous operation is outstanding");
+// The answer of an xa_prepare(TMASYNC): *retval gets its vote. TMNOWAIT:
+// XA_RETRY while PostgreSQL has not answered; TMMULTIPLE: whichever is
+// outstanding (one at most per connection), its handle in *handle.
+int PgComplete(int* handle, int* retval, int rmid, long flags) {
+  if (flags & TMASYNC) return Fail(rmid, XAER_ASYNC, "xa_complete cannot itself be asynchronous");
+  if (flags & ~(TMMULTIPLE | TMNOWAIT)) return Fail(rmid, XAER_INVAL, "unsupported flags for xa_complete");
+  RmConn* rc = Find(rmid);
+  if (rc == nullptr || !rc->async.active) return Fail(rmid, XAER_PROTO, "no asynchronous operation is outstanding");
+  if (handle == nullptr || retval == nullptr) return Fail(rmid, XAER_INVAL, "null handle or retval");
+  RmConn::AsyncPrepare& a = rc->async;
+  if (!(flags & TMMULTIPLE) && *handle != a.handle) return Fail(rmid, XAER_INVAL, "no such asynchronous operation");
+  if ((flags & TMNOWAIT) && a.sent && !a.send_failed) {
+    if (PQconsumeInput(rc->pg) == 1 && PQisBusy(rc->pg)) return XA_RETRY;
+  }
+  *handle = a.handle;
+  a.active = false;
+  if (!a.sent) {
+    *retval = a.code;
+    return XA_OK;
+  }
+  Result p;  // stays null if the send failed: no answer ever comes
+  while (PGresult* r = a.send_failed ? nullptr : PQgetResult(rc->pg)) {
+    if (!p) {
+      p.reset(r);
+    } else {
+      PQclear(r);
+    }
+  }
+  XATM_CRASH_POINT("pgsql.prepare.after_reply");
+  *retval = PrepareAnswered(rc, a.xid, std::move(p), a.pid, a.start, a.pg_xid);
+  return XA_OK;
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include "pgsql/pgsql_rm.h"
 #include "support/fork_child.h"
 #include "support/pg_proxy.h"
+#include "support/xatmd_process.h"
 #include "tm/bank.h"
 #include "xatm/xatm.h"
 
@@ -248,9 +249,11 @@ TEST_F(TwoPcFailure, Case08_CoordinatorFailureBeforePrepare) {
 
 TEST_F(TwoPcFailure, Case09_CoordinatorFailureDuringPrepare) {
   TransferInChildDyingAt("tm.prepare.before_branch:2", 10);
-  // Branches are prepared last-joined first: SQLite's is prepared.
-  EXPECT_EQ(1, bank_->SqlitePrepared());
-  EXPECT_EQ(0, bank_->PgPrepared());
+  // PostgreSQL's PREPARE is sent first (asynchronously), then SQLite's
+  // prepare is due: the TM dies with PostgreSQL's sent (and run by the
+  // server) and SQLite's not.
+  EXPECT_TRUE(WaitFor([&] { return bank_->PgPrepared() == 1; }, 10));
+  EXPECT_EQ(0, bank_->SqlitePrepared());
   Recover();
   std::string o = Outcome(10);
   EXPECT_EQ("rolled back on both; nothing prepared or locked", o);

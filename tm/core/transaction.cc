@@ -203,7 +203,10 @@ void Transaction::RollbackAll(std::string* message) {
 // xa_prepare of an ended branch; its vote goes to b.st. False, with *why,
 // if it voted no.
 bool Transaction::Vote(Branch& b, std::string* why) {
-  const int rc = b.rm->sw->xa_prepare_entry(&b.xid, b.rm->rmid, TMNOFLAGS);
+  return Voted(b, b.rm->sw->xa_prepare_entry(&b.xid, b.rm->rmid, TMNOFLAGS), why);
+}
+
+bool Transaction::Voted(Branch& b, int rc, std::string* why) {
   if (rc == XA_OK || rc == XA_RDONLY) {
     b.st = rc == XA_OK ? Branch::St::kPrepared : Branch::St::kDone;
     return true;
@@ -277,13 +280,39 @@ Outcome Transaction::PhaseOne(bool explicit_prepare, std::string* message) {
   }
   // xa_prepare on every branch (a vote), the last one ended first: an RM may
   // start work at xa_end (the PostgreSQL RM sends the query its vote needs),
-  // which then overlaps the other branches' prepares.
+  // which then overlaps the other branches' prepares. The prepares of RMs
+  // that take TMASYNC are all sent first and their votes read last, so that
+  // the databases prepare (and flush their logs) at the same time. Every
+  // outstanding prepare is completed, whatever the other votes: a decision
+  // (here: none yet) comes only after all of them.
+  std::vector<std::pair<Branch*, int>> sent;  // branch, handle
+  if (why.empty() && branches_.size() >= 2) {
+    for (auto it = branches_.rbegin(); it != branches_.rend(); ++it) {
+      Branch& b = *it;
+      if (b.st != Branch::St::kEnded || !b.rm->x->PreparesAsynchronously()) continue;
+      XATM_CRASH_POINT("tm.prepare.before_branch");
+      const int h = b.rm->sw->xa_prepare_entry(&b.xid, b.rm->rmid, TMASYNC);
+      if (h < 0) {
+        Voted(b, h, &why);  // refused at once: a vote like any other
+        break;
+      }
+      b.st = Branch::St::kVoting;
+      sent.emplace_back(&b, h);
+    }
+  }
   for (auto it = branches_.rbegin(); it != branches_.rend(); ++it) {
     Branch& b = *it;
     if (!why.empty()) break;
     if (b.st != Branch::St::kEnded) continue;
     XATM_CRASH_POINT("tm.prepare.before_branch");
     Vote(b, &why);
+  }
+  for (auto& [b, handle] : sent) {
+    int vote = XAER_RMFAIL;
+    const int rc = b->rm->sw->xa_complete_entry(&handle, &vote, b->rm->rmid, TMNOFLAGS);
+    if (rc != XA_OK) vote = rc;  // unanswered: maybe prepared, rolled back like a prepared branch
+    std::string no;
+    if (!Voted(*b, vote, &no) && why.empty()) why = no;
   }
   if (!why.empty()) {
     RollbackAll(message);

@@ -438,13 +438,16 @@ class Transaction {
   struct Branch {
     Rm* rm = nullptr;
     XID xid{};
-    enum class St { kActive, kEnded, kPrepared, kDone } st = St::kActive;
+    // kVoting: its xa_prepare(TMASYNC) is sent, the vote not read yet.
+    enum class St { kActive, kEnded, kVoting, kPrepared, kDone } st = St::kActive;
     void* native = nullptr;
   };
 
   Outcome CommitImpl(std::string* message);
   Outcome PhaseOne(bool explicit_prepare, std::string* message);
   bool Vote(Branch& b, std::string* why);
+  // Records the vote rc of branch b (its xa_prepare's answer).
+  bool Voted(Branch& b, int rc, std::string* why);
   Outcome CommitWithLastResource(Branch* last, std::string* message);
   // xa_commit of each prepared branch in writers, retried until
   // commit_retry_s; those not finished go to *left. kOk or a heuristic outcome.

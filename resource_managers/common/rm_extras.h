@@ -83,10 +83,11 @@ class RmExtras {
   // false: it lives in the connection of the thread that prepared it (SQLite),
   // so phase two of it runs there, and an unknown outcome is settled there.
   virtual bool FinishesOnAnyThread() const { return true; }
-  // Whether xa_prepare accepts TMASYNC (returning a handle; xa_complete gives
-  // the vote). The TM then sends every such branch's prepare before it waits
-  // for any, so that their round trips and log flushes overlap.
-  virtual bool PreparesAsynchronously() const { return false; }
+  // Whether xa_prepare and xa_commit accept TMASYNC (returning a handle;
+  // xa_complete gives the vote or outcome). The TM then sends every such
+  // branch's PREPARE (COMMIT) before it waits for any, so that their round
+  // trips and log flushes overlap.
+  virtual bool TakesAsync() const { return false; }
   // Rolls back, from another thread, the unprepared branch whose native
   // connection is `native` (the transaction timeout), releasing its locks.
   // false if the RM cannot: the timeout then waits for the owner's next call.

@@ -82,7 +82,7 @@ class PgsqlExtras final : public rm::RmExtras {
   std::string LastError(int rmid) const override { return pgsql::LastError(rmid); }
   void* Native(int rmid) const override { return xatm_pgsql_conn(rmid); }
   void TrustFreshXids(int rmid) const override { pgsql::TrustFreshXids(rmid); }
-  bool PreparesAsynchronously() const override { return true; }
+  bool TakesAsync() const override { return true; }
 
   // Ends the branch's session: PostgreSQL rolls its transaction back and
   // frees its row locks; the owner's next call finds the connection gone.

@@ -104,15 +104,18 @@ struct RmConn {
   // not ask the server whether a prepared transaction has it.
   bool fresh_xids = false;
 
-  // An xa_prepare(TMASYNC) whose answer xa_complete has not read yet.
-  struct AsyncPrepare {
+  // An xa_prepare or xa_commit with TMASYNC whose answer xa_complete has not
+  // read yet.
+  struct AsyncOp {
     bool active = false;
+    bool commit = false;       // COMMIT PREPARED (else PREPARE TRANSACTION)
     int handle = 0;
-    bool sent = false;         // PREPARE was sent; false: `code` is the vote already
+    bool sent = false;         // the statement was sent; false: `code` is the answer already
     bool send_failed = false;  // ... or could not be: the connection is gone
     int code = XA_OK;
     XID xid{};
-    std::string pid, start, pg_xid;  // what a lost answer is resolved with
+    PGconn* conn = nullptr;          // where it was sent
+    std::string pid, start, pg_xid;  // what a lost PREPARE is resolved with
   } async;
   int async_seq = 0;
 
@@ -424,7 +427,7 @@ int MarkRollbackOnly(RmConn* rc, int code, std::string why) {
 // Common checks of every call but xa_open; sets *rc.
 int Enter(int rmid, long flags, long allowed, RmConn** rc) {
   if ((flags & TMASYNC) && !(allowed & TMASYNC)) {
-    return Fail(rmid, XAER_ASYNC, "asynchronous XA calls are not supported but for xa_prepare");
+    return Fail(rmid, XAER_ASYNC, "asynchronous XA calls are not supported but for xa_prepare and xa_commit");
   }
   if (flags & ~allowed) return Fail(rmid, XAER_INVAL, "unsupported flags for this call");
   *rc = Find(rmid);
@@ -433,7 +436,7 @@ int Enter(int rmid, long flags, long allowed, RmConn** rc) {
                                       " on this thread");
   }
   if ((*rc)->async.active) {
-    return Fail(rmid, XAER_ASYNC, "an asynchronous xa_prepare is outstanding: xa_complete it first");
+    return Fail(rmid, XAER_ASYNC, "an asynchronous call is outstanding: xa_complete it first");
   }
   TakeXidQuery(*rc);
   // A connection lost while no branch was open is replaced silently.
@@ -685,8 +688,8 @@ int PgPrepare(XID* xid, int rmid, long flags) {
     return PrepareAnswered(rc, *xid, std::move(p), pid, start, pg_xid);
   }
   // Asynchronous: the vote, or PREPARE sent; xa_complete(handle) answers.
-  RmConn::AsyncPrepare& a = rc->async;
-  a = RmConn::AsyncPrepare{};
+  RmConn::AsyncOp& a = rc->async;
+  a = RmConn::AsyncOp{};
   a.active = true;
   a.handle = rc->async_seq = rc->async_seq % 1000000 + 1;
   a.code = vote;
@@ -698,49 +701,67 @@ int PgPrepare(XID* xid, int rmid, long flags) {
     XATM_CRASH_POINT("pgsql.prepare.before_send");
     // A failed send is a lost connection: xa_complete resolves it like one.
     a.sent = true;
+    a.conn = rc->pg;
     a.send_failed = PQsendQuery(rc->pg, ("PREPARE TRANSACTION " + GidLiteral(*xid)).c_str()) != 1;
   }
   return a.handle;
 }
 
+// The connection that finishes prepared branches by gid: the main one, or
+// while it is inside a branch (PostgreSQL refuses COMMIT PREPARED there) the
+// auxiliary one, opened on demand. Null if that cannot be opened.
+PGconn* FinishingConn(RmConn* rc) {
+  if (PQtransactionStatus(rc->pg) == PQTRANS_IDLE) return rc->pg;
+  if (rc->aux == nullptr || PQstatus(rc->aux) != CONNECTION_OK) {
+    if (rc->aux) PQfinish(rc->aux);
+    rc->aux = nullptr;
+    if (Connect(rc, &rc->aux, /*main=*/false) != XA_OK) return nullptr;
+  }
+  return rc->aux;
+}
+
+std::string FinishSql(const XID& xid, bool commit) {
+  return std::string(commit ? "COMMIT PREPARED " : "ROLLBACK PREPARED ") + GidLiteral(xid);
+}
+
+constexpr int kBusy = 1;  // FinishAnswered: another session is finishing it
+
+// The outcome from COMMIT/ROLLBACK PREPARED's answer r on c (null: none came);
+// kBusy if another backend is finishing the branch right now.
+int FinishAnswered(RmConn* rc, PGconn* c, const Result& r, bool commit) {
+  const char* tag = commit ? "COMMIT PREPARED" : "ROLLBACK PREPARED";
+  if (r && PQresultStatus(r.get()) == PGRES_COMMAND_OK && std::strcmp(PQcmdStatus(r.get()), tag) == 0) {
+    return XA_OK;
+  }
+  if (Lost(rc, c, r.get())) {
+    return Fail(rc->rmid, XAER_RMFAIL, std::string(tag) + ": connection lost (" + ErrorText(c, r.get()) +
+                                           "); the outcome is known after reconnecting");
+  }
+  std::string code = SqlState(r.get());
+  std::string m = ErrorText(c, r.get());
+  if (code == "42704") return Fail(rc->rmid, XAER_NOTA, "no prepared transaction with this XID: " + m);
+  if (code == "55000" && m.find("busy") != std::string::npos) {
+    Fail(rc->rmid, XA_RETRY, std::string(tag) + ": another session is finishing it: " + m);
+    return kBusy;
+  }
+  return Fail(rc->rmid, XAER_RMERR, std::string(tag) + " failed: " + m);
+}
+
 // COMMIT PREPARED / ROLLBACK PREPARED of a prepared branch by gid, retrying
 // while another backend is finishing it.
 int FinishPrepared(RmConn* rc, const XID& xid, bool commit) {
-  PGconn* c = rc->pg;
-  if (PQtransactionStatus(rc->pg) != PQTRANS_IDLE) {
-    // The main connection is inside a branch; use the auxiliary one.
-    if (rc->aux == nullptr || PQstatus(rc->aux) != CONNECTION_OK) {
-      if (rc->aux) PQfinish(rc->aux);
-      rc->aux = nullptr;
-      if (Connect(rc, &rc->aux, /*main=*/false) != XA_OK) return XAER_RMFAIL;
-    }
-    c = rc->aux;
-  }
-  const std::string sql = std::string(commit ? "COMMIT PREPARED " : "ROLLBACK PREPARED ") + GidLiteral(xid);
-  const char* tag = commit ? "COMMIT PREPARED" : "ROLLBACK PREPARED";
+  PGconn* c = FinishingConn(rc);
+  if (c == nullptr) return XAER_RMFAIL;
+  const std::string sql = FinishSql(xid, commit);
   auto deadline = Clock::now() + std::chrono::milliseconds(g_resolve_timeout_ms.load());
   for (;;) {
     XATM_CRASH_POINT(commit ? "pgsql.commit.before_send" : "pgsql.rollback.before_send");
     Result r = Exec(c, sql);
     XATM_CRASH_POINT(commit ? "pgsql.commit.after_reply" : "pgsql.rollback.after_reply");
-    if (r && PQresultStatus(r.get()) == PGRES_COMMAND_OK && std::strcmp(PQcmdStatus(r.get()), tag) == 0) {
-      return XA_OK;
-    }
-    if (Lost(rc, c, r.get())) {
-      return Fail(rc->rmid, XAER_RMFAIL, std::string(tag) + ": connection lost (" + ErrorText(c, r.get()) +
-                                             "); the outcome is known after reconnecting");
-    }
-    std::string code = SqlState(r.get());
-    std::string m = ErrorText(c, r.get());
-    if (code == "42704") return Fail(rc->rmid, XAER_NOTA, "no prepared transaction with this XID: " + m);
-    if (code == "55000" && m.find("busy") != std::string::npos) {
-      if (Clock::now() < deadline) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        continue;
-      }
-      return Fail(rc->rmid, XA_RETRY, std::string(tag) + ": another session is finishing it: " + m);
-    }
-    return Fail(rc->rmid, XAER_RMERR, std::string(tag) + " failed: " + m);
+    const int out = FinishAnswered(rc, c, r, commit);
+    if (out != kBusy) return out;
+    if (Clock::now() >= deadline) return XA_RETRY;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }
 
@@ -801,9 +822,35 @@ int OnePhaseCommit(RmConn* rc) {
   return Fail(rc->rmid, code, "one-phase commit rolled back: " + m);
 }
 
+int CommitNow(RmConn* rc, XID* xid, long flags);
+
+// With TMASYNC, COMMIT PREPARED of a prepared branch is sent and a handle
+// returned (xa_complete gives the outcome); any other commit runs at once and
+// its outcome waits for xa_complete.
 int PgCommit(XID* xid, int rmid, long flags) {
   RmConn* rc;
-  if (int r = Enter(rmid, flags, TMONEPHASE | TMNOWAIT, &rc); r != XA_OK) return r;
+  if (int r = Enter(rmid, flags, TMONEPHASE | TMNOWAIT | TMASYNC, &rc); r != XA_OK) return r;
+  if (!(flags & TMASYNC)) return CommitNow(rc, xid, flags);
+  RmConn::AsyncOp a;
+  a.active = true;
+  a.commit = true;
+  a.handle = rc->async_seq = rc->async_seq % 1000000 + 1;
+  PGconn* c = nullptr;
+  if (!rm::XidValid(xid) || Mine(rc, xid) || (flags & TMONEPHASE) || (c = FinishingConn(rc)) == nullptr) {
+    a.code = CommitNow(rc, xid, flags & ~TMASYNC);
+  } else {
+    a.xid = *xid;
+    a.conn = c;
+    a.sent = true;
+    XATM_CRASH_POINT("pgsql.commit.before_send");
+    a.send_failed = PQsendQuery(c, FinishSql(*xid, /*commit=*/true).c_str()) != 1;
+  }
+  rc->async = std::move(a);
+  return rc->async.handle;
+}
+
+int CommitNow(RmConn* rc, XID* xid, long flags) {
+  const int rmid = rc->rmid;
   if (!rm::XidValid(xid)) return Fail(rmid, XAER_INVAL, "invalid XID");
   if (Mine(rc, xid)) {
     if (rc->state == BranchState::kActive || rc->state == BranchState::kSuspended) {
@@ -884,7 +931,8 @@ int PgForget(XID* xid, int rmid, long flags) {
   return Fail(rmid, XAER_NOTA, "PostgreSQL keeps no heuristic outcomes");
 }
 
-// The answer of an xa_prepare(TMASYNC): *retval gets its vote. TMNOWAIT:
+// The answer of an xa_prepare or xa_commit with TMASYNC: *retval gets its
+// vote or outcome. TMNOWAIT:
 // XA_RETRY while PostgreSQL has not answered; TMMULTIPLE: whichever is
 // outstanding (one at most per connection), its handle in *handle.
 int PgComplete(int* handle, int* retval, int rmid, long flags) {
@@ -893,10 +941,10 @@ int PgComplete(int* handle, int* retval, int rmid, long flags) {
   RmConn* rc = Find(rmid);
   if (rc == nullptr || !rc->async.active) return Fail(rmid, XAER_PROTO, "no asynchronous operation is outstanding");
   if (handle == nullptr || retval == nullptr) return Fail(rmid, XAER_INVAL, "null handle or retval");
-  RmConn::AsyncPrepare& a = rc->async;
+  RmConn::AsyncOp& a = rc->async;
   if (!(flags & TMMULTIPLE) && *handle != a.handle) return Fail(rmid, XAER_INVAL, "no such asynchronous operation");
   if ((flags & TMNOWAIT) && a.sent && !a.send_failed) {
-    if (PQconsumeInput(rc->pg) == 1 && PQisBusy(rc->pg)) return XA_RETRY;
+    if (PQconsumeInput(a.conn) == 1 && PQisBusy(a.conn)) return XA_RETRY;
   }
   *handle = a.handle;
   a.active = false;
@@ -905,15 +953,22 @@ int PgComplete(int* handle, int* retval, int rmid, long flags) {
     return XA_OK;
   }
   Result p;  // stays null if the send failed: no answer ever comes
-  while (PGresult* r = a.send_failed ? nullptr : PQgetResult(rc->pg)) {
+  while (PGresult* r = a.send_failed ? nullptr : PQgetResult(a.conn)) {
     if (!p) {
       p.reset(r);
     } else {
       PQclear(r);
     }
   }
-  XATM_CRASH_POINT("pgsql.prepare.after_reply");
-  *retval = PrepareAnswered(rc, a.xid, std::move(p), a.pid, a.start, a.pg_xid);
+  if (!a.commit) {
+    XATM_CRASH_POINT("pgsql.prepare.after_reply");
+    *retval = PrepareAnswered(rc, a.xid, std::move(p), a.pid, a.start, a.pg_xid);
+    return XA_OK;
+  }
+  XATM_CRASH_POINT("pgsql.commit.after_reply");
+  const int out = FinishAnswered(rc, a.conn, p, /*commit=*/true);
+  // Another backend finishing it (a resolver): wait for it as xa_commit does.
+  *retval = out == kBusy ? FinishPrepared(rc, a.xid, /*commit=*/true) : out;
   return XA_OK;
 }
 

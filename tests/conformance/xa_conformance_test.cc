@@ -139,7 +139,7 @@ class MysqlTarget : public Target {
 struct Kind {
   const char* name;
   std::function<std::unique_ptr<Target>()> make;
-  bool async_prepare = false;  // xa_prepare takes TMASYNC (xa_complete gives the vote)
+  bool async = false;  // xa_prepare and xa_commit take TMASYNC (xa_complete answers)
 };
 // Its name in the test listings (not its bytes).
 void PrintTo(const Kind& k, std::ostream* os) { *os << k.name; }
@@ -225,10 +225,10 @@ TEST_P(XaConformance, AsynchronousCallsAreRefusedWithXaerAsync) {
   EXPECT_EQ(XA_OK, Start(x));
   EXPECT_EQ(XAER_ASYNC, End(x, TMSUCCESS | TMASYNC));
   EXPECT_EQ(XA_OK, End(x));
-  if (!GetParam().async_prepare) {
+  if (!GetParam().async) {
     EXPECT_EQ(XAER_ASYNC, Prepare(x, TMASYNC));
+    EXPECT_EQ(XAER_ASYNC, Commit(x, TMASYNC));
   }
-  EXPECT_EQ(XAER_ASYNC, Commit(x, TMASYNC));
   EXPECT_EQ(XAER_ASYNC, Rollback(x, TMASYNC));
   EXPECT_EQ(XAER_ASYNC, Forget(x, TMASYNC));
   XID buf[2];
@@ -239,11 +239,11 @@ TEST_P(XaConformance, AsynchronousCallsAreRefusedWithXaerAsync) {
   EXPECT_EQ(XA_OK, Rollback(x));
 }
 
-// Where xa_prepare takes TMASYNC: a handle at once, the vote from
-// xa_complete (waiting, or TMNOWAIT polled, or TMMULTIPLE), every other call
-// refused with XAER_ASYNC meanwhile, and a handle completes once.
-TEST_P(XaConformance, AnAsynchronousPrepareIsCompletedByXaComplete) {
-  if (!GetParam().async_prepare) GTEST_SKIP() << GetParam().name << " refuses TMASYNC (tested above)";
+// Where xa_prepare and xa_commit take TMASYNC: a handle at once, the answer
+// from xa_complete (waiting, or TMNOWAIT polled, or TMMULTIPLE), every other
+// call refused with XAER_ASYNC meanwhile, and a handle completes once.
+TEST_P(XaConformance, AnAsynchronousPrepareOrCommitIsCompletedByXaComplete) {
+  if (!GetParam().async) GTEST_SKIP() << GetParam().name << " refuses TMASYNC (tested above)";
   XID x = NewXid();
   ASSERT_EQ(XA_OK, Start(x));
   ASSERT_TRUE(target_->Write(rmid_));
@@ -261,8 +261,20 @@ TEST_P(XaConformance, AnAsynchronousPrepareIsCompletedByXaComplete) {
   EXPECT_EQ(XA_OK, ret);
   EXPECT_EQ(XAER_PROTO, sw().xa_complete_entry(&h, &ret, rmid_, TMNOFLAGS));  // completed once
   EXPECT_TRUE(Listed(x));
-  EXPECT_EQ(XA_OK, Commit(x));
+  EXPECT_EQ(0, target_->Rows());
+  const int hc = Commit(x, TMASYNC);
+  ASSERT_GE(hc, 0);
+  EXPECT_EQ(XAER_ASYNC, Start(x));
+  int hc2 = hc;
+  EXPECT_EQ(XA_OK, sw().xa_complete_entry(&hc2, &ret, rmid_, TMNOFLAGS));
+  EXPECT_EQ(XA_OK, ret);
   EXPECT_EQ(1, target_->Rows());
+  EXPECT_FALSE(Listed(x));
+  // Committing it again: the outcome (no such branch) through xa_complete.
+  int again = Commit(x, TMASYNC);
+  ASSERT_GE(again, 0);
+  EXPECT_EQ(XA_OK, sw().xa_complete_entry(&again, &ret, rmid_, TMNOFLAGS));
+  EXPECT_EQ(XAER_NOTA, ret);
 
   // A branch that only read votes read-only through xa_complete too; TMMULTIPLE
   // names the handle it completed.
@@ -565,7 +577,7 @@ TEST_P(XaConformance, AnotherFormatIdIsAnotherBranch) {
 }
 
 const Kind kKinds[] = {
-    {"postgresql", [] { return std::unique_ptr<Target>(new PgTarget); }, /*async_prepare=*/true},
+    {"postgresql", [] { return std::unique_ptr<Target>(new PgTarget); }, /*async=*/true},
     {"sqlite", [] { return std::unique_ptr<Target>(new SqliteTarget); }},
     {"mysql", [] { return std::unique_ptr<Target>(new MysqlTarget); }},
 };

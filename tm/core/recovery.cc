@@ -18,14 +18,18 @@ namespace xtm::tm {
 // Phase two and recovery
 
 int TransactionManager::FinishBranch(Rm* rm, const XID& xid_in, bool commit, Clock::time_point deadline,
-                                     std::string* message, bool* vanished) {
+                                     std::string* message, bool* vanished, const int* first) {
   XID xid = xid_in;
   bool attempted = false;
   auto backoff = std::chrono::milliseconds(10);
   for (;;) {
     std::string m;  // EnsureOpen's message already names the code
-    int rc = EnsureOpen(rm, &m);
-    if (rc == XA_OK) {
+    int rc = first ? XA_RETRY : EnsureOpen(rm, &m);
+    if (first) {
+      rc = *first;
+      m = Describe(rc, RmError(rm));
+      first = nullptr;
+    } else if (rc == XA_OK) {
       rc = commit ? rm->sw->xa_commit_entry(&xid, rm->rmid, TMNOFLAGS)
                   : rm->sw->xa_rollback_entry(&xid, rm->rmid, TMNOFLAGS);
       m = Describe(rc, RmError(rm));

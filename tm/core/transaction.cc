@@ -289,7 +289,7 @@ Outcome Transaction::PhaseOne(bool explicit_prepare, std::string* message) {
   if (why.empty() && branches_.size() >= 2) {
     for (auto it = branches_.rbegin(); it != branches_.rend(); ++it) {
       Branch& b = *it;
-      if (b.st != Branch::St::kEnded || !b.rm->x->PreparesAsynchronously()) continue;
+      if (b.st != Branch::St::kEnded || !b.rm->x->TakesAsync()) continue;
       XATM_CRASH_POINT("tm.prepare.before_branch");
       const int h = b.rm->sw->xa_prepare_entry(&b.xid, b.rm->rmid, TMASYNC);
       if (h < 0) {
@@ -458,11 +458,44 @@ Outcome Transaction::FinishWriters(const std::vector<Branch*>& writers, std::vec
                                    std::string* message, bool decided) {
   const auto deadline = Clock::now() + std::chrono::seconds(tm_->cfg_.commit_retry_s);
   Outcome worst = Outcome::kOk;
+  // The COMMITs of branches whose RM takes TMASYNC are all sent first; the
+  // other branches commit meanwhile; then each sent one's outcome is read
+  // and taken as the first attempt of the usual retrying FinishBranch.
+  std::vector<std::pair<Branch*, int>> sent;  // branch, handle
+  if (writers.size() >= 2) {
+    for (Branch* b : writers) {
+      if (!b->rm->x->TakesAsync() || !tls_rms.open.count(b->rm->rmid)) continue;
+      XATM_CRASH_POINT("tm.commit.before_branch");
+      const int h = b->rm->sw->xa_commit_entry(&b->xid, b->rm->rmid, TMASYNC);
+      if (h >= 0) sent.emplace_back(b, h);  // refused: nothing was done, it commits below
+    }
+  }
+  std::vector<std::pair<Branch*, int>> order;  // branch, answer of its sent COMMIT
   for (Branch* b : writers) {
+    bool was_sent = false;
+    for (auto& [sb, h] : sent) was_sent = was_sent || sb == b;
+    if (!was_sent) order.emplace_back(b, XA_OK);
+  }
+  const size_t now = order.size();  // order[now..]: the sent ones, answered once the others are done
+  for (auto& [b, handle] : sent) order.emplace_back(b, XAER_RMFAIL);
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (i == now) {
+      for (size_t k = 0; k < sent.size(); ++k) {
+        auto& [sb, handle] = sent[k];
+        int outcome = XAER_RMFAIL;
+        // Not completed: nothing is known; FinishBranch's retries find out.
+        if (sb->rm->sw->xa_complete_entry(&handle, &outcome, sb->rm->rmid, TMNOFLAGS) != XA_OK) {
+          outcome = XAER_RMFAIL;
+        }
+        order[now + k].second = outcome;
+      }
+    }
+    Branch* b = order[i].first;
+    const int* first = i < now ? nullptr : &order[i].second;
     std::string m;
-    XATM_CRASH_POINT("tm.commit.before_branch");
+    if (first == nullptr) XATM_CRASH_POINT("tm.commit.before_branch");
     bool vanished = false;
-    int rc = tm_->FinishBranch(b->rm, b->xid, /*commit=*/true, deadline, &m, &vanished);
+    int rc = tm_->FinishBranch(b->rm, b->xid, /*commit=*/true, deadline, &m, &vanished, first);
     if (rc == XA_OK && vanished && !decided) {
       // The reply to our COMMIT was lost and then the branch was gone. With no
       // decision recorded, another resolver (a takeover of a session it

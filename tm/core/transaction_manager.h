@@ -292,9 +292,10 @@ class TransactionManager {
   // Commits one branch of a decided transaction, retrying until deadline.
   // XA_OK when done (committed, or gone after an attempt: then *vanished is
   // set, for callers that must know whether someone else may have finished
-  // it), else the last code.
+  // it), else the last code. first: the answer of an attempt already made
+  // (an asynchronous xa_commit), taken as the first attempt's.
   int FinishBranch(Rm* rm, const XID& xid, bool commit, std::chrono::steady_clock::time_point deadline,
-                   std::string* message, bool* vanished = nullptr);
+                   std::string* message, bool* vanished = nullptr, const int* first = nullptr);
   // Recorded by `to` (a taken node's), else by this TM's store.
   void LogHeuristic(const std::string& gtrid, const Rm* rm, const XID& xid, int xa_code, const std::string& who,
                     const std::string& why, const std::function<Status(const log::HeuristicRecord&)>* to = nullptr);

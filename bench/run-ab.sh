@@ -6,16 +6,25 @@
 # throughput and client CPU of each build and the median over the rounds of
 # after/before within a round.
 #
-#   bench/run-ab.sh REV ROUNDS [xatm-bench options: --seconds S --threads 1,4 --modes local,xatm,...]
+#   bench/run-ab.sh [--two-clusters] REV ROUNDS [xatm-bench options: --seconds S --threads 1,4 --modes local,xatm,...]
 #   bench/run-ab.sh --server REV ROUNDS [xatm-server-bench options: --seconds S]
+#
+# --two-clusters: the second database (--pg2) in a private cluster of its
+# own, as two database servers would be (their WAL flushes do not queue on
+# one WAL writer).
 #
 # Writes bench/results/ab-REV.csv (ab-server-REV.csv; every round of both
 # builds) and prints the table.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 server=false
+two=false
 if [ "${1:-}" = --server ]; then
   server=true
+  shift
+fi
+if [ "${1:-}" = --two-clusters ]; then
+  two=true
   shift
 fi
 rev=${1:?usage: bench/run-ab.sh [--server] REV ROUNDS [bench options]}
@@ -32,9 +41,18 @@ bash "$src/scripts/build.sh" "$src/build-bench" -DXATM_FAULT_INJECTION=OFF -DXAT
   -DXATM_BUILD_TESTS=OFF -DXATM_BUILD_EXAMPLES=OFF >/dev/null
 before=$src/build-bench
 private_pg ab bench1 bench2
-trap 'bash "$root/scripts/pg-cluster.sh" stop "$work/pg" >/dev/null 2>&1 || true; rm -rf "$work"; cleanup_src' EXIT
+pg2="$base dbname=bench2"
+stop2=true
+if $two; then
+  eval "$(bash "$root/scripts/pg-cluster.sh" start "$work/pg2")"
+  pg2="host=$XATM_TEST_PG_DIR port=$XATM_TEST_PG_PORT user=postgres dbname=bench2"
+  psql -X -q "$XATM_TEST_PG_CONNINFO" -c "CREATE DATABASE bench2"
+  stop2='bash "$root/scripts/pg-cluster.sh" stop "$work/pg2" >/dev/null 2>&1 || true'
+fi
+trap 'eval "$stop2"; bash "$root/scripts/pg-cluster.sh" stop "$work/pg" >/dev/null 2>&1 || true; rm -rf "$work"; cleanup_src' EXIT
 out=$root/bench/results/ab-$rev.csv
 $server && out=$root/bench/results/ab-server-$rev.csv
+$two && out=$root/bench/results/ab-$rev-two-clusters.csv
 echo "side,round,mode,threads,tps,client_cpu_us" > "$out"
 for r in $(seq 1 "$rounds"); do
   for side in before after; do
@@ -46,7 +64,7 @@ for r in $(seq 1 "$rounds"); do
       # round,workload,mode,procs,tps,p50_us,p99_us
       tail -n +2 "$work/$side.csv" | awk -F, -v s="$side" -v r="$r" '{print s "," r "," $2 " " $3 "," $4 "," $5 ",0"}' >> "$out"
     else
-      "$dir/bench/xatm-bench" --pg "$base dbname=bench1" --pg2 "$base dbname=bench2" --dir "$work/data-$side" \
+      "$dir/bench/xatm-bench" --pg "$base dbname=bench1" --pg2 "$pg2" --dir "$work/data-$side" \
         --rounds 1 --csv "$work/$side.csv" "$@" >/dev/null 2>&1
       # round,mode,threads,tps,p50_us,p99_us,failed,commits,log_syncs,client_cpu_us,server_cpu_us
       tail -n +2 "$work/$side.csv" | awk -F, -v s="$side" -v r="$r" '{print s "," r "," $2 "," $3 "," $4 "," $10}' >> "$out"

@@ -13,7 +13,8 @@
 //                the PREPARE is sent and a handle returned; xa_complete reads
 //                its answer and gives the vote (so that a TM's prepares of
 //                several databases wait for their WAL flushes together)
-//   xa_commit    COMMIT PREPARED 'gid' (or COMMIT, with TMONEPHASE)
+//   xa_commit    COMMIT PREPARED 'gid' (or COMMIT, with TMONEPHASE); TMASYNC
+//                sends COMMIT PREPARED and returns a handle, as xa_prepare does
 //   xa_rollback  ROLLBACK, or ROLLBACK PREPARED 'gid'
 //   xa_recover   the decodable gids of pg_prepared_xacts in this database
 //

@@ -257,6 +257,46 @@ TEST_F(PauseTest, ClassicFrozenAfterItsDecisionIsCommittedByBoth) {
   EXPECT_TRUE(committed);
 }
 
+// Two PostgreSQL databases, every branch prepared: the first database's
+// PREPARE is sent (asynchronously, its answer unread) and the client freezes
+// before sending the second's. No decision exists: the server rolls back
+// what is prepared and ends the frozen sessions. Woken, the client reads a
+// lost answer, finds its branch gone, and is told it was fenced.
+TEST_F(PauseTest, ClassicFrozenBetweenItsOverlappedPreparesIsRolledBackEverywhere) {
+  StartServer(Config(kEveryBranchPrepared, true, "xatmd.conf"));
+  Frozen f;
+  FreezeAt(dir_ / "xatmd.conf", "tm.prepare.before_branch:2", Work::kTwoPostgres, 8, &f);
+  LetTheServerTakeOver(0);
+  EXPECT_TRUE(WaitFor([&] { return Prepared(db_.conninfo()) == 0 && Prepared(db2_.conninfo()) == 0; }, 10))
+      << server_->Log();
+  EXPECT_EQ(XATM_EFENCED, f.Resume()) << server_->Log();
+  EXPECT_FALSE(PgHas(db_.conninfo(), 8));
+  EXPECT_FALSE(PgHas(db2_.conninfo(), 8));
+  EXPECT_EQ(0, Prepared(db_.conninfo()));
+  EXPECT_EQ(0, Prepared(db2_.conninfo()));
+}
+
+// The same, frozen in phase two with the first database's COMMIT PREPARED
+// sent (its answer unread) and the second's not: the decision is durable, so
+// the server commits the second; woken, the client's own COMMIT finds it
+// done (gone after an attempt of its own, with its decision durable): both
+// committed, XATM_OK.
+TEST_F(PauseTest, ClassicFrozenBetweenItsOverlappedCommitsIsCommittedEverywhere) {
+  StartServer(Config(kEveryBranchPrepared, true, "xatmd.conf"));
+  Frozen f;
+  FreezeAt(dir_ / "xatmd.conf", "tm.commit.before_branch:2", Work::kTwoPostgres, 9, &f);
+  LetTheServerTakeOver(0);
+  EXPECT_TRUE(WaitFor([&] { return Prepared(db_.conninfo()) == 0 && Prepared(db2_.conninfo()) == 0; }, 10))
+      << server_->Log();
+  EXPECT_TRUE(PgHas(db_.conninfo(), 9));
+  EXPECT_TRUE(PgHas(db2_.conninfo(), 9));
+  EXPECT_EQ(XATM_OK, f.Resume()) << server_->Log();
+  EXPECT_TRUE(PgHas(db_.conninfo(), 9));
+  EXPECT_TRUE(PgHas(db2_.conninfo(), 9));
+  EXPECT_EQ(0, Prepared(db_.conninfo()));
+  EXPECT_EQ(0, Prepared(db2_.conninfo()));
+}
+
 // One prepared writer, no decision recorded, frozen before its COMMIT
 // PREPARED: the server rolls it back. Woken, the client finds the branch gone
 // after losing its connection; it may not take that for its own commit.

@@ -48,6 +48,11 @@ GatedThread::~GatedThread() { --g_gated; }
 
 pid_t ForkChild() {
   std::unique_lock<std::shared_mutex> hold(ForkGate());
+#if defined(__SANITIZE_THREAD__)
+  // ThreadSanitizer runs a thread of its own, and takes its runtime's locks
+  // around fork() itself: the check is for the other builds.
+  return ::fork();
+#endif
   // A gated thread that just started or is exiting is briefly counted wrong.
   std::string others = OtherThreads();
   for (int i = 0; i < 2000 && !others.empty(); ++i) {

@@ -35,7 +35,9 @@ class GatedThread {
 
 // fork(), once every other thread of the process is gated. If another thread
 // still runs after two seconds, prints the threads and aborts the test
-// program: the test must close what started them before it forks.
+// program: the test must close what started them before it forks. (Under
+// ThreadSanitizer, whose runtime has a thread of its own and locks itself
+// around fork, it only forks.)
 pid_t ForkChild();
 
 }  // namespace xtm::test

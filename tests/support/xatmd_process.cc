@@ -43,6 +43,9 @@ void XatmdProcess::Launch(const std::string& crash_at, const std::string& fault_
     if (pause_at.empty()) ::unsetenv("XATM_PAUSE_AT");
     else ::setenv("XATM_PAUSE_AT", pause_at.c_str(), 1);
     FILE* f = std::fopen(log_.c_str(), "a");
+    // Both to the log: a server outliving an aborted test must not hold the
+    // test's output pipe open (ctest would wait for it).
+    ::dup2(fileno(f), 1);
     ::dup2(fileno(f), 2);
     ::execl(XATM_XATMD, "xatmd", "--config", config_.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);

@@ -380,25 +380,47 @@ Status DecisionLog::AppendFrame(RecordType type, std::string payload, bool durab
   pending_.push_back(Pending{type, std::move(payload), std::move(frame), durable ? &w : nullptr});
   if (!durable && leading_) return Status::OK();  // the busy leader writes it next
   for (;;) {
-    if (w.done) return w.status;
     if (!leading_) {
+      if (durable) {
+        std::lock_guard<std::mutex> g(w.m);
+        if (w.done) return w.status;
+      }
       leading_ = true;
       LeadLocked(l);
       HandOffLocked();
       if (!durable) return failed_;
-      continue;
+      continue;  // our record was in the batch: done
     }
-    w.cv.wait(l);
+    l.unlock();
+    {
+      std::unique_lock<std::mutex> wl(w.m);
+      w.cv.wait(wl, [&w] { return w.done || w.poked; });
+      if (w.done) return w.status;
+      w.poked = false;
+    }
+    l.lock();
   }
 }
 
-// Gives up leadership and wakes the first appender still waiting for a sync,
-// which leads the next batch. REQUIRES: mu_ held, leading_.
+// Answers a durable appender. Called without mu_; the appender returns (and
+// its Waiter goes) only once it has seen done under w->m, after this.
+void DecisionLog::Finish(Waiter* w, const Status& s) {
+  std::lock_guard<std::mutex> g(w->m);
+  w->status = s;
+  w->done = true;
+  w->cv.notify_one();
+}
+
+// Gives up leadership and pokes the first appender still waiting for a
+// sync, which leads the next batch unless another appender got there first.
+// REQUIRES: mu_ held, leading_.
 void DecisionLog::HandOffLocked() {
   leading_ = false;
   cv_.notify_all();
   for (Pending& p : pending_) {
     if (p.waiter) {
+      std::lock_guard<std::mutex> g(p.waiter->m);  // not done: it is still queued
+      p.waiter->poked = true;
       p.waiter->cv.notify_one();
       break;
     }
@@ -440,24 +462,21 @@ void DecisionLog::LeadLocked(std::unique_lock<std::mutex>& lock) {
     } else if (s.IsUnknownOutcome()) {
       failed_ = s;
     }
+    // The appenders of this batch are answered without mu_, so that none of
+    // them wakes only to wait for it; so are the queued ones once the log
+    // has failed (nothing is queued after that).
+    std::vector<Pending> refused;
+    if (!failed_.ok()) refused.swap(pending_);
+    const Status failed = failed_;
+    lock.unlock();
     for (Pending& p : batch) {
-      if (p.waiter) {
-        p.waiter->status = s;
-        p.waiter->done = true;
-        p.waiter->cv.notify_one();
-      }
+      if (p.waiter) Finish(p.waiter, s);
     }
-    if (!failed_.ok()) {
-      for (Pending& p : pending_) {
-        if (p.waiter) {
-          p.waiter->status = failed_;
-          p.waiter->done = true;
-          p.waiter->cv.notify_one();
-        }
-      }
-      pending_.clear();
-      return;
+    for (Pending& p : refused) {
+      if (p.waiter) Finish(p.waiter, failed);
     }
+    lock.lock();
+    if (!failed.ok()) return;
     // Durable appenders waiting now wake up and one of them leads the next
     // batch; only unforced records left behind are written by us.
     bool any_durable = false;

@@ -122,6 +122,12 @@ struct RmConn {
 
   rm::RecoverCursor scan;
 
+  // The gid of gid_xid (see GidOf): a branch's PREPARE TRANSACTION and COMMIT
+  // PREPARED name the same one.
+  bool has_gid = false;
+  XID gid_xid{};
+  std::string gid;
+
   ~RmConn() {
     if (pg) PQfinish(pg);
     if (aux) PQfinish(aux);
@@ -262,12 +268,28 @@ std::string Literal(PGconn* c, const std::string& s) {
 }
 
 // A gid is digits, '-', '_' and base64 ('+', '/', '='): a string literal
-// needs no escaping.
-std::string GidLiteral(const XID& xid) {
-  std::string out = "'";
-  out += XidToGid(xid);
+// needs no escaping. head, then the gid of xid quoted, then tail.
+std::string WithGid(std::string_view head, std::string_view gid, std::string_view tail = {}) {
+  std::string out;
+  out.reserve(head.size() + gid.size() + 2 + tail.size());
+  out += head;
   out += '\'';
+  out += gid;
+  out += '\'';
+  out += tail;
   return out;
+}
+
+std::string GidLiteral(const XID& xid) { return WithGid({}, XidToGid(xid)); }
+
+// The gid of xid, built once per branch of rc.
+const std::string& GidOf(RmConn* rc, const XID& xid) {
+  if (!rc->has_gid || !rm::XidEqual(rc->gid_xid, xid)) {
+    rc->gid = XidToGid(xid);
+    rc->gid_xid = xid;
+    rc->has_gid = true;
+  }
+  return rc->gid;
 }
 
 RmConn* Find(int rmid) {
@@ -507,7 +529,7 @@ int PgStart(XID* xid, int rmid, long flags) {
   // BEGIN, and unless the caller vouched for its xids, the duplicate check.
   const bool check = !rc->fresh_xids;
   const std::string begin =
-      check ? "BEGIN; EXECUTE " + std::string(kGidCheck) + "(" + GidLiteral(*xid) + ")" : std::string("BEGIN");
+      check ? WithGid("BEGIN; EXECUTE " + std::string(kGidCheck) + "(", GidOf(rc, *xid), ")") : std::string("BEGIN");
   const size_t want = check ? 2 : 1;
   std::vector<Result> rs = ExecAll(rc->pg, begin);
   if (check && rs.size() == 2 && std::string_view(SqlState(rs[1].get())) == "26000") {
@@ -684,7 +706,7 @@ int PgPrepare(XID* xid, int rmid, long flags) {
     if (!send) return vote;
     const std::string pid = rc->backend_pid, start = rc->backend_start;
     XATM_CRASH_POINT("pgsql.prepare.before_send");
-    Result p = Exec(rc->pg, "PREPARE TRANSACTION " + GidLiteral(*xid));
+    Result p = Exec(rc->pg, WithGid("PREPARE TRANSACTION ", GidOf(rc, *xid)));
     XATM_CRASH_POINT("pgsql.prepare.after_reply");
     return PrepareAnswered(rc, *xid, std::move(p), pid, start, pg_xid);
   }
@@ -703,7 +725,7 @@ int PgPrepare(XID* xid, int rmid, long flags) {
     // A failed send is a lost connection: xa_complete resolves it like one.
     a.sent = true;
     a.conn = rc->pg;
-    a.send_failed = PQsendQuery(rc->pg, ("PREPARE TRANSACTION " + GidLiteral(*xid)).c_str()) != 1;
+    a.send_failed = PQsendQuery(rc->pg, WithGid("PREPARE TRANSACTION ", GidOf(rc, *xid)).c_str()) != 1;
   }
   return a.handle;
 }
@@ -721,8 +743,8 @@ PGconn* FinishingConn(RmConn* rc) {
   return rc->aux;
 }
 
-std::string FinishSql(const XID& xid, bool commit) {
-  return std::string(commit ? "COMMIT PREPARED " : "ROLLBACK PREPARED ") + GidLiteral(xid);
+std::string FinishSql(RmConn* rc, const XID& xid, bool commit) {
+  return WithGid(commit ? "COMMIT PREPARED " : "ROLLBACK PREPARED ", GidOf(rc, xid));
 }
 
 constexpr int kBusy = 1;  // FinishAnswered: another session is finishing it
@@ -753,7 +775,7 @@ int FinishAnswered(RmConn* rc, PGconn* c, const Result& r, bool commit) {
 int FinishPrepared(RmConn* rc, const XID& xid, bool commit) {
   PGconn* c = FinishingConn(rc);
   if (c == nullptr) return XAER_RMFAIL;
-  const std::string sql = FinishSql(xid, commit);
+  const std::string sql = FinishSql(rc, xid, commit);
   auto deadline = Clock::now() + std::chrono::milliseconds(g_resolve_timeout_ms.load());
   for (;;) {
     XATM_CRASH_POINT(commit ? "pgsql.commit.before_send" : "pgsql.rollback.before_send");
@@ -844,7 +866,7 @@ int PgCommit(XID* xid, int rmid, long flags) {
     a.conn = c;
     a.sent = true;
     XATM_CRASH_POINT("pgsql.commit.before_send");
-    a.send_failed = PQsendQuery(c, FinishSql(*xid, /*commit=*/true).c_str()) != 1;
+    a.send_failed = PQsendQuery(c, FinishSql(rc, *xid, /*commit=*/true).c_str()) != 1;
   }
   rc->async = std::move(a);
   return rc->async.handle;

@@ -19,7 +19,7 @@ namespace xtm::tm {
 // transaction. That COMMIT is the commit point.
 Outcome Transaction::CommitWithLastResource(Branch* last, std::string* message) {
   tm_->Unregister(this);
-  const std::string hex = ToHex(gtrid_);
+  const LazyHex hex{gtrid_};
   // A COMMIT that ran in this process has its row there or not; a server's
   // that the RM could not settle may still be running.
   const bool in_process = last->rm->x->LastResourceKind() == rm::RmExtras::LastResource::kInProcess;

@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "core/gtrid.h"
 #include "core/transaction_manager.h"
 #include "registry.h"
@@ -119,4 +121,17 @@ inline std::string SessionTag(const std::string& node_id, uint32_t incarnation) 
   return "xatm/" + ToHex(node_id) + "/" + std::to_string(incarnation);
 }
 
+// A gtrid in hex, turned into text only when a log line is written (debug
+// and info lines are not, by default).
+struct LazyHex {
+  const std::string& bytes;
+};
+
 }  // namespace xtm::tm
+
+template <>
+struct fmt::formatter<xtm::tm::LazyHex> : fmt::formatter<std::string_view> {
+  auto format(const xtm::tm::LazyHex& h, fmt::format_context& ctx) const {
+    return fmt::formatter<std::string_view>::format(xtm::tm::ToHex(h.bytes), ctx);
+  }
+};

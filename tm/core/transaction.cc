@@ -191,7 +191,7 @@ void Transaction::RollbackAll(std::string* message) {
     }
     if (rc != XA_OK && rc != XAER_NOTA && !IsRollbackCode(rc) && b.st == Branch::St::kPrepared) {
       std::string what = "rollback of the prepared branch on \"" + rm->spec.name + "\": " + m;
-      tm_->logger().warn("{} {}; retrying in the background", ToHex(gtrid_), what);
+      tm_->logger().warn("{} {}; retrying in the background", LazyHex{gtrid_}, what);
       tm_->AddLeftover({rm, b.xid, false, gtrid_});
       if (message->empty()) *message = what + " (retried in the background)";
     }
@@ -259,7 +259,7 @@ Outcome Transaction::PhaseOne(bool explicit_prepare, std::string* message) {
       b.st = Branch::St::kDone;
       state_ = State::kCommitted;
       one_phase_done_ = true;
-      tm_->logger().debug("{} committed in one phase on {}", ToHex(gtrid_), b.rm->spec.name);
+      tm_->logger().debug("{} committed in one phase on {}", LazyHex{gtrid_}, b.rm->spec.name);
       return Outcome::kOk;
     }
     if (IsRollbackCode(rc)) {
@@ -267,7 +267,7 @@ Outcome Transaction::PhaseOne(bool explicit_prepare, std::string* message) {
       state_ = State::kRolledBack;
       *message = "rolled back: the branch on \"" + b.rm->spec.name + "\" failed to commit: " +
                  Describe(rc, tm_->RmError(b.rm));
-      tm_->logger().debug("{} rolled back: {}", ToHex(gtrid_), *message);
+      tm_->logger().debug("{} rolled back: {}", LazyHex{gtrid_}, *message);
       return Outcome::kRolledBack;
     }
     // The RM could not tell whether its one-phase commit happened.
@@ -275,7 +275,7 @@ Outcome Transaction::PhaseOne(bool explicit_prepare, std::string* message) {
     state_ = State::kCommitted;
     *message = "the outcome of the one-phase commit on \"" + b.rm->spec.name + "\" is unknown: " +
                Describe(rc, tm_->RmError(b.rm));
-    tm_->logger().error("{} {}", ToHex(gtrid_), *message);
+    tm_->logger().error("{} {}", LazyHex{gtrid_}, *message);
     return Outcome::kUnknown;
   }
   // xa_prepare on every branch (a vote), the last one ended first: an RM may
@@ -321,10 +321,10 @@ Outcome Transaction::PhaseOne(bool explicit_prepare, std::string* message) {
     // a branch failed, say so (and the next transaction starts anew).
     if (Status s = tm_->store_->Verify(session_.get()); s.IsFenced()) {
       *message += "; " + s.message();
-      tm_->logger().warn("{} {}", ToHex(gtrid_), *message);
+      tm_->logger().warn("{} {}", LazyHex{gtrid_}, *message);
       return Outcome::kFenced;
     }
-    tm_->logger().debug("{} {}", ToHex(gtrid_), *message);
+    tm_->logger().debug("{} {}", LazyHex{gtrid_}, *message);
     return Outcome::kRolledBack;
   }
   XATM_CRASH_POINT("tm.prepare.after_all");
@@ -339,7 +339,7 @@ Outcome Transaction::PhaseTwo(std::string* message) {
   }
   state_ = State::kCommitted;
   if (writers.empty()) return Outcome::kOk;  // every branch was read-only
-  const std::string hex = ToHex(gtrid_);
+  const LazyHex hex{gtrid_};
   auto log_decision = [&]() -> Outcome {
     log::CommitRecord rec;
     rec.format_id = static_cast<int32_t>(kFormatId);
@@ -575,7 +575,7 @@ Outcome Transaction::Commit(std::string* message) {
   }
   // One line per decision, at info (off by default: a library is quiet).
   if (tm_->logger().should_log(spdlog::level::info)) {
-    tm_->logger().info("{} {} ({} branch(es)){}{}", ToHex(gtrid_),
+    tm_->logger().info("{} {} ({} branch(es)){}{}", LazyHex{gtrid_},
                        OutcomeName(o), branches_.size(),
                        message->empty() ? "" : ": ", *message);
   }
@@ -602,7 +602,7 @@ Outcome Transaction::CommitImpl(std::string* message) {
       std::string rb;
       RollbackAll(&rb);
       *message = "rolled back: " + s.message();
-      tm_->logger().warn("{} {}", ToHex(gtrid_), *message);
+      tm_->logger().warn("{} {}", LazyHex{gtrid_}, *message);
       return Outcome::kFenced;
     }
   }
@@ -650,7 +650,7 @@ Outcome Transaction::Rollback(std::string* message) {
   if (Outcome o = CheckThread(message); o != Outcome::kOk) return o;
   RollbackAll(message);
   ++tm_->rolled_back_;
-  tm_->logger().debug("{} rolled back by the application", ToHex(gtrid_));
+  tm_->logger().debug("{} rolled back by the application", LazyHex{gtrid_});
   return message->empty() ? Outcome::kOk : Outcome::kRmError;
 }
 
@@ -661,7 +661,7 @@ void Transaction::AbortForTimeout() {
     if (b.st != Branch::St::kActive && b.st != Branch::St::kEnded) continue;
     if (b.native) b.rm->x->AbortFromAnotherThread(b.native);
   }
-  tm_->logger().warn("{} rolled back: open longer than timeout_s = {}", ToHex(gtrid_), tm_->cfg_.timeout_s);
+  tm_->logger().warn("{} rolled back: open longer than timeout_s = {}", LazyHex{gtrid_}, tm_->cfg_.timeout_s);
 }
 
 }  // namespace xtm::tm

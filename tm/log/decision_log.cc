@@ -373,42 +373,26 @@ Status DecisionLog::AppendFrame(RecordType type, std::string payload, bool durab
       ends.push_back(Pending{RecordType::kEnd, std::move(p), std::move(f), nullptr});
     }
   }
-  Waiter w;
+  GroupWaiter w;
   std::unique_lock<std::mutex> l(mu_);
   if (!failed_.ok()) return failed_;
   for (Pending& e : ends) pending_.push_back(std::move(e));
   pending_.push_back(Pending{type, std::move(payload), std::move(frame), durable ? &w : nullptr});
   if (!durable && leading_) return Status::OK();  // the busy leader writes it next
+  Status answer;
   for (;;) {
     if (!leading_) {
-      if (durable) {
-        std::lock_guard<std::mutex> g(w.m);
-        if (w.done) return w.status;
-      }
+      if (durable && w.Answered(&answer)) return answer;
       leading_ = true;
       LeadLocked(l);
       HandOffLocked();
       if (!durable) return failed_;
-      continue;  // our record was in the batch: done
+      continue;  // our record was in the batch: answered
     }
     l.unlock();
-    {
-      std::unique_lock<std::mutex> wl(w.m);
-      w.cv.wait(wl, [&w] { return w.done || w.poked; });
-      if (w.done) return w.status;
-      w.poked = false;
-    }
+    if (w.Wait(&answer)) return answer;
     l.lock();
   }
-}
-
-// Answers a durable appender. Called without mu_; the appender returns (and
-// its Waiter goes) only once it has seen done under w->m, after this.
-void DecisionLog::Finish(Waiter* w, const Status& s) {
-  std::lock_guard<std::mutex> g(w->m);
-  w->status = s;
-  w->done = true;
-  w->cv.notify_one();
 }
 
 // Gives up leadership and pokes the first appender still waiting for a
@@ -419,9 +403,7 @@ void DecisionLog::HandOffLocked() {
   cv_.notify_all();
   for (Pending& p : pending_) {
     if (p.waiter) {
-      std::lock_guard<std::mutex> g(p.waiter->m);  // not done: it is still queued
-      p.waiter->poked = true;
-      p.waiter->cv.notify_one();
+      p.waiter->Poke();  // not answered: it is still queued
       break;
     }
   }
@@ -470,10 +452,10 @@ void DecisionLog::LeadLocked(std::unique_lock<std::mutex>& lock) {
     const Status failed = failed_;
     lock.unlock();
     for (Pending& p : batch) {
-      if (p.waiter) Finish(p.waiter, s);
+      if (p.waiter) p.waiter->Answer(s);
     }
     for (Pending& p : refused) {
-      if (p.waiter) Finish(p.waiter, failed);
+      if (p.waiter) p.waiter->Answer(failed);
     }
     lock.lock();
     if (!failed.ok()) return;

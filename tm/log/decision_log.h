@@ -27,6 +27,7 @@
 
 #include "log/lock_file.h"
 #include "log/records.h"
+#include "util/group_waiter.h"
 #include "util/status.h"
 
 namespace xtm::log {
@@ -121,23 +122,11 @@ class DecisionLog {
   std::vector<std::string> SegmentFiles() const;
 
  private:
-  // A durable appender, waiting on its own mutex and condition variable: the
-  // leader wakes exactly the appenders it has finished, after letting go of
-  // mu_ (a woken appender never blocks again on the leader's mutex), and
-  // pokes the next one to lead.
-  struct Waiter {
-    std::mutex m;
-    std::condition_variable cv;
-    Status status;        // REQUIRES m
-    bool done = false;    // REQUIRES m: status is the answer; the appender may return
-    bool poked = false;   // REQUIRES m: no leader may be writing; try to lead
-  };
-  static void Finish(Waiter* w, const Status& s);
   struct Pending {
     RecordType type;
     std::string payload;
     std::string frame;
-    Waiter* waiter;  // null for unforced records
+    GroupWaiter* waiter;  // null for unforced records
   };
   explicit DecisionLog(const LogOptions& opts) : opts_(opts) {}
 

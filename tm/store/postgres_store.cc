@@ -16,12 +16,6 @@
 
 namespace xtm::store {
 
-struct Waiter {
-  Status status;
-  bool done = false;
-  std::condition_variable cv;
-};
-
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -867,7 +861,7 @@ log::LogStats PostgresStore::Stats() const {
 
 Status PostgresStore::Append(Pending p, uint64_t epoch) {
   if (opts_.read_only) return Status::InvalidArgument("the decision store was opened read-only");
-  Waiter w;
+  GroupWaiter w;
   const bool durable = !p.probe.empty();
   p.waiter = durable ? &w : nullptr;
   std::unique_lock<std::mutex> l(mu_);
@@ -878,14 +872,17 @@ Status PostgresStore::Append(Pending p, uint64_t epoch) {
     flush_cv_.notify_one();
     return Status::OK();
   }
+  Status answer;
   for (;;) {
-    if (w.done) return w.status;
     if (!leading_) {
+      if (durable && w.Answered(&answer)) return answer;
       LeadNowLocked(l);
       if (!durable) return failed_;
-      continue;
+      continue;  // our record was in the batch (or refused): answered
     }
-    w.cv.wait(l);
+    l.unlock();
+    if (w.Wait(&answer)) return answer;
+    l.lock();
   }
 }
 
@@ -912,7 +909,7 @@ void PostgresStore::LeadNowLocked(std::unique_lock<std::mutex>& lock) {
   // Wake the first durable appender still waiting: it leads the next batch.
   for (auto& [q, e] : pending_) {
     if (q.waiter) {
-      q.waiter->cv.notify_one();
+      q.waiter->Poke();  // not answered: it is still queued
       break;
     }
   }
@@ -939,12 +936,10 @@ Status PostgresStore::SettledLocked(std::unique_lock<std::mutex>& lock) {
   return failed_;
 }
 
-// Tells p's appender, if one waits, how its batch went. REQUIRES mu_.
+// Tells p's appender, if one waits, how its batch went. Without mu_: the
+// appender wakes and returns without waiting for it.
 void PostgresStore::Finish(Pending& p, const Status& s) {
-  if (!p.waiter) return;
-  p.waiter->status = s;
-  p.waiter->done = true;
-  p.waiter->cv.notify_one();
+  if (p.waiter) p.waiter->Answer(s);
 }
 
 // REQUIRES: mu_ held via lock, leading_ set by the caller.
@@ -953,16 +948,18 @@ void PostgresStore::LeadLocked(std::unique_lock<std::mutex>& lock) {
     // One epoch per batch: records made under another (an ended session's)
     // are refused without being written.
     const uint64_t epoch = pending_.back().second;
-    std::vector<Pending> batch;
+    std::vector<Pending> batch, refused;
     for (auto& [p, e] : pending_) {
       if (e == epoch) {
         batch.push_back(std::move(p));
       } else {
-        Finish(p, Status::Fenced("the node's session ended before this decision was written"));
+        refused.push_back(std::move(p));
       }
     }
     pending_.clear();
     lock.unlock();
+    for (Pending& p : refused) Finish(p, Status::Fenced("the node's session ended before this decision was written"));
+    refused.clear();
     const std::string pid = writer_pid_, start = writer_start_;  // the backend it goes to, if connected
     Status s = WriteBatch(batch, epoch);
     lock.lock();
@@ -987,12 +984,17 @@ void PostgresStore::LeadLocked(std::unique_lock<std::mutex>& lock) {
     if (s.IsFenced()) {
       if (auto session = CurrentSession(); session->epoch() == epoch) session->End(s.message());
     }
-    for (Pending& p : batch) Finish(p, s);
+    // Answered without mu_ (nothing is queued once the store has failed).
     if (!failed_.ok()) {
-      for (auto& [p, e] : pending_) Finish(p, failed_);
+      for (auto& [p, e] : pending_) refused.push_back(std::move(p));
       pending_.clear();
-      return;
     }
+    const Status failed = failed_;
+    lock.unlock();
+    for (Pending& p : batch) Finish(p, s);
+    for (Pending& p : refused) Finish(p, failed);
+    lock.lock();
+    if (!failed.ok()) return;
     bool waiting = false;
     for (const auto& [p, e] : pending_) waiting = waiting || p.waiter != nullptr;
     if (waiting) return;  // a durable appender leads the next batch

@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "store/decision_store.h"
+#include "util/group_waiter.h"
 
 struct pg_conn;
 
@@ -125,7 +126,7 @@ class PostgresStore final : public DecisionStore {
     std::string sql;    // its statement(s) in the batch's transaction
     std::string probe;  // a query that finds its effect after a lost reply (a row if it committed);
                         // empty: unforced (an END)
-    struct Waiter* waiter = nullptr;
+    GroupWaiter* waiter = nullptr;
   };
   explicit PostgresStore(const PostgresStoreOptions& opts) : opts_(opts) {}
 

@@ -95,6 +95,32 @@ class TakeoverTest : public ::testing::Test {
     return rc;
   }
 
+  // Node a frozen with its decision in the store: b commits the PostgreSQL
+  // branch; woken, a finishes its own SQLite branch and reports the commit.
+  // Frozen right after xatm learned that its decision is durable, or earlier:
+  // the store's leader frozen after the batch's COMMIT returned, before it told
+  // any committer of the batch (itself included).
+  void FrozenWithItsDecisionIsCommittedBySuccessorAndItself(const char* point, long id) {
+    int rc_fd = -1;
+    const pid_t a = RunNodeA("XATM_PAUSE_AT", point, id, &rc_fd);
+    ASSERT_TRUE(WaitStopped(a, 30));
+    xatm* b = nullptr;
+    ASSERT_EQ(XATM_OK, xatm_open(Config("b", true).c_str(), &b)) << xatm_errmsg(b);
+    ASSERT_TRUE(WaitFor([&] { return bank_->PgPrepared() == 0; }, 20))
+        << "b did not commit a's PostgreSQL branch: " << ReadFileOrDie(dir_ / "b.log");
+    EXPECT_EQ(1u, bank_->PgTransfers().count(id));
+    ::kill(a, SIGCONT);
+    int rc = XATM_ERROR;
+    ASSERT_EQ(static_cast<ssize_t>(sizeof rc), ::read(rc_fd, &rc, sizeof rc));
+    ::close(rc_fd);
+    EXPECT_EQ(0, WaitChild(a));
+    EXPECT_EQ(XATM_OK, rc) << ReadFileOrDie(dir_ / "a.log");
+    bool committed = false;
+    ASSERT_TRUE(FinishedAndAtomic(id, 20, &committed));
+    EXPECT_TRUE(committed);
+    ASSERT_EQ(XATM_OK, xatm_close(b));
+  }
+
   std::string NodeA(const std::string& column) { return Store("SELECT " + column + " FROM xatm.node WHERE name = 'a'"); }
 
   ScratchDb db_, store_;
@@ -183,28 +209,12 @@ TEST_F(TakeoverTest, AFrozenNodeIsRolledBackByItsSuccessorAndItsLateCommitFenced
   ASSERT_EQ(XATM_OK, xatm_close(b));
 }
 
-// Node a frozen right after its decision reached the store: b commits the
-// PostgreSQL branch; woken, a finishes its own SQLite branch and reports the
-// commit.
 TEST_F(TakeoverTest, AFrozenNodeAfterItsDecisionIsCommittedByItsSuccessorAndItself) {
-  int rc_fd = -1;
-  const pid_t a = RunNodeA("XATM_PAUSE_AT", "tm.commit.after_decision", 21, &rc_fd);
-  ASSERT_TRUE(WaitStopped(a, 30));
-  xatm* b = nullptr;
-  ASSERT_EQ(XATM_OK, xatm_open(Config("b", true).c_str(), &b)) << xatm_errmsg(b);
-  ASSERT_TRUE(WaitFor([&] { return bank_->PgPrepared() == 0; }, 20))
-      << "b did not commit a's PostgreSQL branch: " << ReadFileOrDie(dir_ / "b.log");
-  EXPECT_EQ(1u, bank_->PgTransfers().count(21));
-  ::kill(a, SIGCONT);
-  int rc = XATM_ERROR;
-  ASSERT_EQ(static_cast<ssize_t>(sizeof rc), ::read(rc_fd, &rc, sizeof rc));
-  ::close(rc_fd);
-  EXPECT_EQ(0, WaitChild(a));
-  EXPECT_EQ(XATM_OK, rc) << ReadFileOrDie(dir_ / "a.log");
-  bool committed = false;
-  ASSERT_TRUE(FinishedAndAtomic(21, 20, &committed));
-  EXPECT_TRUE(committed);
-  ASSERT_EQ(XATM_OK, xatm_close(b));
+  FrozenWithItsDecisionIsCommittedBySuccessorAndItself("tm.commit.after_decision", 21);
+}
+
+TEST_F(TakeoverTest, AStoreLeaderFrozenBeforeAnsweringItsBatchIsCommittedByItsSuccessorAndItself) {
+  FrozenWithItsDecisionIsCommittedBySuccessorAndItself("store.decision_batch.after_commit", 22);
 }
 
 // By hand: refused while the node's lease is live (exit 5, naming the

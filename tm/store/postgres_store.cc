@@ -7,12 +7,14 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <map>
 
 #include "core/gtrid.h"
+#include "util/crash_point.h"
 
 namespace xtm::store {
 
@@ -754,6 +756,7 @@ Status PostgresStore::Commit(const log::CommitRecord& r, Session* session,
   Pending p;
   p.sql = "INSERT INTO xatm.record (node_id, type, gtrid, payload) VALUES (" + key + ", " + Bytea(log::Encode(r)) + ")";
   p.probe = "SELECT 1 FROM xatm.record WHERE (node_id, type, gtrid) = (" + key + ")";
+  p.decision = true;
   return Append(std::move(p), static_cast<NodeSession*>(session)->epoch());
 }
 
@@ -962,6 +965,12 @@ void PostgresStore::LeadLocked(std::unique_lock<std::mutex>& lock) {
     refused.clear();
     const std::string pid = writer_pid_, start = writer_start_;  // the backend it goes to, if connected
     Status s = WriteBatch(batch, epoch);
+#ifdef XATM_FAULT_INJECTION
+    // A decision committed, and not one of the batch's committers told yet.
+    if (s.ok() && std::any_of(batch.begin(), batch.end(), [](const Pending& p) { return p.decision; })) {
+      XATM_CRASH_POINT("store.decision_batch.after_commit");
+    }
+#endif
     lock.lock();
     bool any_durable = false;
     if (s.ok()) {

@@ -127,6 +127,7 @@ class PostgresStore final : public DecisionStore {
     std::string probe;  // a query that finds its effect after a lost reply (a row if it committed);
                         // empty: unforced (an END)
     GroupWaiter* waiter = nullptr;
+    bool decision = false;  // a COMMIT record
   };
   explicit PostgresStore(const PostgresStoreOptions& opts) : opts_(opts) {}
 

@@ -123,8 +123,7 @@ struct RmConn {
   rm::RecoverCursor scan;
 
   // The gid of gid_xid (see GidOf): a branch's PREPARE TRANSACTION and COMMIT
-  // PREPARED name the same one.
-  bool has_gid = false;
+  // PREPARED name the same one. (All zero at first: equal to no valid XID.)
   XID gid_xid{};
   std::string gid;
 
@@ -284,10 +283,9 @@ std::string GidLiteral(const XID& xid) { return WithGid({}, XidToGid(xid)); }
 
 // The gid of xid, built once per branch of rc.
 const std::string& GidOf(RmConn* rc, const XID& xid) {
-  if (!rc->has_gid || !rm::XidEqual(rc->gid_xid, xid)) {
+  if (!rm::XidEqual(rc->gid_xid, xid)) {
     rc->gid = XidToGid(xid);
     rc->gid_xid = xid;
-    rc->has_gid = true;
   }
   return rc->gid;
 }

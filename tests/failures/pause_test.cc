@@ -162,6 +162,19 @@ class PauseTest : public ::testing::Test {
     PQfinish(c);
     return n;
   }
+  // Two PostgreSQL databases finished: neither holds a prepared branch
+  // (waited for, up to 10 s, if `wait`), and transfer id is in both if
+  // `committed`, else in neither.
+  void ExpectTwoPostgresFinished(long id, bool committed, bool wait) {
+    if (wait) {
+      EXPECT_TRUE(WaitFor([&] { return Prepared(db_.conninfo()) == 0 && Prepared(db2_.conninfo()) == 0; }, 10))
+          << server_->Log();
+    }
+    EXPECT_EQ(committed, PgHas(db_.conninfo(), id));
+    EXPECT_EQ(committed, PgHas(db2_.conninfo(), id));
+    EXPECT_EQ(0, Prepared(db_.conninfo()));
+    EXPECT_EQ(0, Prepared(db2_.conninfo()));
+  }
   // Atomic and finished: the transfer is on both sides or on neither, money
   // is conserved, and nothing is left prepared (the server's passes finish
   // what the client left).
@@ -267,13 +280,9 @@ TEST_F(PauseTest, ClassicFrozenBetweenItsOverlappedPreparesIsRolledBackEverywher
   Frozen f;
   FreezeAt(dir_ / "xatmd.conf", "tm.prepare.before_branch:2", Work::kTwoPostgres, 8, &f);
   LetTheServerTakeOver(0);
-  EXPECT_TRUE(WaitFor([&] { return Prepared(db_.conninfo()) == 0 && Prepared(db2_.conninfo()) == 0; }, 10))
-      << server_->Log();
+  ExpectTwoPostgresFinished(8, /*committed=*/false, /*wait=*/true);
   EXPECT_EQ(XATM_EFENCED, f.Resume()) << server_->Log();
-  EXPECT_FALSE(PgHas(db_.conninfo(), 8));
-  EXPECT_FALSE(PgHas(db2_.conninfo(), 8));
-  EXPECT_EQ(0, Prepared(db_.conninfo()));
-  EXPECT_EQ(0, Prepared(db2_.conninfo()));
+  ExpectTwoPostgresFinished(8, /*committed=*/false, /*wait=*/false);
 }
 
 // The same, frozen in phase two with the first database's COMMIT PREPARED
@@ -286,15 +295,9 @@ TEST_F(PauseTest, ClassicFrozenBetweenItsOverlappedCommitsIsCommittedEverywhere)
   Frozen f;
   FreezeAt(dir_ / "xatmd.conf", "tm.commit.before_branch:2", Work::kTwoPostgres, 9, &f);
   LetTheServerTakeOver(0);
-  EXPECT_TRUE(WaitFor([&] { return Prepared(db_.conninfo()) == 0 && Prepared(db2_.conninfo()) == 0; }, 10))
-      << server_->Log();
-  EXPECT_TRUE(PgHas(db_.conninfo(), 9));
-  EXPECT_TRUE(PgHas(db2_.conninfo(), 9));
+  ExpectTwoPostgresFinished(9, /*committed=*/true, /*wait=*/true);
   EXPECT_EQ(XATM_OK, f.Resume()) << server_->Log();
-  EXPECT_TRUE(PgHas(db_.conninfo(), 9));
-  EXPECT_TRUE(PgHas(db2_.conninfo(), 9));
-  EXPECT_EQ(0, Prepared(db_.conninfo()));
-  EXPECT_EQ(0, Prepared(db2_.conninfo()));
+  ExpectTwoPostgresFinished(9, /*committed=*/true, /*wait=*/false);
 }
 
 // One prepared writer, no decision recorded, frozen before its COMMIT

@@ -25,6 +25,8 @@
 //                recorded: PostgreSQL's PREPARE TRANSACTION, SQLite's COMMIT,
 //                COMMIT PREPARED (not crash-safe: the floor for PostgreSQL's
 //                2PC with SQLite)
+//   manual-row   the same with a decision row in SQLite's commit, as the
+//                RM's last resource writes it (still nothing to recover from)
 //   manual-bg    the same, with COMMIT PREPARED handed to 4 threads of the
 //                benchmark's own (the caller commits itself when 8 are
 //                waiting), as background_phase_two does: the floor for
@@ -287,6 +289,16 @@ int main(int argc, char** argv) {
     if (std::string e = xtm::bench::MakePgAccounts(ci, 1, kAccounts); !e.empty()) Die(e);
   }
   if (std::string e = xtm::bench::MakeSqliteAccounts(a.dir + "/bench.db", 1, kAccounts); !e.empty()) Die(e);
+  {
+    // manual-row's decision rows, shaped as the SQLite RM's xatm_decision.
+    sqlite3* db = nullptr;
+    if (sqlite3_open((a.dir + "/bench.db").c_str(), &db) != SQLITE_OK ||
+        sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS bench_decision (gtrid BLOB PRIMARY KEY NOT NULL, "
+                         "decided_at INTEGER NOT NULL) WITHOUT ROWID", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      Die(std::string("SQLite: ") + sqlite3_errmsg(db));
+    }
+    sqlite3_close(db);
+  }
   const bool with_mysql = !a.mysql_socket.empty();
   if (with_mysql) {
     MYSQL* my = mysql_init(nullptr);
@@ -414,6 +426,24 @@ int main(int argc, char** argv) {
   modes["manual"] = [&](Local& l, std::mt19937& r, long id) {
     const std::string g = "bench-" + std::to_string(id);
     return prepare_by_hand(l, r, g) && PgOk(l.pg, "COMMIT PREPARED '" + g + "'");
+  };
+  // The same with a decision row in SQLite's commit, as the RM's last
+  // resource writes it (a 20-byte gtrid; the row of the thread's transaction
+  // before deleted in the same commit; replaced, as rounds reuse ids): the
+  // floor plus what a crash-safe last-resource decision costs SQLite.
+  modes["manual-row"] = [&](Local& l, std::mt19937& r, long id) {
+    const std::string g = "bench-" + std::to_string(id);
+    char gtrid[41];
+    std::snprintf(gtrid, sizeof gtrid, "%040lx", id);
+    char before[41];
+    std::snprintf(before, sizeof before, "%040lx", id - 1);
+    const std::string s = "BEGIN IMMEDIATE; " + Update(pick(r)) + "; INSERT OR REPLACE INTO bench_decision VALUES (x'" + gtrid +
+                          "', 0); DELETE FROM bench_decision WHERE gtrid = x'" + before + "'";
+    return PgOk(l.pg, "BEGIN") && PgOk(l.pg, Update(pick(r))) &&
+           sqlite3_exec(l.db, s.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK &&
+           PgOk(l.pg, "PREPARE TRANSACTION '" + g + "'") &&
+           sqlite3_exec(l.db, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK &&
+           PgOk(l.pg, "COMMIT PREPARED '" + g + "'");
   };
   BackgroundCommits background(a.pg);
   modes["manual-bg"] = [&](Local& l, std::mt19937& r, long id) {

@@ -47,13 +47,9 @@ struct Frozen {
   int rc_fd = -1;
   // Wakes it, waits for it and returns its xatm_commit code.
   int Resume() {
-    ::kill(pid, SIGCONT);
-    int rc = 1;
-    const bool got = ::read(rc_fd, &rc, sizeof rc) == sizeof rc;
-    ::close(rc_fd);
-    EXPECT_EQ(0, WaitChild(pid));
+    const int rc = ResumeChild(pid, rc_fd);
     pid = -1;
-    return got ? rc : 1;
+    return rc;
   }
   ~Frozen() {
     if (pid > 0) {

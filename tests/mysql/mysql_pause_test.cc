@@ -56,14 +56,6 @@ class MysqlPause : public ::testing::Test {
     EXPECT_TRUE(WaitStopped(pid, 30)) << "the child did not stop at " << point;
     return pid;
   }
-  int Resume(pid_t pid, int rc_fd) {
-    ::kill(pid, SIGCONT);
-    int rc = 1;
-    EXPECT_EQ(static_cast<ssize_t>(sizeof rc), ::read(rc_fd, &rc, sizeof rc));
-    ::close(rc_fd);
-    EXPECT_EQ(0, WaitChild(pid));
-    return rc;
-  }
   // The server declares the frozen client dead and runs recovery passes.
   void LetTheServerTakeOver() {
     ASSERT_TRUE(WaitFor([&] { return server_->Count("declared dead") > 0; }, 20)) << server_->Log();
@@ -95,7 +87,7 @@ TEST_F(MysqlPause, FrozenAfterXaPrepareIsRolledBackAndTheLateCommitFenced) {
   LetTheServerTakeOver();
   EXPECT_EQ(0, banks_->Prepared(Side::kPg)) << server_->Log();
   EXPECT_EQ(1, banks_->Prepared(Side::kMysql)) << "the frozen session's branch";
-  const int rc = Resume(pid, fd);
+  const int rc = ResumeChild(pid, fd);
   EXPECT_TRUE(rc == XATM_EFENCED || rc == XATM_EROLLEDBACK) << rc << "\n" << server_->Log();
   EXPECT_FALSE(AtomicAndFinished(1));
 }
@@ -109,7 +101,7 @@ TEST_F(MysqlPause, FrozenAfterTheDecisionIsCommittedByTheServerAndTheClient) {
   LetTheServerTakeOver();
   EXPECT_EQ(1u, banks_->Transfers(Side::kPg).count(2)) << server_->Log();
   EXPECT_EQ(1, banks_->Prepared(Side::kMysql)) << "the frozen session's branch";
-  EXPECT_EQ(XATM_OK, Resume(pid, fd)) << server_->Log();
+  EXPECT_EQ(XATM_OK, ResumeChild(pid, fd)) << server_->Log();
   EXPECT_TRUE(AtomicAndFinished(2));
 }
 
@@ -120,7 +112,7 @@ TEST_F(MysqlPause, FrozenBeforeXaCommitIsFinishedByTheWokenClient) {
   const pid_t pid = FreezeAt("mysql.commit.before_send", 3, &fd);
   LetTheServerTakeOver();
   EXPECT_EQ(1, banks_->Prepared(Side::kMysql)) << server_->Log();
-  EXPECT_EQ(XATM_OK, Resume(pid, fd)) << server_->Log();
+  EXPECT_EQ(XATM_OK, ResumeChild(pid, fd)) << server_->Log();
   EXPECT_TRUE(AtomicAndFinished(3));
 }
 

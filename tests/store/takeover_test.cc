@@ -109,12 +109,7 @@ class TakeoverTest : public ::testing::Test {
     ASSERT_TRUE(WaitFor([&] { return bank_->PgPrepared() == 0; }, 20))
         << "b did not commit a's PostgreSQL branch: " << ReadFileOrDie(dir_ / "b.log");
     EXPECT_EQ(1u, bank_->PgTransfers().count(id));
-    ::kill(a, SIGCONT);
-    int rc = XATM_ERROR;
-    ASSERT_EQ(static_cast<ssize_t>(sizeof rc), ::read(rc_fd, &rc, sizeof rc));
-    ::close(rc_fd);
-    EXPECT_EQ(0, WaitChild(a));
-    EXPECT_EQ(XATM_OK, rc) << ReadFileOrDie(dir_ / "a.log");
+    EXPECT_EQ(XATM_OK, ResumeChild(a, rc_fd)) << ReadFileOrDie(dir_ / "a.log");
     bool committed = false;
     ASSERT_TRUE(FinishedAndAtomic(id, 20, &committed));
     EXPECT_TRUE(committed);
@@ -183,12 +178,7 @@ TEST_F(TakeoverTest, AFrozenNodeIsRolledBackByItsSuccessorAndItsLateCommitFenced
   ASSERT_TRUE(WaitFor([&] { return bank_->PgPrepared() == 0; }, 20))
       << "b did not roll a's PostgreSQL branch back: " << ReadFileOrDie(dir_ / "b.log");
   EXPECT_EQ(0u, bank_->PgTransfers().count(11));
-  ::kill(a, SIGCONT);
-  int rc = XATM_OK;
-  ASSERT_EQ(static_cast<ssize_t>(sizeof rc), ::read(rc_fd, &rc, sizeof rc));
-  ::close(rc_fd);
-  EXPECT_EQ(0, WaitChild(a));
-  EXPECT_EQ(XATM_EFENCED, rc) << ReadFileOrDie(dir_ / "a.log");
+  EXPECT_EQ(XATM_EFENCED, ResumeChild(a, rc_fd)) << ReadFileOrDie(dir_ / "a.log");
   bool committed = true;
   ASSERT_TRUE(FinishedAndAtomic(11, 20, &committed));
   EXPECT_FALSE(committed);

@@ -159,4 +159,13 @@ bool WaitStopped(pid_t pid, int seconds) {
   return false;
 }
 
+int ResumeChild(pid_t pid, int rc_fd) {
+  ::kill(pid, SIGCONT);
+  int rc = kNoAnswer;
+  EXPECT_EQ(static_cast<ssize_t>(sizeof rc), ::read(rc_fd, &rc, sizeof rc)) << "child " << pid << " wrote no answer";
+  ::close(rc_fd);
+  EXPECT_EQ(0, WaitChild(pid));
+  return rc;
+}
+
 }  // namespace xtm::test

@@ -350,6 +350,7 @@ TEST_F(PauseTest, EmbeddedTmFrozenAtEachCommitPointCannotBeResolvedByAnother) {
   } cases[] = {{"", "tm.lrc.before_last"},
                {"", "tm.lrc.after_last"},
                {kEveryBranchPrepared, "tm.prepare.after_all"},
+               {kEveryBranchPrepared, "log.batch.after_sync:2"},  // the COMMIT's batch (the 1st: xatm_open's)
                {kEveryBranchPrepared, "tm.commit.after_decision"},
                {kEveryBranchPrepared, "tm.commit.before_branch"}};
   long id = 100;

@@ -161,7 +161,7 @@ bool WaitStopped(pid_t pid, int seconds) {
 
 int ResumeChild(pid_t pid, int rc_fd) {
   ::kill(pid, SIGCONT);
-  int rc = kNoAnswer;
+  int rc = -1000;  // no answer
   EXPECT_EQ(static_cast<ssize_t>(sizeof rc), ::read(rc_fd, &rc, sizeof rc)) << "child " << pid << " wrote no answer";
   ::close(rc_fd);
   EXPECT_EQ(0, WaitChild(pid));

@@ -70,11 +70,9 @@ int WaitStatusCode(int status);
 // exits or `seconds` pass first.
 bool WaitStopped(pid_t pid, int seconds);
 
-// What ResumeChild returns when the child wrote no answer.
-constexpr int kNoAnswer = -1000;
 // Wakes child pid, stopped at a pause point, and waits for it: returns the
-// int it writes to rc_fd (its xatm_commit code) and expects it to exit 0.
-// Closes rc_fd.
+// int it writes to rc_fd (its xatm_commit code; a failed expectation and
+// -1000 if it wrote none) and expects it to exit 0. Closes rc_fd.
 int ResumeChild(pid_t pid, int rc_fd);
 
 }  // namespace xtm::test

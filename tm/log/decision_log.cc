@@ -12,6 +12,7 @@
 
 #include "log/segment_reader.h"
 #include "util/coding.h"
+#include "util/crash_point.h"
 #include "util/file_util.h"
 
 namespace xtm::log {
@@ -427,6 +428,8 @@ void DecisionLog::LeadLocked(std::unique_lock<std::mutex>& lock) {
 
     lock.unlock();
     Status s = WriteBatch(bytes, sync);
+    // If we crash now, the batch is durable and none of its appenders knows.
+    if (s.ok() && sync) XATM_CRASH_POINT("log.batch.after_sync");
     if (s.ok()) {
       std::lock_guard<std::mutex> sl(state_mu_);
       for (const Pending& p : batch) {

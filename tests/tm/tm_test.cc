@@ -344,9 +344,12 @@ void TmTest::TransfersWhileACheckerWatches(const std::function<bool(long*)>& tot
 TEST_F(TmTest, ConcurrentTransfersConserveMoneyWhileACheckerWatches) {
   Open(60, kEveryBranchPrepared);
   TransfersWhileACheckerWatches([&](long* sum) {
-    // SQLite first: holding its write lock, no transfer is between its
-    // PostgreSQL commit and its SQLite commit (with every branch prepared,
-    // phase two commits in join order: PostgreSQL, then SQLite).
+    // SQLite first: holding its write lock, no transfer's SQLite branch is
+    // prepared and uncommitted. Then PostgreSQL's rows FOR SHARE: a transfer
+    // whose SQLite branch has committed may still be committing its
+    // PostgreSQL one (phase two sends COMMIT PREPARED first and commits
+    // SQLite while PostgreSQL runs it), and its prepared rows stay locked
+    // until that COMMIT PREPARED is done.
     xatm_tx* tx = nullptr;
     if (xatm_start(tm_, &tx) != XATM_OK) return false;
     sqlite3* db = xatm_sqlite(tx, "ledger");
@@ -358,7 +361,7 @@ TEST_F(TmTest, ConcurrentTransfersConserveMoneyWhileACheckerWatches) {
       sqlite3_prepare_v2(db, "SELECT sum(balance) FROM accounts", -1, &st, nullptr);
       if (sqlite3_step(st) == SQLITE_ROW) s = sqlite3_column_int64(st, 0);
       sqlite3_finalize(st);
-      PGresult* r = PQexec(pg, "SELECT sum(balance) FROM accounts");
+      PGresult* r = PQexec(pg, "SELECT sum(balance) FROM (SELECT balance FROM accounts FOR SHARE) a");
       if (PQresultStatus(r) == PGRES_TUPLES_OK) {
         *sum = s + std::stol(PQgetvalue(r, 0, 0));
         got = true;

@@ -77,11 +77,15 @@ class StmtCache {
    private:
     Stmt* s_;
   };
-  Use Get(sqlite3* db, const std::string& sql) { return Use(GetRaw(db, sql)); }
+  Use Get(sqlite3* db, std::string_view sql) { return Use(GetRaw(db, sql)); }
   // As Get, without the guard: the caller resets the statement after use.
-  Stmt* GetRaw(sqlite3* db, const std::string& sql) {
-    auto it = stmts_.find(sql);
-    if (it == stmts_.end()) it = stmts_.emplace(sql, std::make_unique<Stmt>(db, sql)).first;
+  Stmt* GetRaw(sqlite3* db, std::string_view sql) {
+    auto it = stmts_.find(sql);  // no string made for the lookup
+    if (it == stmts_.end()) {
+      std::string text(sql);
+      auto st = std::make_unique<Stmt>(db, text);
+      it = stmts_.emplace(std::move(text), std::move(st)).first;
+    }
     if (!it->second->ok()) {  // retry a failed prepare next time
       Stmt* failed = it->second.release();
       stmts_.erase(it);
@@ -100,7 +104,7 @@ class StmtCache {
   }
 
  private:
-  std::map<std::string, std::unique_ptr<Stmt>> stmts_;
+  std::map<std::string, std::unique_ptr<Stmt>, std::less<>> stmts_;
   std::unique_ptr<Stmt> failed_;
 };
 

@@ -76,6 +76,7 @@ Transaction::Transaction(TransactionManager* tm, std::string gtrid, std::shared_
     : tm_(tm), gtrid_(std::move(gtrid)), session_(std::move(session)),
       deadline_(Clock::now() + std::chrono::seconds(tm->cfg_.timeout_s)) {
   background_phase_two_ = tm->cfg_.background_phase_two;
+  branches_.reserve(tm->rms_.size());  // a branch per RM at most
 }
 
 void Transaction::SetTimeout(int seconds) {
@@ -286,6 +287,7 @@ Outcome Transaction::PhaseOne(bool explicit_prepare, std::string* message) {
   // outstanding prepare is completed, whatever the other votes: a decision
   // (here: none yet) comes only after all of them.
   std::vector<std::pair<Branch*, int>> sent;  // branch, handle
+  sent.reserve(branches_.size());
   if (why.empty() && branches_.size() >= 2) {
     for (auto it = branches_.rbegin(); it != branches_.rend(); ++it) {
       Branch& b = *it;
@@ -334,6 +336,7 @@ Outcome Transaction::PhaseOne(bool explicit_prepare, std::string* message) {
 
 Outcome Transaction::PhaseTwo(std::string* message) {
   std::vector<Branch*> writers;
+  writers.reserve(branches_.size());
   for (Branch& b : branches_) {
     if (b.st == Branch::St::kPrepared) writers.push_back(&b);
   }
@@ -345,6 +348,7 @@ Outcome Transaction::PhaseTwo(std::string* message) {
     rec.format_id = static_cast<int32_t>(kFormatId);
     rec.gtrid = gtrid_;
     rec.time_ms = log::NowMs();
+    rec.branches.reserve(writers.size());
     for (Branch* b : writers) rec.branches.push_back({b->rm->spec.name, std::string(rm::Bqual(b->xid))});
     Status s = tm_->store_->Commit(rec, session_.get());
     if (s.IsFenced()) {
@@ -462,6 +466,7 @@ Outcome Transaction::FinishWriters(const std::vector<Branch*>& writers, std::vec
   // other branches commit meanwhile; then each sent one's outcome is read
   // and taken as the first attempt of the usual retrying FinishBranch.
   std::vector<std::pair<Branch*, int>> sent;  // branch, handle
+  sent.reserve(writers.size());
   if (writers.size() >= 2) {
     for (Branch* b : writers) {
       if (!b->rm->x->TakesAsync() || !tls_rms.open.count(b->rm->rmid)) continue;
@@ -471,6 +476,7 @@ Outcome Transaction::FinishWriters(const std::vector<Branch*>& writers, std::vec
     }
   }
   std::vector<std::pair<Branch*, int>> order;  // branch, answer of its sent COMMIT
+  order.reserve(writers.size());
   for (Branch* b : writers) {
     bool was_sent = false;
     for (auto& [sb, h] : sent) was_sent = was_sent || sb == b;

@@ -78,12 +78,12 @@ Status CheckDir(const std::string& dir) {
   return Status::OK();
 }
 
-// The BATCH record that opens a write: where the segment was durable up to
-// when the write was made (see log_format.md).
-std::string BatchRecord(uint64_t synced_upto) {
+// Appends the BATCH record that opens a write: where the segment was durable
+// up to when the write was made (see log_format.md).
+void AppendBatchRecord(uint64_t synced_upto, std::string* out) {
   std::string payload;
   PutFixed64(&payload, synced_upto);
-  return Frame(RecordType::kBatch, payload);
+  AppendFrameTo(RecordType::kBatch, payload, out);
 }
 
 std::string RandomNodeId() {
@@ -108,20 +108,27 @@ std::string RandomNodeId() {
 
 namespace {
 
-// The keys of a payload, without decoding the rest.
-bool ParseKey(RecordType type, std::string_view payload, std::string* gtrid, std::string* rm,
-              std::string* bqual) {
-  Decoder d(payload);
-  uint32_t fid;
-  constexpr uint32_t kMax = 4096;
+// The keys of a payload, without decoding the rest: views into it.
+bool ParseKey(RecordType type, std::string_view payload, std::string_view* gtrid, std::string_view* rm,
+              std::string_view* bqual) {
+  auto take = [&payload](std::string_view* field) {
+    if (payload.size() < 4) return false;
+    const uint32_t n = DecodeFixed32(payload.data());
+    if (n > 4096 || payload.size() - 4 < n) return false;
+    *field = payload.substr(4, n);
+    payload.remove_prefix(4 + n);
+    return true;
+  };
+  auto skip_format_id = [&payload] {
+    if (payload.size() < 4) return false;
+    payload.remove_prefix(4);
+    return true;
+  };
   switch (type) {
-    case RecordType::kCommit: return d.GetFixed32(&fid) && d.GetBytes(gtrid, kMax);
-    case RecordType::kEnd: return d.GetBytes(gtrid, kMax);
-    case RecordType::kHeuristic:
-      return d.GetFixed32(&fid) && d.GetBytes(gtrid, kMax) && d.GetBytes(rm, kMax) &&
-             d.GetBytes(bqual, kMax);
-    case RecordType::kForget:
-      return d.GetBytes(gtrid, kMax) && d.GetBytes(rm, kMax) && d.GetBytes(bqual, kMax);
+    case RecordType::kCommit: return skip_format_id() && take(gtrid);
+    case RecordType::kEnd: return take(gtrid);
+    case RecordType::kHeuristic: return skip_format_id() && take(gtrid) && take(rm) && take(bqual);
+    case RecordType::kForget: return take(gtrid) && take(rm) && take(bqual);
     case RecordType::kNode:
     case RecordType::kBatch: return true;
   }
@@ -148,19 +155,26 @@ Status LiveState::Apply(RecordType type, std::string_view payload, bool validate
     Status s = Validate(type, payload);
     if (!s.ok()) return s;
   }
-  std::string gtrid, rm, bqual;
+  std::string_view gtrid, rm, bqual;
   if (!ParseKey(type, payload, &gtrid, &rm, &bqual)) {
     return Status::Corruption(std::string("malformed ") + RecordTypeName(type) + " record payload");
   }
   switch (type) {
     case RecordType::kNode: node_.assign(payload); break;
-    case RecordType::kCommit: commits_[gtrid].assign(payload); break;
-    case RecordType::kEnd: commits_.erase(gtrid); break;
+    case RecordType::kCommit: {
+      auto it = commits_.find(gtrid);
+      if (it == commits_.end()) it = commits_.emplace(std::string(gtrid), std::string()).first;
+      it->second.assign(payload);
+      break;
+    }
+    case RecordType::kEnd:
+      if (auto it = commits_.find(gtrid); it != commits_.end()) commits_.erase(it);
+      break;
     case RecordType::kHeuristic:
-      heuristics_[std::make_tuple(std::move(gtrid), std::move(rm), std::move(bqual))].assign(payload);
+      heuristics_[std::make_tuple(std::string(gtrid), std::string(rm), std::string(bqual))].assign(payload);
       break;
     case RecordType::kForget:
-      for (auto it = heuristics_.lower_bound(std::make_tuple(gtrid, std::string(), std::string()));
+      for (auto it = heuristics_.lower_bound(std::make_tuple(std::string(gtrid), std::string(), std::string()));
            it != heuristics_.end() && std::get<0>(it->first) == gtrid;) {
         bool match = rm.empty() || (std::get<1>(it->first) == rm && std::get<2>(it->first) == bqual);
         it = match ? heuristics_.erase(it) : std::next(it);
@@ -186,9 +200,9 @@ LogState LiveState::Decoded() const {
 }
 
 void LiveState::AppendSnapshot(std::string* out) const {
-  if (!node_.empty()) *out += Frame(RecordType::kNode, node_);
-  for (const auto& [gtrid, payload] : commits_) *out += Frame(RecordType::kCommit, payload);
-  for (const auto& [key, payload] : heuristics_) *out += Frame(RecordType::kHeuristic, payload);
+  if (!node_.empty()) AppendFrameTo(RecordType::kNode, node_, out);
+  for (const auto& [gtrid, payload] : commits_) AppendFrameTo(RecordType::kCommit, payload, out);
+  for (const auto& [key, payload] : heuristics_) AppendFrameTo(RecordType::kHeuristic, payload, out);
 }
 
 // ---------------------------------------------------------------------------
@@ -327,22 +341,22 @@ DecisionLog::~DecisionLog() {
 // carries many decisions.
 
 Status DecisionLog::Append(const CommitRecord& r) {
-  return AppendFrame(RecordType::kCommit, Encode(r), true);
+  return AppendFrame(RecordType::kCommit, Framed(RecordType::kCommit, r), true);
 }
 Status DecisionLog::Append(const HeuristicRecord& r) {
-  return AppendFrame(RecordType::kHeuristic, Encode(r), true);
+  return AppendFrame(RecordType::kHeuristic, Framed(RecordType::kHeuristic, r), true);
 }
 Status DecisionLog::Append(const ForgetRecord& r) {
-  return AppendFrame(RecordType::kForget, Encode(r), true);
+  return AppendFrame(RecordType::kForget, Framed(RecordType::kForget, r), true);
 }
 Status DecisionLog::Append(const CommitRecord& r, const std::vector<EndRecord>& ends_before) {
-  return AppendFrame(RecordType::kCommit, Encode(r), true, &ends_before);
+  return AppendFrame(RecordType::kCommit, Framed(RecordType::kCommit, r), true, &ends_before);
 }
 Status DecisionLog::Append(const NodeRecord& r) {
-  return AppendFrame(RecordType::kNode, Encode(r), true);
+  return AppendFrame(RecordType::kNode, Framed(RecordType::kNode, r), true);
 }
 Status DecisionLog::Append(const EndRecord& r) {
-  return AppendFrame(RecordType::kEnd, Encode(r), false);
+  return AppendFrame(RecordType::kEnd, Framed(RecordType::kEnd, r), false);
 }
 
 Status DecisionLog::Sync() {
@@ -362,23 +376,18 @@ Status DecisionLog::Sync() {
   return s;
 }
 
-Status DecisionLog::AppendFrame(RecordType type, std::string payload, bool durable,
+Status DecisionLog::AppendFrame(RecordType type, std::string frame, bool durable,
                                 const std::vector<EndRecord>* ends_before) {
   if (opts_.read_only) return Status::InvalidArgument("the decision log was opened read-only");
-  std::string frame = Frame(type, payload);
   std::vector<Pending> ends;
   if (ends_before) {
-    for (const EndRecord& e : *ends_before) {
-      std::string p = Encode(e);
-      std::string f = Frame(RecordType::kEnd, p);
-      ends.push_back(Pending{RecordType::kEnd, std::move(p), std::move(f), nullptr});
-    }
+    for (const EndRecord& e : *ends_before) ends.push_back(Pending{RecordType::kEnd, Framed(RecordType::kEnd, e), nullptr});
   }
   GroupWaiter w;
   std::unique_lock<std::mutex> l(mu_);
   if (!failed_.ok()) return failed_;
   for (Pending& e : ends) pending_.push_back(std::move(e));
-  pending_.push_back(Pending{type, std::move(payload), std::move(frame), durable ? &w : nullptr});
+  pending_.push_back(Pending{type, std::move(frame), durable ? &w : nullptr});
   if (!durable && leading_) return Status::OK();  // the busy leader writes it next
   Status answer;
   for (;;) {
@@ -414,16 +423,18 @@ void DecisionLog::HandOffLocked() {
 void DecisionLog::LeadLocked(std::unique_lock<std::mutex>& lock) {
   while (!pending_.empty()) {
     std::vector<Pending> batch;
-    batch.swap(pending_);
+    batch.swap(spare_);
+    batch.swap(pending_);  // pending_ keeps the spare's capacity
     bool sync = false;
     size_t bytes_len = 0;
     for (const Pending& p : batch) {
       sync = sync || p.waiter != nullptr;
       bytes_len += p.frame.size();
     }
-    std::string bytes;
+    std::string& bytes = batch_bytes_;
+    bytes.clear();
     bytes.reserve(kRecordHeaderSize + 8 + bytes_len);
-    bytes += BatchRecord(synced_end_);
+    AppendBatchRecord(synced_end_, &bytes);
     for (const Pending& p : batch) bytes += p.frame;
 
     lock.unlock();
@@ -433,7 +444,7 @@ void DecisionLog::LeadLocked(std::unique_lock<std::mutex>& lock) {
     if (s.ok()) {
       std::lock_guard<std::mutex> sl(state_mu_);
       for (const Pending& p : batch) {
-        Status as = live_.Apply(p.type, p.payload, /*validate=*/false);
+        Status as = live_.Apply(p.type, p.payload(), /*validate=*/false);
         (void)as;  // our own encoding: it always parses
       }
     }
@@ -461,6 +472,8 @@ void DecisionLog::LeadLocked(std::unique_lock<std::mutex>& lock) {
       if (p.waiter) p.waiter->Answer(failed);
     }
     lock.lock();
+    batch.clear();
+    if (batch.capacity() > spare_.capacity()) spare_.swap(batch);
     if (!failed.ok()) return;
     // Durable appenders waiting now wake up and one of them leads the next
     // batch; only unforced records left behind are written by us.

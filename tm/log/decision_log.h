@@ -68,7 +68,12 @@ class LiveState {
 
  private:
   std::string node_;  // payload of the latest NODE, empty if none
-  std::unordered_map<std::string, std::string> commits_;  // gtrid -> COMMIT payload
+  // Looked up by a view of a record's gtrid, without a string made for it.
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view k) const { return std::hash<std::string_view>()(k); }
+  };
+  std::unordered_map<std::string, std::string, Hash, std::equal_to<>> commits_;  // gtrid -> COMMIT payload
   std::map<std::tuple<std::string, std::string, std::string>, std::string> heuristics_;
 };
 
@@ -124,15 +129,15 @@ class DecisionLog {
  private:
   struct Pending {
     RecordType type;
-    std::string payload;
     std::string frame;
     GroupWaiter* waiter;  // null for unforced records
+    std::string_view payload() const { return std::string_view(frame).substr(kRecordHeaderSize); }
   };
   explicit DecisionLog(const LogOptions& opts) : opts_(opts) {}
 
   Status Replay();
   Status OpenNewest();
-  Status AppendFrame(RecordType type, std::string payload, bool durable,
+  Status AppendFrame(RecordType type, std::string frame, bool durable,
                      const std::vector<EndRecord>* ends_before = nullptr);
   void LeadLocked(std::unique_lock<std::mutex>& lock);
   void HandOffLocked();
@@ -153,6 +158,10 @@ class DecisionLog {
   LiveState live_;                // REQUIRES state_mu_ to change; changed only by the leader,
                                   // which reads it without the mutex
   std::vector<Pending> pending_;  // REQUIRES mu_
+  // The leader's: an emptied batch vector kept for its capacity, and the
+  // buffer a batch's bytes are gathered in.
+  std::vector<Pending> spare_;  // REQUIRES mu_
+  std::string batch_bytes_;
   bool leading_ = false;          // REQUIRES mu_: a leader is writing
   Status failed_;                 // REQUIRES mu_: once set, every append fails with it
   LogStats stats_;                // REQUIRES mu_

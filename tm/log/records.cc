@@ -44,53 +44,41 @@ uint64_t NowMs() {
       duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
 }
 
-std::string Encode(const NodeRecord& r) {
-  std::string s;
-  PutBytes(&s, r.node_id);
-  PutBytes(&s, r.node_name);
-  PutFixed32(&s, r.incarnation);
-  PutFixed64(&s, r.time_ms);
-  return s;
+void EncodeTo(const NodeRecord& r, std::string* s) {
+  PutBytes(s, r.node_id);
+  PutBytes(s, r.node_name);
+  PutFixed32(s, r.incarnation);
+  PutFixed64(s, r.time_ms);
 }
 
-std::string Encode(const CommitRecord& r) {
-  std::string s;
-  PutFixed32(&s, static_cast<uint32_t>(r.format_id));
-  PutBytes(&s, r.gtrid);
-  PutFixed64(&s, r.time_ms);
-  PutFixed32(&s, static_cast<uint32_t>(r.branches.size()));
+void EncodeTo(const CommitRecord& r, std::string* s) {
+  PutFixed32(s, static_cast<uint32_t>(r.format_id));
+  PutBytes(s, r.gtrid);
+  PutFixed64(s, r.time_ms);
+  PutFixed32(s, static_cast<uint32_t>(r.branches.size()));
   for (const BranchRef& b : r.branches) {
-    PutBytes(&s, b.rm);
-    PutBytes(&s, b.bqual);
+    PutBytes(s, b.rm);
+    PutBytes(s, b.bqual);
   }
-  return s;
 }
 
-std::string Encode(const EndRecord& r) {
-  std::string s;
-  PutBytes(&s, r.gtrid);
-  return s;
+void EncodeTo(const EndRecord& r, std::string* s) { PutBytes(s, r.gtrid); }
+
+void EncodeTo(const HeuristicRecord& r, std::string* s) {
+  PutFixed32(s, static_cast<uint32_t>(r.format_id));
+  PutBytes(s, r.gtrid);
+  PutBytes(s, r.rm);
+  PutBytes(s, r.bqual);
+  s->push_back(static_cast<char>(r.outcome));
+  PutBytes(s, r.who);
+  PutBytes(s, r.why);
+  PutFixed64(s, r.time_ms);
 }
 
-std::string Encode(const HeuristicRecord& r) {
-  std::string s;
-  PutFixed32(&s, static_cast<uint32_t>(r.format_id));
-  PutBytes(&s, r.gtrid);
-  PutBytes(&s, r.rm);
-  PutBytes(&s, r.bqual);
-  s.push_back(static_cast<char>(r.outcome));
-  PutBytes(&s, r.who);
-  PutBytes(&s, r.why);
-  PutFixed64(&s, r.time_ms);
-  return s;
-}
-
-std::string Encode(const ForgetRecord& r) {
-  std::string s;
-  PutBytes(&s, r.gtrid);
-  PutBytes(&s, r.rm);
-  PutBytes(&s, r.bqual);
-  return s;
+void EncodeTo(const ForgetRecord& r, std::string* s) {
+  PutBytes(s, r.gtrid);
+  PutBytes(s, r.rm);
+  PutBytes(s, r.bqual);
 }
 
 Status Decode(std::string_view payload, NodeRecord* r) {
@@ -138,13 +126,27 @@ Status Decode(std::string_view payload, ForgetRecord* r) {
   return d.done() ? Status::OK() : Bad("FORGET");
 }
 
-std::string Frame(RecordType type, std::string_view payload) {
-  std::string f(kRecordHeaderSize, '\0');
-  EncodeFixed32(&f[4], static_cast<uint32_t>(payload.size()));
+void SealFrame(RecordType type, std::string* f) {
+  EncodeFixed32(&(*f)[4], static_cast<uint32_t>(f->size() - kRecordHeaderSize));
+  (*f)[8] = static_cast<char>(type);
+  const uint32_t crc = crc32c::Value(f->data() + 4, f->size() - 4);
+  EncodeFixed32(&(*f)[0], crc32c::Mask(crc));
+}
+
+void AppendFrameTo(RecordType type, std::string_view payload, std::string* out) {
+  const size_t at = out->size();
+  out->resize(at + kRecordHeaderSize);
+  out->append(payload.data(), payload.size());
+  char* f = out->data() + at;
+  EncodeFixed32(f + 4, static_cast<uint32_t>(payload.size()));
   f[8] = static_cast<char>(type);
-  f.append(payload.data(), payload.size());
-  uint32_t crc = crc32c::Value(f.data() + 4, f.size() - 4);
-  EncodeFixed32(&f[0], crc32c::Mask(crc));
+  EncodeFixed32(f, crc32c::Mask(crc32c::Value(f + 4, kRecordHeaderSize - 4 + payload.size())));
+}
+
+std::string Frame(RecordType type, std::string_view payload) {
+  std::string f;
+  f.reserve(kRecordHeaderSize + payload.size());
+  AppendFrameTo(type, payload, &f);
   return f;
 }
 

@@ -71,11 +71,19 @@ struct ForgetRecord {
   std::string bqual;
 };
 
-std::string Encode(const NodeRecord& r);
-std::string Encode(const CommitRecord& r);
-std::string Encode(const EndRecord& r);
-std::string Encode(const HeuristicRecord& r);
-std::string Encode(const ForgetRecord& r);
+// A record's payload, appended to *out.
+void EncodeTo(const NodeRecord& r, std::string* out);
+void EncodeTo(const CommitRecord& r, std::string* out);
+void EncodeTo(const EndRecord& r, std::string* out);
+void EncodeTo(const HeuristicRecord& r, std::string* out);
+void EncodeTo(const ForgetRecord& r, std::string* out);
+
+template <class Record>
+std::string Encode(const Record& r) {
+  std::string s;
+  EncodeTo(r, &s);
+  return s;
+}
 
 // Each Decode fails with Corruption when the payload does not parse exactly.
 Status Decode(std::string_view payload, NodeRecord* r);
@@ -86,6 +94,23 @@ Status Decode(std::string_view payload, ForgetRecord* r);
 
 // A frame: checksum, length, type, payload.
 std::string Frame(RecordType type, std::string_view payload);
+// Appends the frame of payload to *out.
+void AppendFrameTo(RecordType type, std::string_view payload, std::string* out);
+// Fills in the header of *frame, which holds kRecordHeaderSize bytes and then
+// the payload.
+void SealFrame(RecordType type, std::string* frame);
+
+// The frame of a record, encoded in place: one allocation for a record of a
+// few branches.
+template <class Record>
+std::string Framed(RecordType type, const Record& r) {
+  std::string f;
+  f.reserve(kRecordHeaderSize + 128);
+  f.resize(kRecordHeaderSize);
+  EncodeTo(r, &f);
+  SealFrame(type, &f);
+  return f;
+}
 
 // Milliseconds since the epoch, for the time fields.
 uint64_t NowMs();

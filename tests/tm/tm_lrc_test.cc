@@ -501,6 +501,33 @@ TEST_F(PgLastResource, FirstVotingNoRollsBackTheLastResourceToo) {
   EXPECT_EQ("0", Decisions(b_));
 }
 
+// The application makes the last resource's transaction READ ONLY after its
+// writes: the decision row is refused; nothing is committed anywhere, and the
+// error says why (architecture.md, "Last-resource commit").
+TEST_F(PgLastResource, ALastResourceMadeReadOnlyByTheApplicationRollsEverythingBack) {
+  Open();
+  xatm_tx* tx = nullptr;
+  ASSERT_EQ(XATM_OK, xatm_start(tm_, &tx));
+  PGconn* a = xatm_pgconn(tx, "a");
+  PGconn* b = xatm_pgconn(tx, "b");  // joined last: the last resource
+  ASSERT_TRUE(PgLastResourceStatements(a, b, 1));
+  Exec(b, "SET TRANSACTION READ ONLY");
+  EXPECT_EQ(XATM_EROLLEDBACK, xatm_commit(tx));
+  const std::string why = xatm_errmsg(tm_);
+  EXPECT_NE(std::string::npos, why.find("decision row")) << why;
+  EXPECT_NE(std::string::npos, why.find("read-only transaction")) << why;
+  xatm_tx_free(tx);
+  EXPECT_EQ("1000", Sum(a_));
+  EXPECT_EQ("1000", Sum(b_));
+  EXPECT_EQ("0", Transfers(a_));
+  EXPECT_EQ("0", Transfers(b_));
+  EXPECT_EQ("0", Prepared(a_));
+  EXPECT_EQ("0", Decisions(b_));
+  ASSERT_EQ(XATM_OK, Transfer(2)) << error_;  // the next one commits
+  EXPECT_EQ("1", Transfers(a_));
+  EXPECT_EQ("1", Transfers(b_));
+}
+
 // A database whose sessions are read-only by default cannot hold a decision
 // row: it is never the last resource, and the transaction commits by plain
 // two-phase commit (the read-only branch votes XA_RDONLY).

@@ -111,24 +111,17 @@ namespace {
 // The keys of a payload, without decoding the rest: views into it.
 bool ParseKey(RecordType type, std::string_view payload, std::string_view* gtrid, std::string_view* rm,
               std::string_view* bqual) {
-  auto take = [&payload](std::string_view* field) {
-    if (payload.size() < 4) return false;
-    const uint32_t n = DecodeFixed32(payload.data());
-    if (n > 4096 || payload.size() - 4 < n) return false;
-    *field = payload.substr(4, n);
-    payload.remove_prefix(4 + n);
-    return true;
-  };
-  auto skip_format_id = [&payload] {
-    if (payload.size() < 4) return false;
-    payload.remove_prefix(4);
-    return true;
-  };
+  Decoder d(payload);
+  uint32_t fid;
+  constexpr uint32_t kMax = 4096;
   switch (type) {
-    case RecordType::kCommit: return skip_format_id() && take(gtrid);
-    case RecordType::kEnd: return take(gtrid);
-    case RecordType::kHeuristic: return skip_format_id() && take(gtrid) && take(rm) && take(bqual);
-    case RecordType::kForget: return take(gtrid) && take(rm) && take(bqual);
+    case RecordType::kCommit: return d.GetFixed32(&fid) && d.GetBytes(gtrid, kMax);
+    case RecordType::kEnd: return d.GetBytes(gtrid, kMax);
+    case RecordType::kHeuristic:
+      return d.GetFixed32(&fid) && d.GetBytes(gtrid, kMax) && d.GetBytes(rm, kMax) &&
+             d.GetBytes(bqual, kMax);
+    case RecordType::kForget:
+      return d.GetBytes(gtrid, kMax) && d.GetBytes(rm, kMax) && d.GetBytes(bqual, kMax);
     case RecordType::kNode:
     case RecordType::kBatch: return true;
   }
@@ -381,7 +374,9 @@ Status DecisionLog::AppendFrame(RecordType type, std::string frame, bool durable
   if (opts_.read_only) return Status::InvalidArgument("the decision log was opened read-only");
   std::vector<Pending> ends;
   if (ends_before) {
-    for (const EndRecord& e : *ends_before) ends.push_back(Pending{RecordType::kEnd, Framed(RecordType::kEnd, e), nullptr});
+    for (const EndRecord& e : *ends_before) {
+      ends.push_back(Pending{RecordType::kEnd, Framed(RecordType::kEnd, e), nullptr});
+    }
   }
   GroupWaiter w;
   std::unique_lock<std::mutex> l(mu_);

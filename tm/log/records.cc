@@ -126,21 +126,26 @@ Status Decode(std::string_view payload, ForgetRecord* r) {
   return d.done() ? Status::OK() : Bad("FORGET");
 }
 
+namespace {
+
+// Fills in the header of the frame at f, whose payload of len bytes follows it.
+void FillHeader(char* f, RecordType type, size_t len) {
+  EncodeFixed32(f + 4, static_cast<uint32_t>(len));
+  f[8] = static_cast<char>(type);
+  EncodeFixed32(f, crc32c::Mask(crc32c::Value(f + 4, kRecordHeaderSize - 4 + len)));
+}
+
+}  // namespace
+
 void SealFrame(RecordType type, std::string* f) {
-  EncodeFixed32(&(*f)[4], static_cast<uint32_t>(f->size() - kRecordHeaderSize));
-  (*f)[8] = static_cast<char>(type);
-  const uint32_t crc = crc32c::Value(f->data() + 4, f->size() - 4);
-  EncodeFixed32(&(*f)[0], crc32c::Mask(crc));
+  FillHeader(f->data(), type, f->size() - kRecordHeaderSize);
 }
 
 void AppendFrameTo(RecordType type, std::string_view payload, std::string* out) {
   const size_t at = out->size();
   out->resize(at + kRecordHeaderSize);
   out->append(payload.data(), payload.size());
-  char* f = out->data() + at;
-  EncodeFixed32(f + 4, static_cast<uint32_t>(payload.size()));
-  f[8] = static_cast<char>(type);
-  EncodeFixed32(f, crc32c::Mask(crc32c::Value(f + 4, kRecordHeaderSize - 4 + payload.size())));
+  FillHeader(out->data() + at, type, payload.size());
 }
 
 std::string Frame(RecordType type, std::string_view payload) {

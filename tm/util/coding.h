@@ -62,9 +62,16 @@ class Decoder {
     return true;
   }
   bool GetBytes(std::string* s, uint32_t max_len) {
+    std::string_view v;
+    if (!GetBytes(&v, max_len)) return false;
+    s->assign(v);
+    return true;
+  }
+  // As above, as a view into the input.
+  bool GetBytes(std::string_view* s, uint32_t max_len) {
     uint32_t n;
     if (!GetFixed32(&n) || n > max_len || in_.size() < n) return Fail();
-    s->assign(in_.data(), n);
+    *s = in_.substr(0, n);
     in_.remove_prefix(n);
     return true;
   }

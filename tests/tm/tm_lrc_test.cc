@@ -408,6 +408,15 @@ class PgLastResource : public ::testing::Test {
     return One(d, "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()");
   }
   std::string Decisions(ScratchDb& d) { return One(d, "SELECT count(*) FROM xatm.decision"); }
+  // Both databases' balances and transfers, and nothing left prepared.
+  void ExpectBoth(const std::string& sum_a, const std::string& sum_b, const std::string& transfers) {
+    EXPECT_EQ(sum_a, Sum(a_));
+    EXPECT_EQ(sum_b, Sum(b_));
+    EXPECT_EQ(transfers, Transfers(a_));
+    EXPECT_EQ(transfers, Transfers(b_));
+    EXPECT_EQ("0", Prepared(a_));
+    EXPECT_EQ("0", Prepared(b_));
+  }
   int Commits() {
     log::LogScan s;
     EXPECT_TRUE(log::ScanLog(dir_.path() + "/log", &s).ok());
@@ -439,12 +448,7 @@ TEST_F(PgLastResource, CommitsBothWithOnePrepareAndNoLogRecord) {
   EXPECT_EQ("0", Decisions(a_));
   EXPECT_EQ("0", Decisions(b_));
   ASSERT_EQ(XATM_OK, Transfer(1)) << error_;
-  EXPECT_EQ("990", Sum(a_));
-  EXPECT_EQ("1010", Sum(b_));
-  EXPECT_EQ("1", Transfers(a_));
-  EXPECT_EQ("1", Transfers(b_));
-  EXPECT_EQ("0", Prepared(a_));
-  EXPECT_EQ("0", Prepared(b_));
+  ExpectBoth("990", "1010", "1");
   EXPECT_EQ(0, Commits());
   EXPECT_EQ("0", Decisions(a_));
   EXPECT_EQ("1", Decisions(b_));  // b, joined last, holds it
@@ -517,15 +521,10 @@ TEST_F(PgLastResource, ALastResourceMadeReadOnlyByTheApplicationRollsEverythingB
   EXPECT_NE(std::string::npos, why.find("decision row")) << why;
   EXPECT_NE(std::string::npos, why.find("read-only transaction")) << why;
   xatm_tx_free(tx);
-  EXPECT_EQ("1000", Sum(a_));
-  EXPECT_EQ("1000", Sum(b_));
-  EXPECT_EQ("0", Transfers(a_));
-  EXPECT_EQ("0", Transfers(b_));
-  EXPECT_EQ("0", Prepared(a_));
+  ExpectBoth("1000", "1000", "0");
   EXPECT_EQ("0", Decisions(b_));
   ASSERT_EQ(XATM_OK, Transfer(2)) << error_;  // the next one commits
-  EXPECT_EQ("1", Transfers(a_));
-  EXPECT_EQ("1", Transfers(b_));
+  ExpectBoth("990", "1010", "1");
 }
 
 // A database whose sessions are read-only by default cannot hold a decision

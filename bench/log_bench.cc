@@ -65,7 +65,7 @@ Result RawFdatasync(const std::string& dir, double seconds) {
   std::string path = dir + "/raw.dat";
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
   if (fd < 0) std::exit(1);
-  std::string rec = xtm::log::Frame(xtm::log::RecordType::kCommit, xtm::log::Encode(Decision(0, 0)));
+  std::string rec = xtm::log::Framed(Decision(0, 0));
   std::vector<double> lat;
   const auto start = Clock::now();
   const auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));

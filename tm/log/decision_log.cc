@@ -334,22 +334,22 @@ DecisionLog::~DecisionLog() {
 // carries many decisions.
 
 Status DecisionLog::Append(const CommitRecord& r) {
-  return AppendFrame(RecordType::kCommit, Framed(RecordType::kCommit, r), true);
+  return AppendFrame(Framed(r), true);
 }
 Status DecisionLog::Append(const HeuristicRecord& r) {
-  return AppendFrame(RecordType::kHeuristic, Framed(RecordType::kHeuristic, r), true);
+  return AppendFrame(Framed(r), true);
 }
 Status DecisionLog::Append(const ForgetRecord& r) {
-  return AppendFrame(RecordType::kForget, Framed(RecordType::kForget, r), true);
+  return AppendFrame(Framed(r), true);
 }
 Status DecisionLog::Append(const CommitRecord& r, const std::vector<EndRecord>& ends_before) {
-  return AppendFrame(RecordType::kCommit, Framed(RecordType::kCommit, r), true, &ends_before);
+  return AppendFrame(Framed(r), true, &ends_before);
 }
 Status DecisionLog::Append(const NodeRecord& r) {
-  return AppendFrame(RecordType::kNode, Framed(RecordType::kNode, r), true);
+  return AppendFrame(Framed(r), true);
 }
 Status DecisionLog::Append(const EndRecord& r) {
-  return AppendFrame(RecordType::kEnd, Framed(RecordType::kEnd, r), false);
+  return AppendFrame(Framed(r), false);
 }
 
 Status DecisionLog::Sync() {
@@ -369,20 +369,20 @@ Status DecisionLog::Sync() {
   return s;
 }
 
-Status DecisionLog::AppendFrame(RecordType type, std::string frame, bool durable,
+Status DecisionLog::AppendFrame(std::string frame, bool durable,
                                 const std::vector<EndRecord>* ends_before) {
   if (opts_.read_only) return Status::InvalidArgument("the decision log was opened read-only");
   std::vector<Pending> ends;
   if (ends_before) {
     for (const EndRecord& e : *ends_before) {
-      ends.push_back(Pending{RecordType::kEnd, Framed(RecordType::kEnd, e), nullptr});
+      ends.push_back(Pending{Framed(e), nullptr});
     }
   }
   GroupWaiter w;
   std::unique_lock<std::mutex> l(mu_);
   if (!failed_.ok()) return failed_;
   for (Pending& e : ends) pending_.push_back(std::move(e));
-  pending_.push_back(Pending{type, std::move(frame), durable ? &w : nullptr});
+  pending_.push_back(Pending{std::move(frame), durable ? &w : nullptr});
   if (!durable && leading_) return Status::OK();  // the busy leader writes it next
   Status answer;
   for (;;) {
@@ -439,7 +439,7 @@ void DecisionLog::LeadLocked(std::unique_lock<std::mutex>& lock) {
     if (s.ok()) {
       std::lock_guard<std::mutex> sl(state_mu_);
       for (const Pending& p : batch) {
-        Status as = live_.Apply(p.type, p.payload(), /*validate=*/false);
+        Status as = live_.Apply(FrameType(p.frame), FramePayload(p.frame), /*validate=*/false);
         (void)as;  // our own encoding: it always parses
       }
     }

@@ -128,16 +128,14 @@ class DecisionLog {
 
  private:
   struct Pending {
-    RecordType type;
     std::string frame;
     GroupWaiter* waiter;  // null for unforced records
-    std::string_view payload() const { return std::string_view(frame).substr(kRecordHeaderSize); }
   };
   explicit DecisionLog(const LogOptions& opts) : opts_(opts) {}
 
   Status Replay();
   Status OpenNewest();
-  Status AppendFrame(RecordType type, std::string frame, bool durable,
+  Status AppendFrame(std::string frame, bool durable,
                      const std::vector<EndRecord>* ends_before = nullptr);
   void LeadLocked(std::unique_lock<std::mutex>& lock);
   void HandOffLocked();

@@ -148,11 +148,4 @@ void AppendFrameTo(RecordType type, std::string_view payload, std::string* out) 
   FillHeader(out->data() + at, type, payload.size());
 }
 
-std::string Frame(RecordType type, std::string_view payload) {
-  std::string f;
-  f.reserve(kRecordHeaderSize + payload.size());
-  AppendFrameTo(type, payload, &f);
-  return f;
-}
-
 }  // namespace xtm::log

@@ -92,25 +92,33 @@ Status Decode(std::string_view payload, EndRecord* r);
 Status Decode(std::string_view payload, HeuristicRecord* r);
 Status Decode(std::string_view payload, ForgetRecord* r);
 
-// A frame: checksum, length, type, payload.
-std::string Frame(RecordType type, std::string_view payload);
-// Appends the frame of payload to *out.
+// Appends the frame of payload to *out: checksum, length, type, payload.
 void AppendFrameTo(RecordType type, std::string_view payload, std::string* out);
 // Fills in the header of *frame, which holds kRecordHeaderSize bytes and then
 // the payload.
 void SealFrame(RecordType type, std::string* frame);
 
+// The type each record is framed with.
+constexpr RecordType TypeOf(const NodeRecord&) { return RecordType::kNode; }
+constexpr RecordType TypeOf(const CommitRecord&) { return RecordType::kCommit; }
+constexpr RecordType TypeOf(const EndRecord&) { return RecordType::kEnd; }
+constexpr RecordType TypeOf(const HeuristicRecord&) { return RecordType::kHeuristic; }
+constexpr RecordType TypeOf(const ForgetRecord&) { return RecordType::kForget; }
+
 // The frame of a record, encoded in place: one allocation for a record of a
 // few branches.
 template <class Record>
-std::string Framed(RecordType type, const Record& r) {
+std::string Framed(const Record& r) {
   std::string f;
   f.reserve(kRecordHeaderSize + 128);
   f.resize(kRecordHeaderSize);
   EncodeTo(r, &f);
-  SealFrame(type, &f);
+  SealFrame(TypeOf(r), &f);
   return f;
 }
+// The type and the payload of a frame (sealed: at least a header long).
+inline RecordType FrameType(std::string_view frame) { return static_cast<RecordType>(frame[8]); }
+inline std::string_view FramePayload(std::string_view frame) { return frame.substr(kRecordHeaderSize); }
 
 // Milliseconds since the epoch, for the time fields.
 uint64_t NowMs();
